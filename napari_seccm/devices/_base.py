@@ -1,0 +1,45 @@
+"""Shared plumbing of the SECCM devices: backend selection and range checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymmcore_plus.experimental.unicore import Device
+
+from .backends import get_backend
+
+#: pre-init property naming the backend ("simulated" unless hardware is added)
+BACKEND_PROP = "Backend"
+#: pre-init property naming the shared rig (devices with the same name share it)
+RIG_PROP = "Rig"
+
+
+class BackendMixin(Device):
+    """Adds the ``Backend`` and ``Rig`` pre-init properties and ``self.backend``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_property(BACKEND_PROP, default_value="simulated", is_pre_init=True)
+        self.register_property(RIG_PROP, default_value="default", is_pre_init=True)
+        self._backend: Any = None
+
+    def initialize(self) -> None:
+        self._backend = get_backend(
+            str(self.get_property_value(BACKEND_PROP)), str(self.get_property_value(RIG_PROP))
+        )
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            raise RuntimeError(f"device {self.get_label()!r} is not initialized")
+        return self._backend
+
+
+def check_range(what: str, value: float, lo: float, hi: float, unit: str) -> None:
+    """Raise a ValueError naming the value and the limit when out of [lo, hi]."""
+    if not lo <= value <= hi:
+        limit = f"minimum {lo:g} {unit}" if value < lo else f"maximum {hi:g} {unit}"
+        raise ValueError(
+            f"{what} {value:g} {unit} is outside the allowed range "
+            f"[{lo:g}, {hi:g}] {unit} ({limit}); nothing was changed"
+        )

@@ -1,0 +1,175 @@
+"""``Potentiostat``: the SECCM's potential control and current amplifier.
+
+Micro-Manager has no analog-signal device type, so this is a Generic device
+whose properties are the instrument's controls. Waveform acquisition is
+hardware-timed, so no caller polls ``Current_A`` sample by sample:
+
+1. set ``Waveform`` to a JSON list of segments
+   (``[{"hold": 1.0, "t": 0.1}, {"ramp": [0.0, 1.0], "t": 0.5}]``, V and s);
+2. set ``Acquire`` to ``Run`` (returns when the waveform has ended);
+3. read ``LastTrace``: rows ``[t_s, E_V, I_A]`` sampled at ``SampleRate_Hz``
+   (a numpy array on UniMMCore).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
+
+from ._base import BackendMixin, check_range
+from .simulation import CURRENT_RANGES_A, Waveform
+
+#: the compliance of the potential, V (vs the quasi-reference counter electrode)
+COMPLIANCE_V = (-5.0, 5.0)
+
+
+class Potentiostat(BackendMixin, GenericDevice):
+    """SECCM potentiostat: potential (V), current (A), range, filter, waveforms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cell = "Off"
+        self._potential = 0.0
+        self._range = 1e-8
+        self._filter = 1000.0
+        self._rate = 5000.0
+        self._waveform = json.dumps([{"hold": 1.0, "t": 0.1}])
+        self._trace = np.empty((3, 0))
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._push_amplifier()
+        self.backend.set_cell(False)
+        self.backend.set_potential(self._potential)
+
+    def shutdown(self) -> None:
+        if self._backend is not None:
+            self.backend.set_cell(False)
+
+    def _push_amplifier(self) -> None:
+        self.backend.configure(
+            range_A=self._range, filter_hz=self._filter, sample_rate_hz=self._rate
+        )
+
+    @pymm_property(allowed_values=("Off", "On"))
+    def Cell(self) -> str:
+        """Cell connection: Off (open circuit, no current) or On."""
+        return self._cell
+
+    @Cell.setter
+    def Cell(self, value: str) -> None:
+        self.backend.set_cell(value == "On")
+        self._cell = value
+
+    @pymm_property(limits=COMPLIANCE_V)
+    def Potential_V(self) -> float:
+        """Applied potential, V (vs Li/Li+ QRCE); limited to the compliance."""
+        return self._potential
+
+    @Potential_V.setter
+    def Potential_V(self, value: float) -> None:
+        self.backend.set_potential(float(value))
+        self._potential = float(value)
+
+    @pymm_property(is_read_only=True)
+    def Current_A(self) -> float:
+        """One reading of the current, A (for monitoring; scans use waveforms)."""
+        return self.backend.read_current()
+
+    @pymm_property(limits=(min(CURRENT_RANGES_A), max(CURRENT_RANGES_A)))
+    def CurrentRange_A(self) -> float:
+        """Full-scale current, A: one of 1e-10 ... 1e-6; readings beyond it saturate.
+
+        The feedback resistor is 10 V / range (1e-8 A -> 1 GOhm).
+        """
+        return self._range
+
+    @CurrentRange_A.setter
+    def CurrentRange_A(self, value: float) -> None:
+        match = [r for r in CURRENT_RANGES_A if abs(float(value) / r - 1) < 1e-6]
+        if not match:
+            raise ValueError(
+                f"CurrentRange_A {value!r} A is not a range of this amplifier; "
+                f"choose one of {list(CURRENT_RANGES_A)} A"
+            )
+        self._range = match[0]
+        self._push_amplifier()
+
+    @pymm_property(limits=(1.0, 50_000.0))
+    def Filter_Hz(self) -> float:
+        """Cut-off of the one-pole low-pass filter, Hz (at most half the sample rate)."""
+        return self._filter
+
+    @Filter_Hz.setter
+    def Filter_Hz(self, value: float) -> None:
+        check_range("Filter_Hz", float(value), 1.0, self._rate / 2, "Hz")
+        self._filter = float(value)
+        self._push_amplifier()
+
+    @pymm_property(limits=(100.0, 100_000.0))
+    def SampleRate_Hz(self) -> float:
+        """Samples per second of waveform acquisitions and approaches, Hz."""
+        return self._rate
+
+    @SampleRate_Hz.setter
+    def SampleRate_Hz(self, value: float) -> None:
+        check_range("SampleRate_Hz", float(value), 2 * self._filter, 100_000.0, "Hz")
+        self._rate = float(value)
+        self._push_amplifier()
+
+    @pymm_property(is_read_only=True)
+    def NoiseRMS_A(self) -> float:
+        """Expected Johnson noise of the range and filter, A rms: sqrt(4kT ENBW / R_f)."""
+        from .simulation import physics
+
+        return physics.thermal_noise_rms(
+            10.0 / self._range, physics.one_pole_enbw(self._filter, self._rate)
+        )
+
+    @pymm_property
+    def Waveform(self) -> str:
+        """Potential program as JSON: [{"hold": V, "t": s} | {"ramp": [V0, V1], "t": s}]."""
+        return self._waveform
+
+    @Waveform.setter
+    def Waveform(self, value: str) -> None:
+        wf = Waveform.from_json(str(value))
+        lo, hi = wf.potential_limits()
+        check_range("Waveform potential", lo, *COMPLIANCE_V, "V")
+        check_range("Waveform potential", hi, *COMPLIANCE_V, "V")
+        n = wf.duration_s * self._rate
+        if n > 10_000_000:
+            raise ValueError(
+                f"waveform of {wf.duration_s:g} s at {self._rate:g} Hz is {n:.3g} samples; "
+                "the maximum is 1e7 samples"
+            )
+        self._waveform = wf.to_json()
+
+    @pymm_property(allowed_values=("Idle", "Run"))
+    def Acquire(self) -> str:
+        """Set to Run to apply ``Waveform`` and record ``LastTrace``."""
+        return "Idle"
+
+    @Acquire.setter
+    def Acquire(self, value: str) -> None:
+        if value != "Run":
+            return
+        # re-assert the settings: the rig may have been replaced since they were set
+        self._push_amplifier()
+        self.backend.set_cell(self._cell == "On")
+        self._trace = self.backend.run_waveform(self._waveform)
+        if self._trace.shape[1]:
+            self._potential = float(self._trace[1, -1]) if self._cell == "On" else self._potential
+
+    @pymm_property(is_read_only=True, property_type=str)
+    def LastTrace(self) -> Any:
+        """The last acquisition: rows [t_s, E_V, I_A] (a numpy array)."""
+        return self._trace
+
+    @pymm_property(is_read_only=True)
+    def LastTrace_Samples(self) -> int:
+        """Number of samples in ``LastTrace``."""
+        return int(self._trace.shape[1])

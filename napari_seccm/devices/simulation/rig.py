@@ -1,0 +1,483 @@
+"""One simulated SECCM instrument, shared by all the simulated devices.
+
+The rig owns the sample (film), one or more probes (pipette + Z + amplifier
+channel), the XY position and the virtual clock. Probes are keyed by name so
+that a second pipette with its own potentiostat channel and Z can join for the
+dual-probe measurement; today every device uses probe ``"A"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import physics
+from .instrument import (
+    PIPETTE_BROKEN,
+    PIPETTE_OK,
+    Amplifier,
+    PipetteParameters,
+    VirtualClock,
+)
+from .sample import FilmParameters, LLTOFilm
+
+#: detection modes of the approach: threshold on the current itself, on its rise
+#: over a running baseline, or on the absolute deviation from that baseline
+DETECT_MODES = ("absolute", "rise", "either")
+
+
+@dataclass
+class Contact:
+    """A droplet on the surface."""
+
+    x_um: float
+    y_um: float
+    t_s: float
+    #: the film's series resistance for this landing, Ohm
+    resistance_ohm: float
+
+
+@dataclass
+class ApproachResult:
+    contact: bool
+    #: Z where the current first crossed the threshold (the contact height), um
+    contact_z_um: float
+    #: Z where the stage stopped, um
+    final_z_um: float
+    duration_s: float
+    reason: str
+    trace: np.ndarray = field(repr=False, default_factory=lambda: np.empty((3, 0)))
+
+
+@dataclass
+class Probe:
+    """A pipette on its own Z axis with its own potentiostat channel."""
+
+    rng: np.random.Generator
+    pipette: PipetteParameters = field(default_factory=PipetteParameters)
+    state: str = PIPETTE_OK
+    z_um: float = 50.0
+    potential_V: float = 0.0
+    cell_on: bool = False
+    contact: Contact | None = None
+    amplifier: Amplifier = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.amplifier = Amplifier(self.rng)
+
+
+class Waveform:
+    """Potential program: a list of hold and ramp segments.
+
+    JSON form (the ``Waveform`` property of the potentiostat)::
+
+        [{"hold": 1.0, "t": 0.1}, {"ramp": [0.0, 1.0], "t": 0.5}]
+
+    ``hold``: constant potential (V) for ``t`` s; ``ramp``: linear from the first
+    to the second potential (V) over ``t`` s.
+    """
+
+    def __init__(self, segments: list[dict[str, Any]]) -> None:
+        if not segments:
+            raise ValueError("a waveform needs at least one segment")
+        for i, seg in enumerate(segments):
+            t = seg.get("t")
+            if not isinstance(t, (int, float)) or not t > 0:
+                raise ValueError(f"segment {i}: duration 't' must be > 0 s, got {t!r}")
+            if ("hold" in seg) == ("ramp" in seg):
+                raise ValueError(f"segment {i}: give exactly one of 'hold' or 'ramp'")
+            if "ramp" in seg and len(seg["ramp"]) != 2:
+                raise ValueError(f"segment {i}: 'ramp' takes [start_V, end_V]")
+        self.segments = segments
+
+    @classmethod
+    def from_json(cls, text: str) -> Waveform:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"waveform is not valid JSON: {e}") from e
+        if not isinstance(data, list):
+            raise ValueError("waveform JSON must be a list of segments")
+        return cls(data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.segments)
+
+    @property
+    def duration_s(self) -> float:
+        return float(sum(s["t"] for s in self.segments))
+
+    def potential_limits(self) -> tuple[float, float]:
+        vals = [v for s in self.segments for v in (s["ramp"] if "ramp" in s else [s["hold"]])]
+        return min(vals), max(vals)
+
+    def sample(self, sample_rate_hz: float) -> np.ndarray:
+        """Potential at each sample, V (sample k covers [k/fs, (k+1)/fs))."""
+        parts = []
+        carry = 0.0
+        for seg in self.segments:
+            n_exact = seg["t"] * sample_rate_hz + carry
+            n = int(round(n_exact))
+            carry = n_exact - n
+            if n <= 0:
+                continue
+            if "hold" in seg:
+                parts.append(np.full(n, float(seg["hold"])))
+            else:
+                e0, e1 = seg["ramp"]
+                parts.append(e0 + (e1 - e0) * (np.arange(n) + 0.5) / n)
+        return np.concatenate(parts) if parts else np.empty(0)
+
+
+class SimulatedRig:
+    """The instrument: stage, probes, film and clock, with thread-safe access."""
+
+    def __init__(
+        self,
+        film: FilmParameters | None = None,
+        seed: int = 0,
+        time_scale: float = 0.0,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.clock = VirtualClock(time_scale)
+        self.film = LLTOFilm(film or FilmParameters())
+        self.x_um = 0.0
+        self.y_um = 0.0
+        self.xy_speed_um_s = 50.0
+        self.z_speed_um_s = 20.0
+        #: potential across the blocking Au back contact, V
+        self.backcontact_V = 0.0
+        #: positions where droplets have been (x, y, radius) um: residue spots
+        self.residues: list[tuple[float, float, float]] = []
+        self.probes: dict[str, Probe] = {"A": Probe(self.rng)}
+        self.failure: str = ""  # a fault to inject: "xy", "z", "potentiostat"
+
+    # ---------------------------------------------------------------- helpers
+    def probe(self, name: str = "A") -> Probe:
+        return self.probes[name]
+
+    def set_film(self, params: FilmParameters) -> None:
+        with self.lock:
+            self.film = LLTOFilm(params)
+            for p in self.probes.values():
+                if p.contact is not None:
+                    p.contact.resistance_ohm = self.series_resistance(
+                        p.contact.x_um, p.contact.y_um, p
+                    )
+
+    def _check_failure(self, what: str) -> None:
+        if self.failure == what:
+            raise RuntimeError(f"simulated {what} failure (injected)")
+
+    def _advance(self, dt: float, measured: bool = False) -> None:
+        """Advance the clock; the back contact relaxes meanwhile.
+
+        ``measured``: the amplifier was sampled over this interval, so its
+        filter memory is already up to date.
+        """
+        if dt <= 0:
+            return
+        fp = self.film.params
+        tau = fp.pad_capacitance_F * fp.pad_leak_ohm
+        if self.backcontact_V and not any(p.contact for p in self.probes.values()):
+            self.backcontact_V *= math.exp(-dt / tau)
+        if not measured:
+            for p in self.probes.values():
+                p.amplifier.relax(dt)
+        self.clock.advance(dt)
+
+    def surface_um(self, x: float | None = None, y: float | None = None) -> float:
+        x = self.x_um if x is None else x
+        y = self.y_um if y is None else y
+        return float(self.film.surface_height_um(x, y))
+
+    # ---------------------------------------------------------------- physics
+    def series_resistance(self, x_um: float, y_um: float, probe: Probe) -> float:
+        """R_total of a landing at (x, y), Ohm (pipette + interface + spreading + film)."""
+        fp = self.film.params
+        _, a = probe.pipette.effective(probe.state)
+        r_pip = probe.pipette.resistance(probe.state)
+        r_ct = physics.interface_resistance(fp.asr_ohm_cm2 * 1e-4, a)
+        g_sp = float(self.film.spreading_conductance(x_um, y_um, a * 1e6))
+        r_film = float(
+            physics.film_resistance(
+                self.film.pad_distance_um(x_um) * 1e-6,
+                a,
+                fp.sigma_film_S_per_cm * 100.0,
+                fp.thickness_nm * 1e-9,
+            )
+        )
+        return r_pip + r_ct + 1.0 / g_sp + r_film
+
+    def resistance_terms(self, x_um: float, y_um: float, probe_name: str = "A") -> dict:
+        """The series terms at (x, y), Ohm, for display and tests."""
+        probe = self.probes[probe_name]
+        fp = self.film.params
+        _, a = probe.pipette.effective(probe.state)
+        return {
+            "pipette_ohm": probe.pipette.resistance(probe.state),
+            "interface_ohm": physics.interface_resistance(fp.asr_ohm_cm2 * 1e-4, a),
+            "spreading_ohm": 1.0 / float(self.film.spreading_conductance(x_um, y_um, a * 1e6)),
+            "film_ohm": float(
+                physics.film_resistance(
+                    self.film.pad_distance_um(x_um) * 1e-6,
+                    a,
+                    fp.sigma_film_S_per_cm * 100.0,
+                    fp.thickness_nm * 1e-9,
+                )
+            ),
+        }
+
+    def _cell_current(
+        self, probe: Probe, potential: np.ndarray, dt: float, e_before: float
+    ) -> np.ndarray:
+        """True (noise-free) current for potentials applied sample by sample, A.
+
+        Ionic current through the series resistance with the blocking back
+        contact charging in series (exact exponential update per sample), the
+        double-layer charging current of potential steps, and the optional
+        electronic leakage branch.
+        """
+        fp = self.film.params
+        n = potential.shape[0]
+        if not probe.cell_on or probe.contact is None or n == 0:
+            return np.zeros(n)
+        from scipy.signal import lfilter
+
+        R = probe.contact.resistance_ohm
+        C = fp.pad_capacitance_F
+        Rl = fp.pad_leak_ohm
+        e = potential - fp.rest_potential_V
+        # back-contact voltage v: dv/dt = (e - v)/(R C) - v/(Rl C)
+        k = 1.0 / (R * C) + 1.0 / (Rl * C)
+        alpha = math.exp(-k * dt)
+        v_inf = e * (Rl / (R + Rl))
+        v, _ = lfilter([1 - alpha], [1, -alpha], v_inf, zi=[alpha * self.backcontact_V])
+        v_start = np.concatenate(([self.backcontact_V], v[:-1]))
+        self.backcontact_V = float(v[-1])
+        i = (e - v_start) / R
+        _, a = probe.pipette.effective(probe.state)
+        cdl = fp.cdl_uF_per_cm2 * 1e-2 * math.pi * a**2  # F
+        steps = np.diff(np.concatenate(([e_before], potential)))
+        i = i + cdl * steps / dt
+        if fp.leakage_enabled:
+            below = potential < fp.leakage_onset_V
+            i = i + np.where(below, (potential - fp.leakage_onset_V) / fp.leakage_resistance_ohm, 0.0)
+        return i
+
+    def _landing_charge(self, probe: Probe, x_um: float, y_um: float) -> float:
+        fp = self.film.params
+        _, a = probe.pipette.effective(probe.state)
+        dv = (probe.potential_V - fp.rest_potential_V) if probe.cell_on else 0.0
+        return physics.double_layer_charge(fp.cdl_uF_per_cm2 * 1e-2, a, dv)
+
+    def _spike(self, probe: Probe, n: int, dt: float, t_land: float, q: float) -> np.ndarray:
+        """Landing spike binned per sample (charge-conserving), A.
+
+        ``t_land`` is the landing time from the start of the first sample; the
+        spike decays with the cell's RC, ``tau = R_total * C_dl * pi a^2``.
+        """
+        if q == 0 or probe.contact is None:
+            return np.zeros(n)
+        fp = self.film.params
+        _, a = probe.pipette.effective(probe.state)
+        tau = probe.contact.resistance_ohm * fp.cdl_uF_per_cm2 * 1e-2 * math.pi * a**2
+        edges = np.arange(n + 1) * dt - t_land
+        frac = 1.0 - np.exp(-np.clip(edges, 0, None) / tau)
+        return q * np.diff(frac) / dt
+
+    # ----------------------------------------------------------------- motion
+    def move_xy(self, x_um: float, y_um: float) -> float:
+        """Move the stage; returns the move's duration, s."""
+        with self.lock:
+            self._check_failure("xy")
+            dist = math.hypot(x_um - self.x_um, y_um - self.y_um)
+            dt = dist / self.xy_speed_um_s
+            self.x_um, self.y_um = float(x_um), float(y_um)
+            for probe in self.probes.values():
+                if probe.contact is not None:
+                    # the meniscus is dragged along: a streak of residue
+                    probe.contact = self._make_contact(probe)
+            self._advance(dt)
+            return dt
+
+    def _make_contact(self, probe: Probe) -> Contact:
+        _, a = probe.pipette.effective(probe.state)
+        self.residues.append((self.x_um, self.y_um, a * 1e6))
+        return Contact(
+            self.x_um, self.y_um, self.clock.now, self.series_resistance(self.x_um, self.y_um, probe)
+        )
+
+    def _update_contact_state(self, probe: Probe) -> None:
+        """Apply meniscus contact, detach hysteresis and crash at the probe's Z."""
+        gap = probe.z_um - self.surface_um()
+        pip = probe.pipette
+        if gap < -pip.crash_depth_um and probe.state != PIPETTE_BROKEN:
+            probe.state = PIPETTE_BROKEN
+        if probe.contact is None and gap <= pip.meniscus_height_um:
+            probe.contact = self._make_contact(probe)
+        elif probe.contact is not None and gap > pip.detach_height_um:
+            probe.contact = None
+
+    def move_z(self, z_um: float, probe_name: str = "A", speed_um_s: float | None = None) -> float:
+        """Move a probe's Z; landing, detaching and crashing happen on the way."""
+        with self.lock:
+            self._check_failure("z")
+            probe = self.probes[probe_name]
+            speed = speed_um_s or self.z_speed_um_s
+            dt = abs(z_um - probe.z_um) / speed
+            probe.z_um = float(z_um)
+            self._update_contact_state(probe)
+            self._advance(dt)
+            return dt
+
+    def approach(
+        self,
+        stop_z_um: float,
+        speed_um_s: float,
+        threshold_A: float,
+        mode: str = "absolute",
+        confirm_samples: int = 3,
+        baseline_samples: int = 50,
+        probe_name: str = "A",
+    ) -> ApproachResult:
+        """Lower the probe at constant speed until the current shows contact.
+
+        This is the instrument-side loop (an FPGA-style controller): the current
+        is sampled at the amplifier's sample rate while Z moves; contact is the
+        first sample at which the detector fires and stays fired for
+        ``confirm_samples`` more samples; the stage then stops where it is
+        (overshoot = speed x detection latency). Reaching ``stop_z_um`` first is
+        a miss.
+        """
+        if mode not in DETECT_MODES:
+            raise ValueError(f"detection mode must be one of {DETECT_MODES}, not {mode!r}")
+        with self.lock:
+            self._check_failure("z")
+            probe = self.probes[probe_name]
+            amp = probe.amplifier
+            fs = amp.sample_rate_hz
+            dt = 1.0 / fs
+            z0 = probe.z_um
+            if stop_z_um >= z0:
+                raise ValueError(
+                    f"approach stop Z {stop_z_um} um must be below the current Z {z0} um"
+                )
+            if probe.contact is not None:
+                return ApproachResult(True, z0, z0, 0.0, "already in contact")
+            pip = probe.pipette
+            z_contact = self.surface_um() + pip.meniscus_height_um
+            n_total = int(math.ceil((z0 - stop_z_um) / speed_um_s * fs)) + 1
+            t_contact = (z0 - z_contact) / speed_um_s if z_contact >= stop_z_um else math.inf
+            chunk = 1 << 15
+            traces = []
+            start = 0
+            e_now = probe.potential_V
+            history = np.empty(0)
+            result: ApproachResult | None = None
+            while start < n_total:
+                n = min(chunk, n_total - start)
+                t = (start + np.arange(n)) * dt
+                z = z0 - speed_um_s * t
+                i_true = np.zeros(n)
+                land_idx = int(math.floor(t_contact * fs)) - start if math.isfinite(t_contact) else n
+                if land_idx < n:
+                    li = max(land_idx, 0)
+                    if probe.contact is None:
+                        probe.contact = self._make_contact(probe)
+                        q = self._landing_charge(probe, self.x_um, self.y_um)
+                        t_off = t_contact - (start + li) * dt
+                        i_true[li:] += self._spike(probe, n - li, dt, t_off, q)
+                    i_true[li:] += self._cell_current(
+                        probe, np.full(n - li, e_now), dt, e_now
+                    )
+                meas, _ = amp.measure(i_true, self.clock.now + start * dt)
+                hist = np.concatenate((history, meas))
+                fired = self._detector(hist, threshold_A, mode, baseline_samples)[history.size :]
+                run = confirm_samples + 1
+                if fired.size >= run:
+                    win = np.lib.stride_tricks.sliding_window_view(fired, run).all(axis=1)
+                    hits = np.flatnonzero(win)
+                else:
+                    hits = np.empty(0, dtype=int)
+                if hits.size:
+                    k = int(hits[0])
+                    stop_k = min(k + confirm_samples, n - 1)
+                    z_stop = float(z[stop_k])
+                    traces.append(np.vstack((t[: stop_k + 1], z[: stop_k + 1], meas[: stop_k + 1])))
+                    result = ApproachResult(
+                        True, float(z[k]), z_stop, float(t[stop_k]) + dt, "contact"
+                    )
+                    break
+                traces.append(np.vstack((t, z, meas)))
+                history = hist[-baseline_samples:]
+                start += n
+            if result is None:
+                result = ApproachResult(
+                    False, math.nan, float(stop_z_um), (n_total) * dt, "no contact"
+                )
+            probe.z_um = result.final_z_um
+            self._update_contact_state(probe)
+            if result.contact and probe.contact is None:
+                # a false trigger above the surface (noise): the current says
+                # contact but the meniscus is not there
+                result.reason = "false trigger"
+            self._advance(result.duration_s, measured=True)
+            result.trace = np.hstack(traces) if traces else np.empty((3, 0))
+            return result
+
+    @staticmethod
+    def _detector(i: np.ndarray, thr: float, mode: str, nbase: int) -> np.ndarray:
+        if mode == "absolute":
+            return np.abs(i) >= abs(thr) if thr >= 0 else i <= thr
+        # running mean of the previous nbase samples (causal)
+        c = np.concatenate(([0.0], np.cumsum(i)))
+        idx = np.arange(i.size)
+        lo = np.maximum(idx - nbase, 0)
+        cnt = np.maximum(idx - lo, 1)
+        base = (c[idx] - c[lo]) / cnt
+        base[0] = i[0]
+        d = i - base
+        return d >= thr if mode == "rise" else np.abs(d) >= abs(thr)
+
+    # -------------------------------------------------------------- potentiostat
+    def acquire(self, waveform: Waveform, probe_name: str = "A") -> np.ndarray:
+        """Run a potential waveform, hardware-timed; returns [t_s, E_V, I_A] rows.
+
+        The probe's potential is left at the last value of the waveform.
+        """
+        with self.lock:
+            self._check_failure("potentiostat")
+            probe = self.probes[probe_name]
+            amp = probe.amplifier
+            fs = amp.sample_rate_hz
+            e = waveform.sample(fs)
+            n = e.size
+            dt = 1.0 / fs
+            t0 = self.clock.now
+            e_applied = e if probe.cell_on else np.full(n, probe.potential_V)
+            i_true = self._cell_current(probe, e_applied, dt, probe.potential_V)
+            meas, _ = amp.measure(i_true, t0)
+            if n:
+                probe.potential_V = float(e[-1])
+            self._advance(n * dt, measured=True)
+            return np.vstack((t0 + np.arange(n) * dt, e_applied, meas))
+
+    def read_current(self, probe_name: str = "A") -> float:
+        """One sample of the current at the present potential, A."""
+        probe = self.probes[probe_name]
+        one = Waveform([{"hold": probe.potential_V, "t": 1.0 / probe.amplifier.sample_rate_hz}])
+        trace = self.acquire(one, probe_name)
+        return float(trace[2, -1]) if trace.shape[1] else 0.0
+
+    def set_potential(self, volts: float, probe_name: str = "A") -> None:
+        """Step the potential; a step while in contact charges the double layer."""
+        with self.lock:
+            self.probes[probe_name].potential_V = float(volts)
