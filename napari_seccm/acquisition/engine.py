@@ -1,0 +1,362 @@
+"""The hopping-scan engine: a pymmcore-plus MDA engine for SECCM.
+
+It is run by the core's MDA runner (``core.mda``), so pause, resume, cancel
+and the runner's signals behave as in any pymmcore-plus acquisition. It talks
+to the instrument only through the core, using the core's current XY stage,
+its focus (Z) stage and the potentiostat device named in the plan, so the same
+engine runs on the simulated rig and on any rig that offers:
+
+- Z and XY stages (any Micro-Manager stages);
+- a potentiostat Generic device with ``Potential_V``, ``Cell``,
+  ``Current_A`` and, for hardware-timed programs, ``Waveform`` /
+  ``Acquire`` / ``LastTrace`` (see ``docs/devices.md``);
+- optionally a Z stage with a device-side approach (``Approach``,
+  ``Approach_*``); without one, contact detection runs as a software loop of
+  Z steps and current reads through the core.
+
+One hop (one event): lift, lateral move, fast descent to just above the
+predicted landing, slow approach with contact detection, the measurement
+program, retract, and the point handed to the store's writer thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pymmcore_plus.mda import PMDAEngine
+
+from .store import FAILED, FALSE_TRIGGER, NO_CONTACT, OK, SATURATED, PointRecord
+from .surface import SurfaceModel
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from pymmcore_plus import CMMCorePlus
+    from useq import MDAEvent, MDASequence
+
+    from .plan import ScanPlan, ScanPoints
+    from .store import StoreWriter
+
+
+class ScanAborted(RuntimeError):
+    """The scan stopped itself (e.g. too many points without contact)."""
+
+
+class HoppingEngine(PMDAEngine):
+    """Runs one hop per MDA event (``event.index["p"]`` = point index)."""
+
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        plan: ScanPlan,
+        writer: StoreWriter | None = None,
+        *,
+        points: ScanPoints | None = None,
+        previous_landings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.core = core
+        self.plan = plan
+        self.writer = writer
+        self.points = points if points is not None else plan.points()
+        self.surface = SurfaceModel(plan.surface.model, plan.surface.min_landings)
+        if previous_landings is not None:
+            self.surface.add_many(*previous_landings)
+        self.error: BaseException | None = None
+        self.points_done = 0
+        self.consecutive_failures = 0
+        self._last_row: int | None = None
+        self._max_contact_z = -math.inf
+        if previous_landings is not None and len(previous_landings[2]):
+            self._max_contact_z = float(np.nanmax(previous_landings[2]))
+        self._t0_instrument = 0.0
+
+    # ------------------------------------------------------------ helpers
+    def instrument_time_s(self) -> float:
+        """Instrument time: the simulator's clock if a device publishes one
+        (``SimTime_s``), else the wall clock."""
+        if self._clock_dev:
+            return float(self.core.getProperty(self._clock_dev, "SimTime_s"))
+        return time.perf_counter()
+
+    def _set_prop(self, dev: str, prop: str, value: Any) -> None:
+        self.core.setProperty(dev, prop, value)
+
+    def _move_z(self, z: float, speed: float | None = None) -> None:
+        if z < self.z_floor:
+            raise ScanAborted(
+                f"refusing to move Z to {z:g} um: below the Z floor {self.z_floor:g} um"
+            )
+        if speed is not None and self._z_speed_prop:
+            self._set_prop(self.z_dev, "Speed_um_per_s", speed)
+        self.core.setPosition(self.z_dev, z)
+        self.core.waitForDevice(self.z_dev)
+
+    # ------------------------------------------------------- MDA protocol
+    def setup_sequence(self, sequence: MDASequence) -> dict[str, Any] | None:
+        core, plan = self.core, self.plan
+        self.xy_dev = core.getXYStageDevice()
+        self.z_dev = core.getFocusDevice()
+        self.ps = plan.potentiostat.label
+        if not self.xy_dev or not self.z_dev:
+            raise RuntimeError("the core needs an XY stage and a focus (Z) stage for a scan")
+        loaded = core.getLoadedDevices()
+        if self.ps not in loaded:
+            raise RuntimeError(f"potentiostat {self.ps!r} is not loaded")
+        self._clock_dev = next(
+            (d for d in loaded if d != "Core" and core.hasProperty(d, "SimTime_s")), ""
+        )
+        has = core.hasProperty
+        self._device_approach = has(self.z_dev, "Approach") and has(self.z_dev, "Approach_Result")
+        method = plan.approach.method
+        if method == "device" and not self._device_approach:
+            raise RuntimeError(
+                f"the plan asks for a device-side approach but {self.z_dev!r} has none"
+            )
+        self._use_device_approach = self._device_approach and method != "software"
+        self._hw_waveform = has(self.ps, "Waveform") and has(self.ps, "LastTrace")
+        self._z_speed_prop = has(self.z_dev, "Speed_um_per_s")
+        lo = -math.inf
+        if has(self.z_dev, "ZMin_um"):
+            lo = float(core.getProperty(self.z_dev, "ZMin_um"))
+        self.z_floor = plan.safety.z_floor_um if plan.safety.z_floor_um is not None else lo
+        pst = plan.potentiostat
+        for prop, val in (
+            ("SampleRate_Hz", pst.sample_rate_Hz),
+            ("Filter_Hz", pst.filter_Hz),
+            ("CurrentRange_A", pst.current_range_A),
+        ):
+            if has(self.ps, prop):
+                # the filter must stay below half the rate at every step
+                if prop == "SampleRate_Hz" and float(core.getProperty(self.ps, "Filter_Hz")) > val / 2:
+                    self._set_prop(self.ps, "Filter_Hz", pst.filter_Hz)
+                self._set_prop(self.ps, prop, val)
+        self._range = float(core.getProperty(self.ps, "CurrentRange_A")) if has(self.ps, "CurrentRange_A") else math.inf
+        if self._hw_waveform:
+            self._set_prop(self.ps, "Waveform", plan.waveform_json())
+        if self._use_device_approach:
+            a = plan.approach
+            self._set_prop(self.z_dev, "Approach_Threshold_A", a.threshold_A)
+            self._set_prop(self.z_dev, "Approach_Detection", a.detection)
+            self._set_prop(self.z_dev, "Approach_ConfirmSamples", a.confirm_samples)
+        self._set_prop(self.ps, "Potential_V", plan.approach.potential_V)
+        self._set_prop(self.ps, "Cell", "On")
+        fs = pst.sample_rate_Hz
+        w0, w1 = plan.readout_window_s()
+        self._win = slice(int(round(w0 * fs)), max(int(round(w1 * fs)), int(round(w0 * fs)) + 1))
+        self._t0_instrument = self.instrument_time_s()
+        self._t0_wall = time.perf_counter()
+        return None
+
+    def event_iterator(self, events: Iterable[MDAEvent]) -> Iterator[MDAEvent]:
+        return iter(events)
+
+    def setup_event(self, event: MDAEvent) -> None:
+        """Nothing to prepare: a hop is one indivisible operation."""
+
+    def exec_event(self, event: MDAEvent) -> Iterable[Any]:
+        try:
+            record, trace = self._hop(int(event.index["p"]))
+        except BaseException as e:
+            self.error = e
+            raise
+        self.points_done += 1
+        meta = {
+            "seccm": {
+                "index": record.i,
+                "status": record.status,
+                "value_A": record.value_A,
+                "contact_z_um": record.contact_z_um,
+                "x_um": record.x_um,
+                "y_um": record.y_um,
+            }
+        }
+        img = trace if trace is not None else np.empty((2, 0), dtype=np.float32)
+        return [(img, event, meta)]
+
+    def teardown_sequence(self, sequence: MDASequence) -> None:
+        """However the scan ends: retract to the safe height, cell off, flush."""
+        problems = []
+        try:
+            self._retract_to_safe()
+        except Exception as e:
+            problems.append(f"retract failed: {e}")
+        try:
+            self._set_prop(self.ps, "Cell", "Off")
+        except Exception as e:
+            problems.append(f"switching the cell off failed: {e}")
+        self.teardown_problems = problems
+
+    def safe_height_um(self) -> float:
+        base = self._max_contact_z if math.isfinite(self._max_contact_z) else -math.inf
+        return base + self.plan.retract_um + self.plan.flyback_extra_um
+
+    def _retract_to_safe(self) -> None:
+        z = self.core.getPosition(self.z_dev)
+        target = self.safe_height_um()
+        if math.isfinite(target) and z < target:
+            self._move_z(target, self.plan.approach.fast_speed_um_per_s)
+
+    # ----------------------------------------------------------------- hop
+    def _hop(self, i: int) -> tuple[PointRecord, np.ndarray | None]:
+        core, plan, a = self.core, self.plan, self.plan.approach
+        pts = self.points
+        x, y, row = float(pts.x_um[i]), float(pts.y_um[i]), int(pts.row[i])
+        t_start = self.instrument_time_s() - self._t0_instrument
+        # 1. lift (extra on a raster fly-back), 2. lateral move
+        z = core.getPosition(self.z_dev)
+        if math.isfinite(self._max_contact_z):
+            lift = self._last_contact_z + plan.retract_um if self._has_last else z
+            if plan.order == "raster" and self._last_row is not None and row != self._last_row:
+                lift += plan.flyback_extra_um
+            if z < lift:
+                self._move_z(lift, a.fast_speed_um_per_s)
+        self._last_row = row
+        core.setXYPosition(self.xy_dev, x, y)
+        core.waitForDevice(self.xy_dev)
+        # 3. where do we expect the surface?
+        h = self.surface.predict(x, y)
+        if h is None:
+            found = self._approach(self.z_floor, a.search_speed_um_per_s)
+            if found is None:
+                return self._miss(i, x, y, t_start, NO_CONTACT)
+            # found the surface: lift off and land again slowly
+            self._move_z(found + plan.retract_um, a.fast_speed_um_per_s)
+            h = found
+        margin = max(a.slow_zone_um, 3.0 * self.surface.rms_um)
+        z_slow = h + margin
+        if core.getPosition(self.z_dev) > z_slow:
+            self._move_z(z_slow, a.fast_speed_um_per_s)
+        stop = max(h - a.max_depth_um, self.z_floor)
+        contact_z = self._approach(stop, a.slow_speed_um_per_s)
+        if contact_z is None:
+            return self._miss(i, x, y, t_start, self._last_reason)
+        # 4. measure
+        trace = self._measure()
+        cur = trace[2]
+        window = cur[self._win]
+        value = float(np.mean(window)) if window.size else math.nan
+        status = OK
+        if window.size and np.max(np.abs(window)) >= 0.999 * self._range:
+            status = SATURATED
+        self._set_prop(self.ps, "Potential_V", a.potential_V)
+        self.surface.add(x, y, contact_z)
+        self._has_last, self._last_contact_z = True, contact_z
+        self._max_contact_z = max(self._max_contact_z, contact_z)
+        # 5. retract (the droplet detaches), 6. hand over to the writer
+        self._move_z(contact_z + plan.retract_um, a.fast_speed_um_per_s)
+        self.consecutive_failures = 0
+        xa, ya = core.getXYPosition(self.xy_dev)
+        rec = PointRecord(
+            i, status, value, contact_z, xa, ya, t_start, time.time(),
+            current_A=cur.astype(np.float32), potential_V=trace[1].astype(np.float32),
+        )
+        if self.writer is not None:
+            self.writer.put(rec)
+        return rec, np.vstack((trace[1], cur)).astype(np.float32)
+
+    _has_last = False
+    _last_contact_z = math.nan
+    _last_reason = NO_CONTACT
+
+    def _miss(self, i: int, x: float, y: float, t_start: float, status: int) -> tuple[PointRecord, None]:
+        self.consecutive_failures += 1
+        rec = PointRecord(i, status, math.nan, math.nan, x, y, t_start, time.time())
+        if self.writer is not None:
+            self.writer.put(rec)
+        # lift back to where the next hop expects to start
+        if math.isfinite(self._max_contact_z):
+            self._move_z(max(self.core.getPosition(self.z_dev), self._last_contact_z + self.plan.retract_um),
+                         self.plan.approach.fast_speed_um_per_s)
+        limit = self.plan.safety.max_consecutive_failures
+        if self.consecutive_failures >= limit:
+            raise ScanAborted(
+                f"{self.consecutive_failures} points in a row without contact "
+                f"(limit max_consecutive_failures = {limit}); last at x={x:g} um, y={y:g} um"
+            )
+        return rec, None
+
+    def _approach(self, stop_z: float, speed: float) -> float | None:
+        """Lower Z to ``stop_z`` at ``speed`` until contact; the contact height or None."""
+        if self._use_device_approach:
+            core, z = self.core, self.z_dev
+            here = core.getPosition(z)
+            if stop_z >= here:
+                self._last_reason = NO_CONTACT
+                return None
+            self._set_prop(z, "Approach_StopZ_um", stop_z)
+            self._set_prop(z, "Approach_Speed_um_per_s", speed)
+            self._set_prop(z, "Approach", "Start")
+            core.waitForDevice(z)
+            result = core.getProperty(z, "Approach_Result")
+            if result == "contact":
+                return float(core.getProperty(z, "Approach_ContactZ_um"))
+            self._last_reason = FALSE_TRIGGER if result == "false trigger" else NO_CONTACT
+            return None
+        return self._software_approach(stop_z, speed)
+
+    def _software_approach(self, stop_z: float, speed: float) -> float | None:
+        """Fallback: step Z down and read the current through the core after each step."""
+        a = self.plan.approach
+        core = self.core
+        z = core.getPosition(self.z_dev)
+        step = a.software_step_um
+        baseline: list[float] = []
+        while z - step >= stop_z:
+            z -= step
+            self._move_z(z, speed)
+            i = float(core.getProperty(self.ps, "Current_A"))
+            if self._fires(i, baseline):
+                ok = all(
+                    self._fires(float(core.getProperty(self.ps, "Current_A")), baseline)
+                    for _ in range(a.confirm_samples)
+                )
+                if ok:
+                    return z
+            baseline.append(i)
+            del baseline[:-50]
+        self._last_reason = NO_CONTACT
+        return None
+
+    def _fires(self, i: float, baseline: list[float]) -> bool:
+        a = self.plan.approach
+        base = float(np.mean(baseline)) if baseline else 0.0
+        if a.detection == "absolute":
+            return abs(i) >= a.threshold_A
+        if a.detection == "rise":
+            return i - base >= a.threshold_A
+        return abs(i - base) >= a.threshold_A
+
+    def _measure(self) -> np.ndarray:
+        """Run the program; rows [t_s, E_V, I_A]."""
+        core, ps = self.core, self.ps
+        if self._hw_waveform:
+            self._set_prop(ps, "Acquire", "Run")
+            core.waitForDevice(ps)
+            trace = core.getProperty(ps, "LastTrace")
+            return _as_trace(trace)
+        # no hardware timing: hold each segment's potential and read the current
+        fs = self.plan.potentiostat.sample_rate_Hz
+        rows = []
+        t = 0.0
+        for seg in self.plan.waveform_segments():
+            n = max(1, int(round(seg["t"] * fs)))
+            for k in range(n):
+                e = seg["hold"] if "hold" in seg else seg["ramp"][0] + (seg["ramp"][1] - seg["ramp"][0]) * (k + 0.5) / n
+                self._set_prop(ps, "Potential_V", e)
+                rows.append((t, e, float(core.getProperty(ps, "Current_A"))))
+                t += 1.0 / fs
+        return np.asarray(rows).T
+
+
+def _as_trace(value: Any) -> np.ndarray:
+    """LastTrace as a (3, n) array: native on UniMMCore, text from a C++ adapter."""
+    if isinstance(value, np.ndarray):
+        return value
+    text = str(value).strip()
+    if not text:
+        return np.empty((3, 0))
+    arr = np.array([float(v) for v in text.replace(";", ",").split(",")])
+    return arr.reshape(3, -1)

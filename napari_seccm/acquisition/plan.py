@@ -1,0 +1,516 @@
+"""Scan plans: a validated, serialisable description of a hopping scan.
+
+A :class:`ScanPlan` says *where* (area, pitch, order), *how to land* (approach,
+surface prediction), *what to measure* at every landing (a potential program
+and the readout window that gives the pixel's map value) and *how to stay safe*
+(retract, Z floor, failures in a row). It round-trips through YAML and JSON,
+and knows nothing of hardware: :func:`check_plan_against_core` compares it with
+a live Micro-Manager core before a scan starts.
+
+Every number carries its unit in its field name (``_um``, ``_s``, ``_V``,
+``_A``, ``_Hz``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------- area
+class RectangleArea(_Model):
+    """A rectangle given by its centre and size."""
+
+    kind: Literal["rectangle"] = "rectangle"
+    center_x_um: float = 0.0
+    center_y_um: float = 0.0
+    width_um: float = Field(12.0, gt=0)
+    height_um: float = Field(12.0, gt=0)
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max), um."""
+        hw, hh = self.width_um / 2, self.height_um / 2
+        return (
+            self.center_x_um - hw,
+            self.center_x_um + hw,
+            self.center_y_um - hh,
+            self.center_y_um + hh,
+        )
+
+
+class EdgesArea(_Model):
+    """A rectangle given by its edges."""
+
+    kind: Literal["edges"] = "edges"
+    x_min_um: float
+    x_max_um: float
+    y_min_um: float
+    y_max_um: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EdgesArea:
+        if not (self.x_max_um > self.x_min_um and self.y_max_um > self.y_min_um):
+            raise ValueError(
+                f"edges must satisfy x_min < x_max and y_min < y_max, got "
+                f"x [{self.x_min_um}, {self.x_max_um}] um, y [{self.y_min_um}, {self.y_max_um}] um"
+            )
+        return self
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.x_min_um, self.x_max_um, self.y_min_um, self.y_max_um
+
+
+class PointsArea(_Model):
+    """An explicit list of (x, y) points, um; each lands in the map pixel under it."""
+
+    kind: Literal["points"] = "points"
+    points_um: list[tuple[float, float]] = Field(min_length=1)
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        p = np.asarray(self.points_um)
+        return p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()
+
+
+class PolygonArea(_Model):
+    """The grid points inside a polygon (vertices in um, e.g. drawn in napari)."""
+
+    kind: Literal["polygon"] = "polygon"
+    vertices_um: list[tuple[float, float]] = Field(min_length=3)
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        p = np.asarray(self.vertices_um)
+        return p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()
+
+
+Area = Annotated[
+    RectangleArea | EdgesArea | PointsArea | PolygonArea, Field(discriminator="kind")
+]
+
+
+# --------------------------------------------------------------- measurement
+class Chronoamperometry(_Model):
+    """Hold one potential and record the current (the report's map: 1.0 V)."""
+
+    kind: Literal["ca"] = "ca"
+    potential_V: float = 1.0
+    duration_s: float = Field(0.02, gt=0)
+
+    def segments(self) -> list[dict[str, Any]]:
+        return [{"hold": self.potential_V, "t": self.duration_s}]
+
+
+class LinearSweep(_Model):
+    """Linear sweep voltammetry from start to end at a scan rate."""
+
+    kind: Literal["lsv"] = "lsv"
+    start_V: float = 0.0
+    end_V: float = 1.0
+    scan_rate_V_per_s: float = Field(2.0, gt=0)
+
+    def segments(self) -> list[dict[str, Any]]:
+        t = abs(self.end_V - self.start_V) / self.scan_rate_V_per_s
+        return [{"ramp": [self.start_V, self.end_V], "t": t}]
+
+
+class CyclicVoltammetry(_Model):
+    """Cyclic voltammetry: start -> vertex -> start, repeated ``cycles`` times."""
+
+    kind: Literal["cv"] = "cv"
+    start_V: float = 0.0
+    vertex_V: float = 1.0
+    scan_rate_V_per_s: float = Field(2.0, gt=0)
+    cycles: int = Field(1, ge=1, le=1000)
+
+    def segments(self) -> list[dict[str, Any]]:
+        t = abs(self.vertex_V - self.start_V) / self.scan_rate_V_per_s
+        one = [
+            {"ramp": [self.start_V, self.vertex_V], "t": t},
+            {"ramp": [self.vertex_V, self.start_V], "t": t},
+        ]
+        return one * self.cycles
+
+
+class Staircase(_Model):
+    """An I-V staircase: equal steps from start to end, each held ``hold_s``."""
+
+    kind: Literal["staircase"] = "staircase"
+    start_V: float = 0.0
+    end_V: float = 1.0
+    steps: int = Field(11, ge=2, le=10_000)
+    hold_s: float = Field(0.01, gt=0)
+
+    def potentials_V(self) -> np.ndarray:
+        return np.linspace(self.start_V, self.end_V, self.steps)
+
+    def segments(self) -> list[dict[str, Any]]:
+        return [{"hold": float(v), "t": self.hold_s} for v in self.potentials_V()]
+
+
+Measurement = Annotated[
+    Chronoamperometry | LinearSweep | CyclicVoltammetry | Staircase,
+    Field(discriminator="kind"),
+]
+
+
+# ------------------------------------------------------------------ approach
+class ApproachSettings(_Model):
+    """How the pipette comes down to each landing."""
+
+    potential_V: float = 1.0
+    #: ordinary moves far from the surface (retract, fast descent)
+    fast_speed_um_per_s: float = Field(20.0, gt=0, le=500)
+    #: the first landing, with no surface prediction yet
+    search_speed_um_per_s: float = Field(5.0, gt=0, le=100)
+    #: near the surface; above 1 um/s risks a crash
+    slow_speed_um_per_s: float = Field(1.0, gt=0, le=20)
+    #: the slow approach starts this far above the predicted contact height
+    slow_zone_um: float = Field(0.3, ge=0.01, le=100)
+    detection: Literal["absolute", "rise", "either"] = "absolute"
+    threshold_A: float = Field(3e-12, gt=0, le=1e-6)
+    confirm_samples: int = Field(3, ge=0, le=1000)
+    #: give up this far below the predicted contact height (no contact)
+    max_depth_um: float = Field(1.5, gt=0, le=100)
+    #: where contact detection runs: the device's own loop, or steps + reads
+    #: through the core; ``auto`` uses the device when it offers one
+    method: Literal["auto", "device", "software"] = "auto"
+    #: software fallback: Z step between current reads
+    software_step_um: float = Field(0.005, gt=0, le=1)
+
+    @field_validator("slow_speed_um_per_s")
+    @classmethod
+    def _warn_fast(cls, v: float) -> float:
+        if v > 1.0:
+            warnings.warn(
+                f"slow approach speed {v} um/s is above 1 um/s: risk of crashing the pipette",
+                stacklevel=2,
+            )
+        return v
+
+
+class SurfaceSettings(_Model):
+    """Prediction of the next landing height from the previous ones."""
+
+    model: Literal["none", "plane"] = "plane"
+    #: landings needed before the plane is trusted (fewer: the last height)
+    min_landings: int = Field(3, ge=1)
+
+
+class SafetySettings(_Model):
+    #: the engine never commands Z below this, um (None: the stage's lower travel)
+    z_floor_um: float | None = None
+    max_consecutive_failures: int = Field(5, ge=1, le=1_000_000)
+
+
+class PotentiostatSettings(_Model):
+    label: str = "Potentiostat"
+    sample_rate_Hz: float = Field(5000.0, ge=100, le=100_000)
+    filter_Hz: float = Field(1000.0, ge=1, le=50_000)
+    current_range_A: float = 1e-8
+
+
+# ---------------------------------------------------------------------- grid
+@dataclass(frozen=True)
+class MapGrid:
+    """The map's pixel grid: pixel (row, col) is centred at
+    ``(x0 + (col + 0.5) * pitch, y0 + (row + 0.5) * pitch)``."""
+
+    x0_um: float
+    y0_um: float
+    pitch_um: float
+    nx: int
+    ny: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.ny, self.nx
+
+    def centers(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            self.x0_um + (np.asarray(cols) + 0.5) * self.pitch_um,
+            self.y0_um + (np.asarray(rows) + 0.5) * self.pitch_um,
+        )
+
+
+@dataclass(frozen=True)
+class ScanPoints:
+    """Points in visiting order."""
+
+    x_um: np.ndarray
+    y_um: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    grid: MapGrid
+
+    def __len__(self) -> int:
+        return int(self.x_um.shape[0])
+
+
+# ---------------------------------------------------------------------- plan
+class ScanPlan(_Model):
+    """A hopping scan (defaults: the report's 12 x 12 um map at 1.0 V)."""
+
+    name: str = "seccm scan"
+    area: Area = Field(default_factory=RectangleArea)
+    pitch_um: float = Field(0.3, gt=0, le=1000)
+    order: Literal["raster", "serpentine", "shuffled"] = "serpentine"
+    shuffle_seed: int = 0
+    approach: ApproachSettings = Field(default_factory=ApproachSettings)
+    surface: SurfaceSettings = Field(default_factory=SurfaceSettings)
+    measurement: Measurement = Field(default_factory=Chronoamperometry)
+    #: the map value is the mean current over [start, end] s of the program
+    #: (None: the second half of the program)
+    readout_start_s: float | None = None
+    readout_end_s: float | None = None
+    #: wait after landing before the program starts (settling), s
+    hold_s: float = Field(0.0, ge=0, le=3600)
+    #: lift above the contact height after each point (must clear the meniscus)
+    retract_um: float = Field(1.0, gt=0, le=100)
+    #: extra lift when a raster jumps back to the start of a row
+    flyback_extra_um: float = Field(2.0, ge=0, le=100)
+    #: your estimate of the droplet footprint (diameter), for the pitch check
+    footprint_diameter_um: float = Field(0.15, gt=0)
+    potentiostat: PotentiostatSettings = Field(default_factory=PotentiostatSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> ScanPlan:
+        dur = self.program_duration_s
+        start, end = self.readout_window_s()
+        if not 0 <= start < end <= dur + 1e-12:
+            raise ValueError(
+                f"readout window [{start:g}, {end:g}] s must lie inside the program "
+                f"[0, {dur:g}] s"
+            )
+        if self.pitch_um < 2 * self.footprint_diameter_um:
+            warnings.warn(
+                f"pitch {self.pitch_um:g} um is below 2x the droplet footprint "
+                f"({self.footprint_diameter_um:g} um): neighbouring droplets may overlap",
+                stacklevel=2,
+            )
+        n = self.n_points()
+        if n > 10_000_000:
+            raise ValueError(f"the plan has {n} points; the maximum is 10,000,000")
+        return self
+
+    # --------------------------------------------------------------- program
+    def waveform_segments(self) -> list[dict[str, Any]]:
+        segs = self.measurement.segments()
+        if self.hold_s > 0:
+            first = segs[0]
+            e0 = first["hold"] if "hold" in first else first["ramp"][0]
+            segs = [{"hold": e0, "t": self.hold_s}, *segs]
+        return segs
+
+    def waveform_json(self) -> str:
+        return json.dumps(self.waveform_segments())
+
+    @property
+    def program_duration_s(self) -> float:
+        return float(sum(s["t"] for s in self.waveform_segments()))
+
+    def readout_window_s(self) -> tuple[float, float]:
+        dur = self.program_duration_s
+        start = self.readout_start_s if self.readout_start_s is not None else self.hold_s + (dur - self.hold_s) / 2
+        end = self.readout_end_s if self.readout_end_s is not None else dur
+        return float(start), float(end)
+
+    def samples_per_point(self) -> int:
+        """Samples recorded per point (the trace length), at the sample rate."""
+        fs = self.potentiostat.sample_rate_Hz
+        n, carry = 0, 0.0
+        for seg in self.waveform_segments():  # same rounding as the devices' Waveform
+            exact = seg["t"] * fs + carry
+            k = int(round(exact))
+            carry = exact - k
+            n += max(k, 0)
+        return n
+
+    def potential_limits_V(self) -> tuple[float, float]:
+        vals = [self.approach.potential_V]
+        for s in self.waveform_segments():
+            vals.extend(s["ramp"] if "ramp" in s else [s["hold"]])
+        return min(vals), max(vals)
+
+    # ------------------------------------------------------------------ grid
+    def grid(self) -> MapGrid:
+        x_min, x_max, y_min, y_max = self.area.bounds()
+        p = self.pitch_um
+        if self.area.kind in ("rectangle", "edges"):
+            nx = max(1, int(round((x_max - x_min) / p)))
+            ny = max(1, int(round((y_max - y_min) / p)))
+            cx, cy = (x_min + x_max) / 2, (y_min + y_max) / 2
+            return MapGrid(cx - nx * p / 2, cy - ny * p / 2, p, nx, ny)
+        # points / polygon: pixels centred on the lower-left extreme
+        nx = int(math.floor((x_max - x_min) / p + 1e-9)) + 1
+        ny = int(math.floor((y_max - y_min) / p + 1e-9)) + 1
+        return MapGrid(x_min - p / 2, y_min - p / 2, p, nx, ny)
+
+    def n_points(self) -> int:
+        if self.area.kind in ("rectangle", "edges"):
+            g = self.grid()
+            return g.nx * g.ny
+        return len(self.points())
+
+    def points(self) -> ScanPoints:
+        """All points in visiting order."""
+        g = self.grid()
+        if self.area.kind == "points":
+            pts = np.asarray(self.area.points_um, dtype=float)
+            col = np.clip(np.floor((pts[:, 0] - g.x0_um) / g.pitch_um), 0, g.nx - 1).astype(np.int32)
+            row = np.clip(np.floor((pts[:, 1] - g.y0_um) / g.pitch_um), 0, g.ny - 1).astype(np.int32)
+            x, y = pts[:, 0], pts[:, 1]
+            order = self._order(row, col)
+            return ScanPoints(x[order], y[order], row[order], col[order], g)
+        rr, cc = np.mgrid[0 : g.ny, 0 : g.nx]
+        row = rr.ravel().astype(np.int32)
+        col = cc.ravel().astype(np.int32)
+        x, y = g.centers(row, col)
+        if self.area.kind == "polygon":
+            from matplotlib.path import Path as MplPath
+
+            inside = MplPath(np.asarray(self.area.vertices_um)).contains_points(
+                np.column_stack((x, y))
+            )
+            if not inside.any():
+                raise ValueError(
+                    f"no grid point at pitch {self.pitch_um:g} um lies inside the polygon"
+                )
+            row, col, x, y = row[inside], col[inside], x[inside], y[inside]
+        order = self._order(row, col)
+        return ScanPoints(x[order], y[order], row[order], col[order], g)
+
+    def _order(self, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        if self.order == "shuffled":
+            return np.random.default_rng(self.shuffle_seed).permutation(row.size)
+        key_col = col.astype(np.int64)
+        if self.order == "serpentine":
+            g = self.grid()
+            key_col = np.where(row % 2 == 1, g.nx - 1 - col, col)
+        return np.lexsort((key_col, row))
+
+    # ------------------------------------------------------------- estimate
+    def estimate_time_s(self, xy_speed_um_per_s: float = 50.0) -> float:
+        """Estimated instrument time of the whole scan, s.
+
+        Per point: lift by the retract height, the lateral hop, the fast
+        descent to the slow zone, the slow approach through it, the program;
+        plus one search approach from 30 um for the first landing.
+        """
+        a = self.approach
+        n = self.n_points()
+        lift = self.retract_um / a.fast_speed_um_per_s
+        hop = self.pitch_um / xy_speed_um_per_s
+        fast = max(self.retract_um - a.slow_zone_um, 0) / a.fast_speed_um_per_s
+        slow = a.slow_zone_um / a.slow_speed_um_per_s
+        per_point = lift + hop + fast + slow + self.program_duration_s
+        search = 30.0 / a.search_speed_um_per_s
+        return n * per_point + search
+
+    # ------------------------------------------------------------------ I/O
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ScanPlan:
+        import yaml
+
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ValueError("a plan file must hold a mapping of fields")
+        return cls.model_validate(data)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScanPlan:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix.lower() == ".json":
+            return cls.model_validate_json(text)
+        return cls.from_yaml(text)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.write_text(self.to_json() if path.suffix.lower() == ".json" else self.to_yaml())
+
+
+# ---------------------------------------------------------------- core check
+class PlanError(ValueError):
+    """A plan that cannot run on this rig; the message names value and limit."""
+
+
+def check_plan_against_core(plan: ScanPlan, core: CMMCorePlus) -> None:
+    """Raise :class:`PlanError` if the plan does not fit the loaded rig.
+
+    Checks that the XY stage, focus stage and potentiostat exist, that the area
+    lies inside the XY travel (when the stage publishes it as ``XMin_um`` ...
+    properties), and that every potential lies inside the potentiostat's
+    ``Potential_V`` limits. Nothing is moved.
+    """
+    xy = core.getXYStageDevice()
+    z = core.getFocusDevice()
+    ps = plan.potentiostat.label
+    if not xy:
+        raise PlanError("no XY stage is set in the core (Core-XYStage)")
+    if not z:
+        raise PlanError("no focus (Z) stage is set in the core (Core-Focus)")
+    if ps not in core.getLoadedDevices():
+        raise PlanError(
+            f"potentiostat device {ps!r} is not loaded; loaded devices: "
+            f"{list(core.getLoadedDevices())}"
+        )
+    x_min, x_max, y_min, y_max = plan.area.bounds()
+    for axis, lo, hi in (("X", x_min, x_max), ("Y", y_min, y_max)):
+        pmin, pmax = f"{axis}Min_um", f"{axis}Max_um"
+        if core.hasProperty(xy, pmin) and core.hasProperty(xy, pmax):
+            tmin = float(core.getProperty(xy, pmin))
+            tmax = float(core.getProperty(xy, pmax))
+            if lo < tmin:
+                raise PlanError(
+                    f"scan area {axis} from {lo:g} um is beyond the stage travel: "
+                    f"{xy} {axis} minimum is {tmin:g} um"
+                )
+            if hi > tmax:
+                raise PlanError(
+                    f"scan area {axis} up to {hi:g} um is beyond the stage travel: "
+                    f"{xy} {axis} maximum is {tmax:g} um"
+                )
+    if core.hasPropertyLimits(ps, "Potential_V"):
+        lo_v = core.getPropertyLowerLimit(ps, "Potential_V")
+        hi_v = core.getPropertyUpperLimit(ps, "Potential_V")
+        pmin_v, pmax_v = plan.potential_limits_V()
+        if pmin_v < lo_v or pmax_v > hi_v:
+            bad = pmin_v if pmin_v < lo_v else pmax_v
+            lim = f"minimum {lo_v:g} V" if pmin_v < lo_v else f"maximum {hi_v:g} V"
+            raise PlanError(
+                f"potential {bad:g} V is beyond the potentiostat's compliance ({lim})"
+            )
+    if core.hasProperty(ps, "SampleRate_Hz") and core.hasPropertyLimits(ps, "SampleRate_Hz"):
+        hi_fs = core.getPropertyUpperLimit(ps, "SampleRate_Hz")
+        if plan.potentiostat.sample_rate_Hz > hi_fs:
+            raise PlanError(
+                f"sample rate {plan.potentiostat.sample_rate_Hz:g} Hz is above the "
+                f"potentiostat's maximum {hi_fs:g} Hz"
+            )
+    if plan.potentiostat.filter_Hz > plan.potentiostat.sample_rate_Hz / 2:
+        raise PlanError(
+            f"filter {plan.potentiostat.filter_Hz:g} Hz is above half the sample rate "
+            f"({plan.potentiostat.sample_rate_Hz / 2:g} Hz)"
+        )

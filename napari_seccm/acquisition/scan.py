@@ -1,0 +1,238 @@
+"""Run, resume and watch a hopping scan: plan + store + engine + the core's MDA runner.
+
+``Scan`` ties the pieces together. ``scan.run()`` blocks (scripts, the CLI);
+``scan.start()`` runs on a thread (widgets) and returns at once. Either way
+the core's MDA runner drives the engine, so ``core.mda.set_paused`` /
+``core.mda.cancel`` and the runner's signals work as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .engine import HoppingEngine
+from .plan import ScanPlan, check_plan_against_core
+from .store import ScanStore, StoreWriter, _now_iso
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from pymmcore_plus import CMMCorePlus
+    from useq import MDAEvent
+
+log = logging.getLogger(__name__)
+
+
+def rig_snapshot(core: CMMCorePlus) -> dict[str, Any]:
+    """Every device property with a plain value, and the config file's text."""
+    devices: dict[str, dict[str, Any]] = {}
+    for dev in core.getLoadedDevices():
+        props: dict[str, Any] = {}
+        for prop in core.getDevicePropertyNames(dev):
+            try:
+                val = core.getProperty(dev, prop)
+            except Exception:
+                continue
+            if isinstance(val, (np.generic,)):
+                val = val.item()
+            if isinstance(val, (str, int, float, bool)):
+                if isinstance(val, float) and not math.isfinite(val):
+                    val = str(val)
+                props[prop] = val
+        devices[dev] = props
+    cfg_text = ""
+    with contextlib.suppress(Exception):
+        cfg = core.systemConfigurationFile()
+        if cfg and Path(cfg).exists():
+            cfg_text = Path(cfg).read_text()
+    return {
+        "devices": devices,
+        "config_file": core.systemConfigurationFile() or "",
+        "config_text": cfg_text,
+        "roles": {
+            "xy_stage": core.getXYStageDevice(),
+            "focus": core.getFocusDevice(),
+            "camera": core.getCameraDevice(),
+        },
+    }
+
+
+class Scan:
+    """One scan into one store.
+
+    Parameters
+    ----------
+    core : the loaded Micro-Manager core (any CMMCorePlus / UniMMCore).
+    store : a writable :class:`ScanStore` (see :meth:`create` and :meth:`resume`).
+    """
+
+    def __init__(self, core: CMMCorePlus, store: ScanStore) -> None:
+        self.core = core
+        self.store = store
+        self.plan = store.plan()
+        self.engine: HoppingEngine | None = None
+        self.writer: StoreWriter | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.final_status: str | None = None
+        self.pending = np.flatnonzero(~store.done_mask())
+        self.n_total = store.n_points
+        self._done_before = self.n_total - self.pending.size
+
+    # -------------------------------------------------------- constructors
+    @classmethod
+    def create(
+        cls, core: CMMCorePlus, plan: ScanPlan, path: str | Path, *, overwrite: bool = False
+    ) -> Scan:
+        """Check the plan against the rig, then create the store (nothing moves)."""
+        check_plan_against_core(plan, core)
+        store = ScanStore.create(path, plan, rig=rig_snapshot(core), overwrite=overwrite)
+        return cls(core, store)
+
+    @classmethod
+    def resume(cls, core: CMMCorePlus, path: str | Path) -> Scan:
+        """Reopen an interrupted or canceled scan to measure its remaining points."""
+        store = ScanStore.open(path, mode="r+")
+        if store.meta["status"] == "complete":
+            store.close()
+            raise ValueError(f"{path} is already complete; nothing to resume")
+        check_plan_against_core(store.plan(), core)
+        return cls(core, store)
+
+    # ------------------------------------------------------------- running
+    @property
+    def points_done(self) -> int:
+        return self._done_before + (self.engine.points_done if self.engine else 0)
+
+    def _events(self) -> Iterator[MDAEvent]:
+        from useq import MDAEvent
+
+        pts = self.plan.points()
+        for i in self.pending:
+            yield MDAEvent(
+                index={"p": int(i)},
+                x_pos=float(pts.x_um[i]),
+                y_pos=float(pts.y_um[i]),
+            )
+
+    def _prepare(self) -> None:
+        store = self.store
+        res = store.results()
+        done = res["done"].astype(bool)
+        prev = (res["x_um"][done], res["y_um"][done], res["contact_z_um"][done])
+        self.writer = StoreWriter(store)
+        self.engine = HoppingEngine(self.core, self.plan, self.writer, previous_landings=prev)
+        meta = store.meta
+        sessions = list(meta.get("sessions", []))
+        sessions.append({"started": _now_iso(), "points_pending": int(self.pending.size)})
+        store.update_meta(
+            status="running",
+            reason="",
+            started=meta.get("started") or _now_iso(),
+            sessions=sessions,
+        )
+
+    def run(self) -> str:
+        """Run to the end in this thread; returns the final status."""
+        self._prepare()
+        assert self.engine is not None and self.writer is not None
+        mda = self.core.mda
+        old_engine = mda.set_engine(self.engine)
+        t_wall = time.perf_counter()
+        try:
+            mda.run(self._events())
+        except BaseException as e:  # the runner re-raises after its teardown
+            self.error = e
+        finally:
+            mda.set_engine(old_engine)
+            self._finish(time.perf_counter() - t_wall)
+        return self.final_status or "error"
+
+    def start(self) -> None:
+        """Run on a background thread (for GUIs); returns at once."""
+        if self._thread is not None:
+            raise RuntimeError("this scan has already been started")
+        self._thread = threading.Thread(target=self.run, name="seccm-scan", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.final_status
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cancel(self) -> None:
+        """Stop after the point in progress (the pipette is retracted, data flushed)."""
+        self.core.mda.cancel()
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause after the point in progress (the pipette waits retracted)."""
+        self.core.mda.set_paused(paused)
+
+    def _finish(self, wall_s: float) -> None:
+        eng, store = self.engine, self.store
+        write_error: BaseException | None = None
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        except BaseException as e:
+            write_error = e
+        reason_parts = []
+        status = "complete"
+        finish = self.core.mda.status.finish_reason
+        if self.error is not None or write_error is not None or (eng and eng.error):
+            status = "error"
+            err = self.error or write_error or (eng.error if eng else None)
+            reason_parts.append(f"{type(err).__name__}: {err}")
+        elif finish is not None and str(finish) == "canceled":
+            status = "canceled"
+            reason_parts.append("canceled by the user")
+        elif store.done_mask().sum() < store.n_points:
+            status = "canceled"
+            reason_parts.append("stopped before all points were measured")
+        if eng is not None:
+            reason_parts.extend(getattr(eng, "teardown_problems", []))
+        meta = store.meta
+        inst = float(meta.get("instrument_time_s", 0.0))
+        if eng is not None and hasattr(eng, "_t0_wall"):
+            inst += eng.instrument_time_s() - eng._t0_instrument
+        sessions = list(meta.get("sessions", []))
+        if sessions:
+            sessions[-1]["ended"] = _now_iso()
+            sessions[-1]["status"] = status
+        store.update_meta(
+            status=status,
+            reason="; ".join(reason_parts),
+            ended=_now_iso(),
+            instrument_time_s=inst,
+            wall_time_s=float(meta.get("wall_time_s", 0.0)) + wall_s,
+            sessions=sessions,
+        )
+        store.close()
+        self.final_status = status
+
+
+def run_scan(
+    core: CMMCorePlus,
+    plan: ScanPlan,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    on_point: Callable[[int, int], None] | None = None,
+) -> Scan:
+    """Create the store and run the whole scan (blocking). Returns the finished Scan."""
+    scan = Scan.create(core, plan, path, overwrite=overwrite)
+    if on_point is not None:
+        core.mda.events.frameReady.connect(lambda *_: on_point(scan.points_done, scan.n_total))
+    scan.run()
+    return scan
