@@ -36,10 +36,10 @@ class RectangleArea(_Model):
     """A rectangle given by its centre and size."""
 
     kind: Literal["rectangle"] = "rectangle"
-    center_x_um: float = 0.0
-    center_y_um: float = 0.0
-    width_um: float = Field(12.0, gt=0)
-    height_um: float = Field(12.0, gt=0)
+    center_x_um: float = Field(0.0, description="x of the centre")
+    center_y_um: float = Field(0.0, description="y of the centre")
+    width_um: float = Field(12.0, gt=0, description="extent along x")
+    height_um: float = Field(12.0, gt=0, description="extent along y")
 
     def bounds(self) -> tuple[float, float, float, float]:
         """(x_min, x_max, y_min, y_max), um."""
@@ -106,8 +106,8 @@ class Chronoamperometry(_Model):
     """Hold one potential and record the current (the report's map: 1.0 V)."""
 
     kind: Literal["ca"] = "ca"
-    potential_V: float = 1.0
-    duration_s: float = Field(0.02, gt=0)
+    potential_V: float = Field(1.0, description="potential held during the measurement")
+    duration_s: float = Field(0.02, gt=0, description="length of the recording")
 
     def segments(self) -> list[dict[str, Any]]:
         return [{"hold": self.potential_V, "t": self.duration_s}]
@@ -117,9 +117,9 @@ class LinearSweep(_Model):
     """Linear sweep voltammetry from start to end at a scan rate."""
 
     kind: Literal["lsv"] = "lsv"
-    start_V: float = 0.0
-    end_V: float = 1.0
-    scan_rate_V_per_s: float = Field(2.0, gt=0)
+    start_V: float = Field(0.0, description="start potential")
+    end_V: float = Field(1.0, description="end potential")
+    scan_rate_V_per_s: float = Field(2.0, gt=0, description="sweep rate")
 
     def segments(self) -> list[dict[str, Any]]:
         t = abs(self.end_V - self.start_V) / self.scan_rate_V_per_s
@@ -130,10 +130,10 @@ class CyclicVoltammetry(_Model):
     """Cyclic voltammetry: start -> vertex -> start, repeated ``cycles`` times."""
 
     kind: Literal["cv"] = "cv"
-    start_V: float = 0.0
-    vertex_V: float = 1.0
-    scan_rate_V_per_s: float = Field(2.0, gt=0)
-    cycles: int = Field(1, ge=1, le=1000)
+    start_V: float = Field(0.0, description="start (and end) potential")
+    vertex_V: float = Field(1.0, description="turning potential")
+    scan_rate_V_per_s: float = Field(2.0, gt=0, description="sweep rate")
+    cycles: int = Field(1, ge=1, le=1000, description="number of cycles")
 
     def segments(self) -> list[dict[str, Any]]:
         t = abs(self.vertex_V - self.start_V) / self.scan_rate_V_per_s
@@ -148,10 +148,10 @@ class Staircase(_Model):
     """An I-V staircase: equal steps from start to end, each held ``hold_s``."""
 
     kind: Literal["staircase"] = "staircase"
-    start_V: float = 0.0
-    end_V: float = 1.0
-    steps: int = Field(11, ge=2, le=10_000)
-    hold_s: float = Field(0.01, gt=0)
+    start_V: float = Field(0.0, description="first step potential")
+    end_V: float = Field(1.0, description="last step potential")
+    steps: int = Field(11, ge=2, le=10_000, description="number of steps")
+    hold_s: float = Field(0.01, gt=0, description="time at each step")
 
     def potentials_V(self) -> np.ndarray:
         return np.linspace(self.start_V, self.end_V, self.steps)
@@ -170,25 +170,23 @@ Measurement = Annotated[
 class ApproachSettings(_Model):
     """How the pipette comes down to each landing."""
 
-    potential_V: float = 1.0
-    #: ordinary moves far from the surface (retract, fast descent)
-    fast_speed_um_per_s: float = Field(20.0, gt=0, le=500)
-    #: the first landing, with no surface prediction yet
-    search_speed_um_per_s: float = Field(5.0, gt=0, le=100)
-    #: near the surface; above 1 um/s risks a crash
-    slow_speed_um_per_s: float = Field(1.0, gt=0, le=20)
-    #: the slow approach starts this far above the predicted contact height
-    slow_zone_um: float = Field(0.3, ge=0.01, le=100)
-    detection: Literal["absolute", "rise", "either"] = "absolute"
-    threshold_A: float = Field(3e-12, gt=0, le=1e-6)
-    confirm_samples: int = Field(3, ge=0, le=1000)
-    #: give up this far below the predicted contact height (no contact)
-    max_depth_um: float = Field(1.5, gt=0, le=100)
-    #: where contact detection runs: the device's own loop, or steps + reads
-    #: through the core; ``auto`` uses the device when it offers one
-    method: Literal["auto", "device", "software"] = "auto"
-    #: software fallback: Z step between current reads
-    software_step_um: float = Field(0.005, gt=0, le=1)
+    potential_V: float = Field(1.0, description="potential applied while approaching")
+    fast_speed_um_per_s: float = Field(20.0, gt=0, le=500, description='ordinary moves far from the surface (retract, fast descent)')
+    search_speed_um_per_s: float = Field(5.0, gt=0, le=100, description='the first landing, with no surface prediction yet')
+    slow_speed_um_per_s: float = Field(1.0, gt=0, le=20, description='near the surface; above 1 um/s risks a crash')
+    slow_zone_um: float = Field(0.3, ge=0.01, le=100, description='the slow approach starts this far above the predicted contact height')
+    detection: Literal["absolute", "rise", "either"] = Field(
+        "absolute",
+        description="contact when |I| >= threshold (absolute), I - baseline >= threshold "
+        "(rise) or |I - baseline| >= threshold (either)",
+    )
+    threshold_A: float = Field(3e-12, gt=0, le=1e-6, description="contact threshold")
+    confirm_samples: int = Field(
+        3, ge=0, le=1000, description="further samples that must confirm a contact"
+    )
+    max_depth_um: float = Field(1.5, gt=0, le=100, description='give up this far below the predicted contact height (no contact)')
+    method: Literal["auto", "device", "software"] = Field("auto", description="where contact detection runs: the device's own loop, or steps + reads through the core; ``auto`` uses the device when it offers one")
+    software_step_um: float = Field(0.005, gt=0, le=1, description='software fallback: Z step between current reads')
 
     @field_validator("slow_speed_um_per_s")
     @classmethod
@@ -204,22 +202,24 @@ class ApproachSettings(_Model):
 class SurfaceSettings(_Model):
     """Prediction of the next landing height from the previous ones."""
 
-    model: Literal["none", "plane"] = "plane"
-    #: landings needed before the plane is trusted (fewer: the last height)
-    min_landings: int = Field(3, ge=1)
+    model: Literal["none", "plane"] = Field(
+        "plane", description="none: last height only; plane: least-squares plane of the landings"
+    )
+    min_landings: int = Field(3, ge=1, description='landings needed before the plane is trusted (fewer: the last height)')
 
 
 class SafetySettings(_Model):
-    #: the engine never commands Z below this, um (None: the stage's lower travel)
-    z_floor_um: float | None = None
-    max_consecutive_failures: int = Field(5, ge=1, le=1_000_000)
+    z_floor_um: float | None = Field(None, description="the engine never commands Z below this, um (None: the stage's lower travel)")
+    max_consecutive_failures: int = Field(
+        5, ge=1, le=1_000_000, description="stop the scan after this many misses in a row"
+    )
 
 
 class PotentiostatSettings(_Model):
-    label: str = "Potentiostat"
-    sample_rate_Hz: float = Field(5000.0, ge=100, le=100_000)
-    filter_Hz: float = Field(1000.0, ge=1, le=50_000)
-    current_range_A: float = 1e-8
+    label: str = Field("Potentiostat", description="Micro-Manager label of the potentiostat")
+    sample_rate_Hz: float = Field(5000.0, ge=100, le=100_000, description="samples per second")
+    filter_Hz: float = Field(1000.0, ge=1, le=50_000, description="low-pass filter cut-off")
+    current_range_A: float = Field(1e-8, description="full-scale current range")
 
 
 # ---------------------------------------------------------------------- grid
@@ -263,31 +263,33 @@ class ScanPoints:
 class ScanPlan(_Model):
     """A hopping scan (defaults: the report's 12 x 12 um map at 1.0 V)."""
 
-    name: str = "seccm scan"
+    name: str = Field("seccm scan", description="a name for the scan")
     area: Area = Field(default_factory=RectangleArea)
-    pitch_um: float = Field(0.3, gt=0, le=1000)
-    order: Literal["raster", "serpentine", "shuffled"] = "serpentine"
-    shuffle_seed: int = 0
+    pitch_um: float = Field(0.3, gt=0, le=1000, description="distance between neighbouring points")
+    order: Literal["raster", "serpentine", "shuffled"] = Field(
+        "serpentine", description="visiting order: raster, serpentine, or shuffled (spreads residue effects)"
+    )
+    shuffle_seed: int = Field(0, description="seed of the shuffled order")
     approach: ApproachSettings = Field(default_factory=ApproachSettings)
     surface: SurfaceSettings = Field(default_factory=SurfaceSettings)
     measurement: Measurement = Field(default_factory=Chronoamperometry)
-    #: the map value is the mean current over [start, end] s of the program
-    #: (None: the second half of the program)
-    readout_start_s: float | None = None
-    readout_end_s: float | None = None
-    #: wait after landing before the program starts (settling), s
-    hold_s: float = Field(0.0, ge=0, le=3600)
-    #: lift above the contact height after each point (must clear the meniscus)
-    retract_um: float = Field(1.0, gt=0, le=100)
-    #: extra lift when a raster jumps back to the start of a row
-    flyback_extra_um: float = Field(2.0, ge=0, le=100)
-    #: your estimate of the droplet footprint (diameter), for the pitch check
-    footprint_diameter_um: float = Field(0.15, gt=0)
+    readout_start_s: float | None = Field(None, description='the map value is the mean current over [start, end] s of the program (None: the second half of the program)')
+    readout_end_s: float | None = Field(None, description="end of the readout window (None: the end of the program)")
+    hold_s: float = Field(0.0, ge=0, le=3600, description='wait after landing before the program starts (settling), s')
+    retract_um: float = Field(1.0, gt=0, le=100, description='lift above the contact height after each point (must clear the meniscus)')
+    flyback_extra_um: float = Field(2.0, ge=0, le=100, description='extra lift when a raster jumps back to the start of a row')
+    footprint_diameter_um: float = Field(0.15, gt=0, description='your estimate of the droplet footprint (diameter), for the pitch check')
     potentiostat: PotentiostatSettings = Field(default_factory=PotentiostatSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @model_validator(mode="after")
     def _check(self) -> ScanPlan:
+        pst = self.potentiostat
+        if pst.filter_Hz > pst.sample_rate_Hz / 2:
+            raise ValueError(
+                f"potentiostat filter {pst.filter_Hz:g} Hz is above half the sample rate "
+                f"({pst.sample_rate_Hz / 2:g} Hz)"
+            )
         dur = self.program_duration_s
         start, end = self.readout_window_s()
         if not 0 <= start < end <= dur + 1e-12:
@@ -509,8 +511,53 @@ def check_plan_against_core(plan: ScanPlan, core: CMMCorePlus) -> None:
                 f"sample rate {plan.potentiostat.sample_rate_Hz:g} Hz is above the "
                 f"potentiostat's maximum {hi_fs:g} Hz"
             )
-    if plan.potentiostat.filter_Hz > plan.potentiostat.sample_rate_Hz / 2:
-        raise PlanError(
-            f"filter {plan.potentiostat.filter_Hz:g} Hz is above half the sample rate "
-            f"({plan.potentiostat.sample_rate_Hz / 2:g} Hz)"
-        )
+
+
+# ---------------------------------------------------------- plan template
+_UNITS = {
+    "_um_per_s": "um/s", "_V_per_s": "V/s", "_um": "um", "_s": "s", "_V": "V",
+    "_A": "A", "_Hz": "Hz",
+}
+
+
+def _unit(name: str) -> str:
+    return next((u for suf, u in _UNITS.items() if name.endswith(suf)), "")
+
+
+def _emit(model: BaseModel, indent: int, out: list[str]) -> None:
+    pad = "  " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        desc = field.description or ""
+        if not desc and isinstance(value, BaseModel):
+            desc = (type(value).__doc__ or "").strip().split("\n")[0]
+        unit = _unit(name)
+        note = "  # " + "; ".join(x for x in (desc, f"unit: {unit}" if unit else "") if x)
+        note = note if note.strip() != "#" else ""
+        if isinstance(value, BaseModel):
+            out.append(f"{pad}{name}:{note}")
+            _emit(value, indent + 1, out)
+        else:
+            import yaml
+
+            text = yaml.safe_dump(
+                json.loads(json.dumps(value, default=list)), default_flow_style=True
+            ).strip()
+            text = text.removesuffix("...").strip()
+            out.append(f"{pad}{name}: {text}{note}")
+
+
+def plan_template_yaml(plan: ScanPlan | None = None) -> str:
+    """The plan as YAML with every field, its value, its meaning and its unit."""
+    plan = plan or ScanPlan()
+    out = [
+        "# napari-seccm scan plan: every field with its default, meaning and unit.",
+        "# Positions in um in the stage frame; Z larger is farther from the sample.",
+        "# area.kind: rectangle (center/size) | edges (x_min_um..y_max_um) |",
+        "#   points (points_um: [[x, y], ...]) | polygon (vertices_um: [[x, y], ...])",
+        "# measurement.kind: ca (potential_V, duration_s) | lsv (start_V, end_V,",
+        "#   scan_rate_V_per_s) | cv (start_V, vertex_V, scan_rate_V_per_s, cycles) |",
+        "#   staircase (start_V, end_V, steps, hold_s)",
+    ]
+    _emit(plan, 0, out)
+    return "\n".join(out) + "\n"

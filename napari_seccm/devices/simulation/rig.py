@@ -410,7 +410,9 @@ class SimulatedRig:
                 if hits.size:
                     k = int(hits[0])
                     stop_k = min(k + confirm_samples, n - 1)
-                    z_stop = float(z[stop_k])
+                    # the stop sample is known only at its end: the stage has
+                    # moved through it (z[] is the height at a sample's start)
+                    z_stop = float(z[stop_k]) - speed_um_s * dt
                     traces.append(np.vstack((t[: stop_k + 1], z[: stop_k + 1], meas[: stop_k + 1])))
                     result = ApproachResult(
                         True, float(z[k]), z_stop, float(t[stop_k]) + dt, "contact"

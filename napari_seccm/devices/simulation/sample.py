@@ -57,8 +57,8 @@ class FilmParameters:
     # the Au back contact: covers x < pad_edge_x_um
     pad_edge_x_um: float = -20.0
     #: blocking Au/LLTO contact: its capacitance and leak resistance
-    pad_capacitance_F: float = 1e-7
-    pad_leak_ohm: float = 1e7
+    pad_capacitance_F: float = 2.5e-6
+    pad_leak_ohm: float = 1e6
     # interface and double layer
     asr_ohm_cm2: float = 0.0
     cdl_uF_per_cm2: float = 10.0

@@ -1,0 +1,358 @@
+"""``napari-seccm``: the SECCM from the command line (no GUI needed).
+
+Commands: ``demo``, ``scan``, ``resume``, ``info``, ``plan``, ``gui``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .acquisition.scan import Scan
+
+
+def _fmt_duration(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+# ------------------------------------------------------------------ running
+def _run_with_progress(scan: Scan, title: str, quiet: bool = False) -> str:
+    """Run a scan on a worker thread with a progress bar; Ctrl-C stops it cleanly."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    est = scan.plan.estimate_time_s() * scan.pending.size / max(scan.n_total, 1)
+    if not quiet:
+        console.print(
+            f"{title}: {scan.pending.size} of {scan.n_total} points to measure, "
+            f"estimated instrument time {_fmt_duration(est)}; Ctrl-C stops cleanly"
+        )
+    interrupted = {"n": 0}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted["n"] += 1
+        if interrupted["n"] == 1:
+            console.print("[yellow]stopping after the point in progress (retract, flush)...")
+            scan.cancel()
+        else:
+            console.print("[yellow]already stopping; the pipette is being retracted")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        scan.start()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("points"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(title, total=scan.n_total, completed=scan.points_done)
+            while scan.is_running():
+                scan.wait(0.1)
+                progress.update(task, completed=scan.points_done)
+            progress.update(task, completed=scan.points_done)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    status = scan.final_status or "error"
+    if not quiet:
+        color = {"complete": "green", "canceled": "yellow"}.get(status, "red")
+        reason = scan.store.meta.get("reason") or ""
+        console.print(f"[{color}]{status}[/] {reason}".rstrip())
+    return status
+
+
+def _load_core(config: str):
+    from .configs import load_core
+
+    return load_core(config)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .acquisition.plan import ScanPlan
+    from .acquisition.scan import Scan
+
+    plan = ScanPlan.load(args.plan) if args.plan else ScanPlan()
+    core = _load_core(args.config)
+    scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
+    status = _run_with_progress(scan, f"scan -> {args.out}", args.quiet)
+    return 0 if status == "complete" else 1 if status == "error" else 130
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .acquisition.scan import Scan
+    from .acquisition.store import ScanStore
+
+    with ScanStore.open(args.store) as s:
+        cfg = args.config or s.meta.get("rig", {}).get("config_file") or "seccm_simulated.cfg"
+    core = _load_core(cfg)
+    scan = Scan.resume(core, args.store)
+    status = _run_with_progress(scan, f"resume {args.store}", args.quiet)
+    return 0 if status == "complete" else 1 if status == "error" else 130
+
+
+def store_info(path: str | Path) -> dict[str, Any]:
+    """The facts ``napari-seccm info`` prints, as a dict."""
+    from .acquisition.store import ScanStore
+
+    with ScanStore.open(path) as s:
+        meta = s.meta
+        done = s.done_mask()
+        counts = s.status_counts()
+        counts.pop("pending", None)
+        g = s.grid
+        return {
+            "path": str(path),
+            "name": meta["plan"].get("name", ""),
+            "status": s.status,
+            "reason": meta.get("reason", ""),
+            "map_shape": [g.ny, g.nx],
+            "pitch_um": g.pitch_um,
+            "points_done": int(done.sum()),
+            "points_total": s.n_points,
+            "landing_status": counts,
+            "instrument_time_s": float(meta.get("instrument_time_s", 0.0)),
+            "wall_time_s": float(meta.get("wall_time_s", 0.0)),
+            "created": meta.get("created"),
+            "started": meta.get("started"),
+            "ended": meta.get("ended"),
+        }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = store_info(args.store)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}  ({info['name']})")
+    print(f"  status           {info['status']}" + (f"  ({info['reason']})" if info["reason"] else ""))
+    ny, nx = info["map_shape"]
+    print(f"  map              {ny} x {nx} px at {info['pitch_um']:g} um")
+    print(f"  points           {info['points_done']} of {info['points_total']} done")
+    counts = ", ".join(f"{k} {v}" for k, v in info["landing_status"].items() if v)
+    print(f"  landings         {counts or 'none yet'}")
+    print(f"  instrument time  {_fmt_duration(info['instrument_time_s'])} ({info['instrument_time_s']:.1f} s)")
+    print(f"  wall time        {_fmt_duration(info['wall_time_s'])} ({info['wall_time_s']:.1f} s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .acquisition.plan import plan_template_yaml
+
+    text = plan_template_yaml()
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not args.overwrite:
+            print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+            return 2
+        out.write_text(text)
+        print(f"wrote {out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+# --------------------------------------------------------------------- demo
+def _next_run_dir(base: Path) -> Path:
+    base.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while (base / f"run-{k:03d}").exists():
+        k += 1
+    d = base / f"run-{k:03d}"
+    d.mkdir()
+    return d
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The report's experiment on the simulated LLTO film: an I-V at one landing,
+    then a 12 x 12 um map at 1.0 V; stores, a PNG figure and a summary."""
+    import numpy as np
+
+    from .acquisition.plan import PointsArea, RectangleArea, ScanPlan, Staircase
+    from .acquisition.scan import Scan
+    from .acquisition.store import ScanStore
+    from .analysis.iv import fit_iv
+
+    out = _next_run_dir(Path(args.out))
+    core = _load_core(args.config)
+    print(f"napari-seccm demo: simulated SECCM, LLTO thin film; output in {out}/")
+
+    # 1. I-V at one landing: an 11-step staircase 0 -> 1 V
+    iv_plan = ScanPlan(
+        name="I-V at one landing",
+        area=PointsArea(points_um=[(args.iv_x, args.iv_y)]),
+        measurement=Staircase(start_V=0.0, end_V=1.0, steps=11, hold_s=0.02),
+    )
+    iv_scan = Scan.create(core, iv_plan, out / "iv.seccm.zarr")
+    if _run_with_progress(iv_scan, "I-V", quiet=True) != "complete":
+        print(f"I-V failed: {iv_scan.store.meta.get('reason')}", file=sys.stderr)
+        return 1
+    with ScanStore.open(out / "iv.seccm.zarr") as s:
+        tr = s.trace(0)
+        res = s.results()
+    fs = iv_plan.potentiostat.sample_rate_Hz
+    n_step = int(round(0.02 * fs))
+    E_steps = iv_plan.measurement.potentials_V()
+    I_steps = np.array([np.mean(tr["current_A"][k * n_step + n_step // 2 : (k + 1) * n_step]) for k in range(len(E_steps))])
+    fit = fit_iv(E_steps, I_steps)
+    print(f"\nI-V at x = {args.iv_x:g} um, y = {args.iv_y:g} um (contact at Z = {res['contact_z_um'][0]:.3f} um)")
+    print("  E (V)     I (nA)")
+    for e, i in zip(E_steps, I_steps, strict=True):
+        print(f"  {e:5.2f}  {i * 1e9:9.4f}")
+    g, r2 = float(fit["conductance_S"]), float(fit["r2"])
+    print(f"  linear fit: G = {g * 1e9:.3f} nS (R = {1 / g / 1e6:.1f} MOhm), "
+          f"offset {float(fit['offset_A']) * 1e12:.2f} pA, R^2 = {r2:.5f}")
+
+    # 2. the map: 12 x 12 um at 1.0 V, hopping
+    map_plan = ScanPlan(
+        name="LLTO map at 1.0 V",
+        area=RectangleArea(width_um=12.0, height_um=12.0),
+        pitch_um=args.pitch,
+    )
+    scan = Scan.create(core, map_plan, out / "map.seccm.zarr")
+    print()
+    status = _run_with_progress(scan, "map 12 x 12 um", quiet=args.quiet)
+    info = store_info(out / "map.seccm.zarr")
+    print(
+        f"map: {info['points_done']} points, status {info['status']}; instrument time "
+        f"{_fmt_duration(info['instrument_time_s'])}, wall time {info['wall_time_s']:.1f} s"
+    )
+    fig_path = out / "seccm_demo.png"
+    _demo_figure(out / "map.seccm.zarr", E_steps, I_steps, fit, fig_path)
+    print(f"figure: {fig_path}")
+    print(f"stores: {out / 'iv.seccm.zarr'}, {out / 'map.seccm.zarr'} "
+          f"(napari: File > Open, or `napari-seccm info`)")
+    del core
+    return 0 if status == "complete" else 1
+
+
+def _demo_figure(map_store: Path, E, I, fit, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .acquisition.store import ScanStore
+    from .analysis.figures import show_map
+
+    with ScanStore.open(map_store) as s:
+        m = s.current_map()
+        g = s.grid
+        plan = s.plan()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.2, 1]})
+    show_map(a1, m, x0_um=g.x0_um, y0_um=g.y0_um, pitch_um=g.pitch_um,
+             label="current at 1.0 V (nA)", scale=1e9)
+    a1.set_title(f"SECCM hopping map, {plan.pitch_um:g} um pitch")
+    a2.plot(E, np.asarray(I) * 1e9, "o", label="measured (step means)")
+    ee = np.linspace(min(E), max(E), 50)
+    a2.plot(ee, (float(fit["conductance_S"]) * ee + float(fit["offset_A"])) * 1e9, "-",
+            label=f"G = {float(fit['conductance_S']) * 1e9:.2f} nS, R² = {float(fit['r2']):.4f}")
+    a2.set_xlabel("E (V vs Li/Li+)")
+    a2.set_ylabel("I (nA)")
+    a2.set_title("I-V at one landing")
+    a2.legend(loc="upper left")
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:  # pragma: no cover - interactive
+    import napari
+
+    viewer = napari.Viewer()
+    viewer.window.add_plugin_dock_widget("napari-seccm")
+    napari.run()
+    return 0
+
+
+# --------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="napari-seccm",
+        description="Scanning Electrochemical Cell Microscopy: scans, stores and the simulated rig.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the report's experiment on the simulated LLTO film")
+    d.add_argument("--out", default="seccm-demo", help="output folder (a new run-NNN inside it)")
+    d.add_argument("--config", default="seccm_simulated.cfg", help="Micro-Manager config")
+    d.add_argument("--pitch", type=float, default=0.3, help="map pitch, um (default 0.3)")
+    d.add_argument("--iv-x", type=float, default=0.0, help="x of the I-V landing, um")
+    d.add_argument("--iv-y", type=float, default=0.0, help="y of the I-V landing, um")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("scan", help="run a scan plan into a new store")
+    s.add_argument("--config", default="seccm_simulated.cfg", help="Micro-Manager config (.cfg)")
+    s.add_argument("--plan", help="plan file (.yaml or .json); default: the built-in plan")
+    s.add_argument("--out", required=True, help="the new store, e.g. map.seccm.zarr")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_scan)
+
+    r = sub.add_parser("resume", help="measure the remaining points of an interrupted scan")
+    r.add_argument("store")
+    r.add_argument("--config", help="Micro-Manager config (default: the one the scan used)")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_resume)
+
+    i = sub.add_parser("info", help="status and counts of a store")
+    i.add_argument("store")
+    i.add_argument("--json", action="store_true", help="print a JSON object")
+    i.set_defaults(func=cmd_info)
+
+    pl = sub.add_parser("plan", help="write an example plan with every field, default and unit")
+    pl.add_argument("--out", help="file to write (default: print)")
+    pl.add_argument("--overwrite", action="store_true")
+    pl.set_defaults(func=cmd_plan)
+
+    g = sub.add_parser("gui", help="open napari with the SECCM widgets")
+    g.set_defaults(func=cmd_gui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        # bad input: a clear message, nothing changed
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        import gc
+
+        gc.collect()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    t0 = time.perf_counter()
+    sys.exit(main())
