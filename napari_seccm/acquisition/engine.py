@@ -84,6 +84,11 @@ class HoppingEngine(PMDAEngine):
     def _set_prop(self, dev: str, prop: str, value: Any) -> None:
         self.core.setProperty(dev, prop, value)
 
+    def _wait(self, dev: str) -> None:
+        # waitForDevice costs ~25 us even for an idle device; ask first
+        if self.core.deviceBusy(dev):
+            self.core.waitForDevice(dev)
+
     def _move_z(self, z: float, speed: float | None = None) -> None:
         if z < self.z_floor:
             raise ScanAborted(
@@ -92,7 +97,7 @@ class HoppingEngine(PMDAEngine):
         if speed is not None and self._z_speed_prop:
             self._set_prop(self.z_dev, "Speed_um_per_s", speed)
         self.core.setPosition(self.z_dev, z)
-        self.core.waitForDevice(self.z_dev)
+        self._wait(self.z_dev)
 
     # ------------------------------------------------------- MDA protocol
     def setup_sequence(self, sequence: MDASequence) -> dict[str, Any] | None:
@@ -215,7 +220,7 @@ class HoppingEngine(PMDAEngine):
                 self._move_z(lift, a.fast_speed_um_per_s)
         self._last_row = row
         core.setXYPosition(self.xy_dev, x, y)
-        core.waitForDevice(self.xy_dev)
+        self._wait(self.xy_dev)
         # 3. where do we expect the surface?
         h = self.surface.predict(x, y)
         if h is None:
@@ -289,7 +294,7 @@ class HoppingEngine(PMDAEngine):
             self._set_prop(z, "Approach_StopZ_um", stop_z)
             self._set_prop(z, "Approach_Speed_um_per_s", speed)
             self._set_prop(z, "Approach", "Start")
-            core.waitForDevice(z)
+            self._wait(z)
             result = core.getProperty(z, "Approach_Result")
             if result == "contact":
                 return float(core.getProperty(z, "Approach_ContactZ_um"))
@@ -334,7 +339,7 @@ class HoppingEngine(PMDAEngine):
         core, ps = self.core, self.ps
         if self._hw_waveform:
             self._set_prop(ps, "Acquire", "Run")
-            core.waitForDevice(ps)
+            self._wait(ps)
             trace = core.getProperty(ps, "LastTrace")
             return _as_trace(trace)
         # no hardware timing: hold each segment's potential and read the current

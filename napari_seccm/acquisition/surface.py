@@ -52,7 +52,7 @@ class SurfaceModel:
             mz = self._b[0] / n
             cov = self._S[1:, 1:] / n - np.outer([mx, my], [mx, my])
             cz = self._b[1:] / n - mz * np.array([mx, my])
-            slopes = np.linalg.pinv(cov, rcond=1e-4) @ cz
+            slopes = _pinv2_solve(cov, cz)
             self._coef = np.array([mz - slopes @ [mx, my], slopes[0], slopes[1]])
         return self._coef
 
@@ -72,3 +72,19 @@ class SurfaceModel:
         # sum (z - v.c)^2 = zz - 2 c.b + c.S.c
         ss = self._zz - 2 * c @ self._b + c @ self._S @ c
         return math.sqrt(max(ss, 0.0) / (self.n - 3))
+
+
+def _pinv2_solve(c: np.ndarray, d: np.ndarray, rcond: float = 1e-4) -> np.ndarray:
+    """``pinv(c) @ d`` for a symmetric 2x2 ``c``, dropping tiny eigenvalues."""
+    a, b, e = c[0, 0], c[0, 1], c[1, 1]
+    tr, det = a + e, a * e - b * b
+    disc = math.sqrt(max(tr * tr / 4 - det, 0.0))
+    l1, l2 = tr / 2 + disc, tr / 2 - disc
+    if l1 <= 0:
+        return np.zeros(2)
+    if l2 > rcond * l1:
+        return np.array([e * d[0] - b * d[1], a * d[1] - b * d[0]]) / det
+    # rank 1: solve along the principal direction only
+    v = np.array([b, l1 - a]) if abs(b) > 1e-300 else (np.array([1.0, 0.0]) if a >= e else np.array([0.0, 1.0]))
+    v = v / np.linalg.norm(v)
+    return v * (v @ d) / l1

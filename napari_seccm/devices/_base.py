@@ -14,13 +14,27 @@ BACKEND_PROP = "Backend"
 RIG_PROP = "Rig"
 
 
+def register(dev: Device, name: str, default: Any, description: str, **kwargs: Any) -> None:
+    """``register_property`` plus a description (shown by property browsers)."""
+    dev.register_property(name, default_value=default, **kwargs)
+    dev.get_property_info(name).description = description
+
+
 class BackendMixin(Device):
     """Adds the ``Backend`` and ``Rig`` pre-init properties and ``self.backend``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_property(BACKEND_PROP, default_value="simulated", is_pre_init=True)
-        self.register_property(RIG_PROP, default_value="default", is_pre_init=True)
+        register(
+            self, BACKEND_PROP, "simulated",
+            "hardware behind this device: 'simulated' or a registered hardware backend",
+            is_pre_init=True,
+        )
+        register(
+            self, RIG_PROP, "default",
+            "name of the shared instrument: devices with the same Rig share one",
+            is_pre_init=True,
+        )
         self._backend: Any = None
 
     def initialize(self) -> None:

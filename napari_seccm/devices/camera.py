@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice, pymm_property
 
-from ._base import BackendMixin
+from ._base import BackendMixin, register
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,8 +24,8 @@ class OpticalCamera(BackendMixin, SimpleCameraDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_property("SensorWidth_px", default_value=512, is_pre_init=True)
-        self.register_property("SensorHeight_px", default_value=512, is_pre_init=True)
+        register(self, "SensorWidth_px", 512, "sensor width, pixels", limits=(8, 8192), is_pre_init=True)
+        register(self, "SensorHeight_px", 512, "sensor height, pixels", limits=(8, 8192), is_pre_init=True)
         self._exposure = 10.0
         self._pixel_um = 0.1
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
 
-from ._base import RIG_PROP
+from ._base import RIG_PROP, register
 from ._simulated import get_rig, new_rig
 from .simulation import PIPETTE_STATES, FilmParameters, PipetteParameters
 
@@ -72,17 +72,23 @@ class Sample(GenericDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_property(RIG_PROP, default_value="default", is_pre_init=True)
-        self.register_property("Seed", default_value=0, is_pre_init=True)
+        register(
+            self, RIG_PROP, "default",
+            "name of the simulated instrument this sample belongs to", is_pre_init=True,
+        )
+        register(
+            self, "Seed", 0, "seed of every random element (film, noise): same seed, same experiment",
+            limits=(0, 2**31 - 1), is_pre_init=True,
+        )
         self._film = FilmParameters()
         self._pipette = PipetteParameters()
-        for name, (fld, spec, _desc) in FILM_PROPERTIES.items():
-            self._register(name, fld, spec, self._film)
-        for name, (fld, spec, _desc) in PIPETTE_PROPERTIES.items():
-            self._register(name, fld, spec, self._pipette)
+        for name, (fld, spec, desc) in FILM_PROPERTIES.items():
+            self._register(name, fld, spec, desc, self._film)
+        for name, (fld, spec, desc) in PIPETTE_PROPERTIES.items():
+            self._register(name, fld, spec, desc, self._pipette)
         self._time_scale = 0.0
 
-    def _register(self, name: str, fld: str, spec: Any, target: Any) -> None:
+    def _register(self, name: str, fld: str, spec: Any, desc: str, target: Any) -> None:
         is_film = target is self._film
         current = getattr(target, fld)
 
@@ -103,6 +109,7 @@ class Sample(GenericDevice):
             property_type=type(default),
             limits=spec,
         )
+        self.get_property_info(name).description = desc
 
     def _apply(self, is_film: bool, fld: str, value: Any) -> None:
         obj = self._film if is_film else self._pipette
@@ -129,7 +136,7 @@ class Sample(GenericDevice):
         rig = new_rig(
             str(self.get_property_value(RIG_PROP)),
             film=self._film,
-            seed=int(self.get_property_value("Seed")),
+            seed=int(float(self.get_property_value("Seed"))),
             time_scale=self._time_scale,
         )
         for probe in rig.probes.values():

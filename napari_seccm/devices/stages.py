@@ -14,7 +14,7 @@ import numpy as np
 from pymmcore_plus.core._constants import FocusDirection
 from pymmcore_plus.experimental.unicore import StageDevice, XYStageDevice, pymm_property
 
-from ._base import BackendMixin, check_range
+from ._base import BackendMixin, check_range, register
 
 APPROACH_MODES = ("absolute", "rise", "either")
 
@@ -24,10 +24,10 @@ class PiezoXY(BackendMixin, XYStageDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_property("XMin_um", default_value=-50.0, is_pre_init=True)
-        self.register_property("XMax_um", default_value=50.0, is_pre_init=True)
-        self.register_property("YMin_um", default_value=-50.0, is_pre_init=True)
-        self.register_property("YMax_um", default_value=50.0, is_pre_init=True)
+        register(self, "XMin_um", -50.0, "lower end of the X travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
+        register(self, "XMax_um", 50.0, "upper end of the X travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
+        register(self, "YMin_um", -50.0, "lower end of the Y travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
+        register(self, "YMax_um", 50.0, "upper end of the Y travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
         self._speed = 50.0
 
     @pymm_property(limits=(0.1, 1000.0))
@@ -78,8 +78,8 @@ class PiezoZ(BackendMixin, StageDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_property("ZMin_um", default_value=0.0, is_pre_init=True)
-        self.register_property("ZMax_um", default_value=100.0, is_pre_init=True)
+        register(self, "ZMin_um", 0.0, "lower end of the Z travel, um (closest to the sample; the default Approach_StopZ_um)", limits=(-1e4, 1e4), is_pre_init=True)
+        register(self, "ZMax_um", 100.0, "upper end of the Z travel, um (home position)", limits=(-1e4, 1e4), is_pre_init=True)
         self._speed = 20.0
         self._ap_speed = 1.0
         self._ap_stop = 0.0
@@ -121,6 +121,14 @@ class PiezoZ(BackendMixin, StageDevice):
 
     def get_focus_direction(self) -> FocusDirection:
         return FocusDirection.FocusDirectionAwayFromSample
+
+    def set_focus_direction(self, sign: int) -> None:
+        """Saved configs restore the direction; only 'away from the sample' is true."""
+        if int(sign) not in (-1, int(FocusDirection.FocusDirectionAwayFromSample)):
+            raise ValueError(
+                f"focus direction {sign} is not possible: larger Z is always farther "
+                "from the sample (direction -1)"
+            )
 
     def set_origin(self) -> None:
         raise NotImplementedError("PiezoZ positions are absolute; the origin is fixed")
