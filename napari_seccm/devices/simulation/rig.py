@@ -381,6 +381,10 @@ class SimulatedRig:
             start = 0
             e_now = probe.potential_V
             history = np.empty(0)
+            run = confirm_samples + 1
+            # detector flags of the previous block's last samples, so that a
+            # confirmation run may span two blocks
+            fired_tail = np.zeros(0, dtype=bool)
             result: ApproachResult | None = None
             while start < n_total:
                 n = min(chunk, n_total - start)
@@ -401,25 +405,27 @@ class SimulatedRig:
                 meas, _ = amp.measure(i_true, self.clock.now + start * dt)
                 hist = np.concatenate((history, meas))
                 fired = self._detector(hist, threshold_A, mode, baseline_samples)[history.size :]
-                run = confirm_samples + 1
+                fired = np.concatenate((fired_tail, fired))
                 if fired.size >= run:
                     win = np.lib.stride_tricks.sliding_window_view(fired, run).all(axis=1)
-                    hits = np.flatnonzero(win)
+                    hits = np.flatnonzero(win) - fired_tail.size
                 else:
                     hits = np.empty(0, dtype=int)
                 if hits.size:
-                    k = int(hits[0])
-                    stop_k = min(k + confirm_samples, n - 1)
+                    k = int(hits[0])  # < 0: the run began in the previous block
+                    stop_k = k + confirm_samples  # within this block
                     # the stop sample is known only at its end: the stage has
                     # moved through it (z[] is the height at a sample's start)
                     z_stop = float(z[stop_k]) - speed_um_s * dt
                     traces.append(np.vstack((t[: stop_k + 1], z[: stop_k + 1], meas[: stop_k + 1])))
+                    z_first = float(z0 - speed_um_s * ((start + k) * dt))
                     result = ApproachResult(
-                        True, float(z[k]), z_stop, float(t[stop_k]) + dt, "contact"
+                        True, z_first, z_stop, float(t[stop_k]) + dt, "contact"
                     )
                     break
                 traces.append(np.vstack((t, z, meas)))
                 history = hist[-baseline_samples:]
+                fired_tail = fired[max(fired.size - (run - 1), 0) :]
                 start += n
             if result is None:
                 result = ApproachResult(

@@ -1,0 +1,139 @@
+"""Fixtures: the simulated SECCM loaded through the real pymmcore-plus core.
+
+Every core here is a ``UniMMCore`` that loads ``micromanager_config/
+seccm_simulated.cfg``; the Python devices of that config talk to one shared
+simulated rig (named ``default``), and initializing the ``Sample`` device starts a
+fresh rig. Two cores alive at the same time would therefore share (and fight
+over) one rig: use them one after the other.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from pymmcore_plus.experimental.unicore import UniMMCore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "micromanager_config" / "seccm_simulated.cfg"
+INIT_LINE = "Property,Core,Initialize,1"
+
+
+def _close(core: UniMMCore) -> None:
+    core.unloadAllDevices()
+
+
+def _config_text(seed: int | None, preinit: Sequence[str]) -> str:
+    """The shipped config with another seed and extra pre-init lines."""
+    lines = CONFIG.read_text().splitlines()
+    out = []
+    seed_line = f"#py Property,Sample,Seed,{seed}"
+    for line in lines:
+        if seed is not None and line.startswith("#py Property,Sample,Seed,"):
+            line = seed_line
+        if line.strip() == INIT_LINE:
+            out.extend(f"#py Property,{p}" for p in preinit)
+        out.append(line)
+    assert INIT_LINE in out
+    assert seed is None or seed_line in out, "the config sets no Sample seed"
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="session")
+def _frozen_heap() -> Iterator[None]:
+    """Move the objects alive now (modules, mostly) out of the collector's sight.
+
+    ``gc.collect()`` at each core's teardown otherwise walks ~250k objects of
+    numpy/scipy/pymmcore-plus every time (~0.1 s a test); frozen, it is ~free.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture
+def core(_frozen_heap: None) -> Iterator[UniMMCore]:
+    """A UniMMCore with the simulated SECCM config loaded (a fresh experiment)."""
+    mmc = UniMMCore()
+    mmc.loadSystemConfiguration(str(CONFIG))
+    yield mmc
+    _close(mmc)
+    del mmc
+    gc.collect()
+
+
+@pytest.fixture
+def make_core(tmp_path: Path, _frozen_heap: None) -> Iterator[Callable[..., UniMMCore]]:
+    """Factory: ``make_core(seed=None, preinit=("Dev,Prop,Value", ...))``.
+
+    Loads the shipped config, optionally with another ``Sample`` seed and extra
+    pre-init property lines. Creating a core replaces the shared simulated rig,
+    so finish with one core before making the next.
+    """
+    made: list[UniMMCore] = []
+
+    def factory(seed: int | None = None, preinit: Sequence[str] = ()) -> UniMMCore:
+        cfg = tmp_path / f"seccm_{len(made)}.cfg"
+        cfg.write_text(_config_text(seed, preinit))
+        mmc = UniMMCore()
+        mmc.loadSystemConfiguration(str(cfg))
+        made.append(mmc)
+        return mmc
+
+    yield factory
+    for mmc in reversed(made):
+        _close(mmc)
+    made.clear()
+    gc.collect()
+
+
+def land(
+    core: UniMMCore,
+    potential_V: float = 1.0,
+    start_gap_um: float = 1.0,
+    speed_um_s: float | None = None,
+) -> dict:
+    """Cell on at ``potential_V``, Z to ``start_gap_um`` above the surface, approach.
+
+    The approach stops at most ``Pipette_CrashDepth_um`` / 2 below the surface,
+    so a miss cannot break the pipette. Returns what the test may need.
+    """
+    core.setProperty("Potentiostat", "Cell", "On")
+    core.setProperty("Potentiostat", "Potential_V", potential_V)
+    surface = core.getProperty("Sample", "SurfaceHeight_um")
+    crash = core.getProperty("Sample", "Pipette_CrashDepth_um")
+    core.setPosition(surface + start_gap_um)
+    if speed_um_s is not None:
+        core.setProperty("PiezoZ", "Approach_Speed_um_per_s", speed_um_s)
+    core.setProperty("PiezoZ", "Approach_StopZ_um", surface - crash / 2)
+    core.setProperty("PiezoZ", "Approach", "Start")
+    result = core.getProperty("PiezoZ", "Approach_Result")
+    assert result == "contact", f"approach ended with {result!r}"
+    contact_z = core.getProperty("PiezoZ", "Approach_ContactZ_um")
+    assert math.isfinite(contact_z)
+    return {
+        "surface_um": surface,
+        "start_z_um": surface + start_gap_um,
+        "contact_z_um": contact_z,
+        "final_z_um": core.getPosition(),
+    }
+
+
+@pytest.fixture
+def lander() -> Callable[..., dict]:
+    """The :func:`land` helper, for tests that set the sample up before landing."""
+    return land
+
+
+@pytest.fixture
+def landed_core(core: UniMMCore) -> UniMMCore:
+    """``core`` with the cell on at 1.0 V and the droplet landed (from 1 um above)."""
+    land(core, potential_V=1.0, start_gap_um=1.0)
+    return core
