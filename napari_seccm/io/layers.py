@@ -1,0 +1,123 @@
+"""Turn a scan store into napari layer data, lazily and in stage coordinates (um).
+
+No Qt and no napari import here: these are plain ``(data, kwargs, type)``
+tuples that the reader, the sample data and the widgets share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: how the two maps of a store are shown: (array path, display unit, factor, colormap)
+MAPS = {
+    "current": ("maps/current/0", "nA", 1e9, "viridis"),
+    "contact_height": ("maps/contact_height/0", "um", 1.0, "magma"),
+}
+
+
+class ScaledArray:
+    """A lazy view ``source * factor`` of an array-like (e.g. a zarr array).
+
+    napari reads only what it displays, through ``__getitem__``; every read
+    goes to the source, so a store that is being written shows new pixels on
+    the next refresh.
+    """
+
+    def __init__(self, source: Any, factor: float = 1.0) -> None:
+        self.source = source
+        self.factor = float(factor)
+        self.shape = tuple(source.shape)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return (np.asarray(self.source[key], dtype=np.float32) * self.factor).astype(np.float32)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def _limits(values: np.ndarray, pad: float = 0.0) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(v, [1, 99]) if v.size > 20 else (v.min(), v.max())
+    if hi <= lo:
+        lo, hi = lo - 0.5 - pad, hi + 0.5 + pad
+    return float(lo), float(hi)
+
+
+def map_layer_kwargs(store: Any, kind: str, *, stem: str | None = None) -> dict[str, Any]:
+    """napari Image kwargs that place a store's map in stage coordinates."""
+    path, unit, factor, cmap = MAPS[kind]
+    g = store.grid
+    p = g.pitch_um
+    stem = stem or Path(store.path).name.removesuffix(".seccm.zarr")
+    if kind == "current":
+        vals = store.array("results/value_A")[:]
+        ok = store.array("results/status")[:] == 1
+    else:
+        vals = store.array("results/contact_z_um")[:]
+        ok = store.array("results/done")[:].astype(bool)
+    lo, hi = _limits(np.where(ok, vals, np.nan) * factor)
+    return {
+        "name": f"{stem} {kind.replace('_', ' ')} ({unit})",
+        "scale": (p, p),
+        "translate": (g.y0_um + p / 2, g.x0_um + p / 2),
+        "colormap": cmap,
+        "contrast_limits": (lo, hi),
+        "interpolation2d": "nearest",
+        "units": ("micrometer", "micrometer"),
+        "axis_labels": ("y", "x"),
+        "metadata": {
+            "seccm": {"store": str(Path(store.path).resolve()), "kind": kind, "unit": unit}
+        },
+    }
+
+
+def scan_layer_data(path: str | Path) -> list[tuple[Any, dict[str, Any], str]]:
+    """Layer data for a ``.seccm.zarr`` store: the current and contact-height maps."""
+    from ..acquisition.store import ScanStore
+
+    store = ScanStore.open(path)
+    out = []
+    for kind in ("contact_height", "current"):
+        arr_path, _unit, factor, _cmap = MAPS[kind]
+        data = ScaledArray(store.array(arr_path), factor)
+        out.append((data, map_layer_kwargs(store, kind), "image"))
+    return out
+
+
+def optical_affine(
+    x_um: float,
+    y_um: float,
+    shape: tuple[int, int],
+    pixel_um: float,
+    mm_affine: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """napari affine (rows y, x) placing a camera image taken at stage (x, y).
+
+    The image centre is the stage position. ``mm_affine`` is Micro-Manager's
+    pixel-size affine ``(a, b, tx, c, d, ty)``, which maps a pixel offset
+    (x_px, y_px) from the image centre to a stage offset ``(a x + b y, c x + d
+    y)`` in um; a null affine means plain ``pixel_um`` with no rotation.
+    """
+    h, w = shape[:2]
+    a, b, c, d = pixel_um, 0.0, 0.0, pixel_um
+    if mm_affine is not None and any(abs(v) > 0 for v in mm_affine):
+        a, b, _tx, c, d, _ty = (float(v) for v in mm_affine[:6])
+    ch, cw = (h - 1) / 2, (w - 1) / 2
+    return np.array(
+        [
+            [d, c, y_um - d * ch - c * cw],
+            [b, a, x_um - b * ch - a * cw],
+            [0.0, 0.0, 1.0],
+        ]
+    )

@@ -1,0 +1,31 @@
+"""npe2 reader for SECCM scan stores (``*.seccm.zarr``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _is_store(path: str | Path) -> bool:
+    p = Path(path)
+    return p.name.endswith(".seccm.zarr") and (p / "zarr.json").exists()
+
+
+def get_reader(path: str | list[str]) -> Any:
+    """Return a reader for a store, or None (napari then asks other readers)."""
+    if isinstance(path, list):
+        if not path or not all(_is_store(p) for p in path):
+            return None
+    elif not _is_store(path):
+        return None
+    return read_stores
+
+
+def read_stores(path: str | list[str]) -> list[tuple]:
+    from .layers import scan_layer_data
+
+    paths = path if isinstance(path, list) else [path]
+    layers: list[tuple] = []
+    for p in paths:
+        layers.extend(scan_layer_data(p))
+    return layers

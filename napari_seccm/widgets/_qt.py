@@ -1,0 +1,70 @@
+"""Small Qt helpers shared by the SECCM widgets (no icons: works offline)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import QDoubleSpinBox, QGroupBox, QLabel, QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def spin(
+    value: float,
+    lo: float,
+    hi: float,
+    *,
+    step: float = 0.1,
+    decimals: int = 3,
+    suffix: str = "",
+    tooltip: str = "",
+) -> QDoubleSpinBox:
+    """A spin box with its unit as suffix (every number shows its unit)."""
+    w = QDoubleSpinBox()
+    w.setDecimals(decimals)
+    w.setRange(lo, hi)
+    w.setSingleStep(step)
+    w.setValue(value)
+    if suffix:
+        w.setSuffix(f" {suffix}")
+    if tooltip:
+        w.setToolTip(tooltip)
+    w.setKeyboardTracking(False)
+    return w
+
+
+def group(title: str, *widgets: QWidget, layout: Any = None) -> QGroupBox:
+    box = QGroupBox(title)
+    lay = layout or QVBoxLayout()
+    for w in widgets:
+        lay.addWidget(w)
+    box.setLayout(lay)
+    return box
+
+
+def status_label() -> QLabel:
+    lab = QLabel("")
+    lab.setWordWrap(True)
+    lab.setTextInteractionFlags(lab.textInteractionFlags())
+    return lab
+
+
+def run_in_thread(
+    func: Callable[[], Any],
+    on_done: Callable[[Any], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_finished: Callable[[], None] | None = None,
+) -> Any:
+    """Run ``func`` on a worker thread; callbacks arrive on the main thread."""
+    from superqt.utils import create_worker
+
+    worker = create_worker(func)
+    if on_done is not None:
+        worker.returned.connect(on_done)
+    if on_error is not None:
+        worker.errored.connect(on_error)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker

@@ -1,0 +1,86 @@
+"""What the SECCM widgets of one napari viewer share: the core and the scan.
+
+The Rig, Scan and Inspector widgets are docked separately (each from the
+Plugins menu), yet drive one instrument: they find each other's state here,
+keyed by the viewer. The core is created on first use, after the
+QApplication exists, so its signals are Qt signals (safe across threads).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QObject, Signal
+
+if TYPE_CHECKING:
+    import napari
+    from pymmcore_plus import CMMCorePlus
+
+    from ..acquisition.scan import Scan
+
+_SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+
+
+class Session(QObject):
+    """One instrument and its current scan, for one viewer."""
+
+    #: a config was loaded (the new core)
+    coreChanged = Signal(object)
+    #: a scan started (the Scan object)
+    scanStarted = Signal(object)
+    #: a scan ended (its final status)
+    scanFinished = Signal(str)
+    #: a store's layers were added to the viewer (store path)
+    storeShown = Signal(str)
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__()
+        self._viewer = weakref.ref(viewer)
+        self.core: CMMCorePlus | None = None
+        self.config_path: str = ""
+        self.scan: Scan | None = None
+        self.live: Any = None
+
+    @property
+    def viewer(self) -> napari.Viewer:
+        v = self._viewer()
+        if v is None:
+            raise RuntimeError("the viewer is gone")
+        return v
+
+    def load_config(self, config: str) -> CMMCorePlus:
+        """Load a Micro-Manager config into a new core (replacing the old one)."""
+        from ..configs import config_path, load_core
+
+        if self.scan is not None and self.scan.is_running():
+            raise RuntimeError("a scan is running: stop it before loading another config")
+        path = config_path(config)
+        core = load_core(path)
+        old, self.core = self.core, core
+        self.config_path = str(path)
+        if old is not None:
+            old.unloadAllDevices()
+        self.coreChanged.emit(core)
+        return core
+
+    def ensure_core(self) -> CMMCorePlus:
+        """The loaded core; the simulated SECCM if nothing was loaded yet."""
+        if self.core is None:
+            from ..configs import SIMULATED
+
+            self.load_config(SIMULATED)
+        assert self.core is not None
+        return self.core
+
+    def use_core(self, core: CMMCorePlus) -> None:
+        """Drive an existing core (e.g. a script's, or napari-micromanager's)."""
+        self.core = core
+        self.config_path = core.systemConfigurationFile() or ""
+        self.coreChanged.emit(core)
+
+
+def get_session(viewer: napari.Viewer) -> Session:
+    if viewer not in _SESSIONS:
+        _SESSIONS[viewer] = Session(viewer)
+    return _SESSIONS[viewer]

@@ -1,0 +1,133 @@
+"""Inspector: click a pixel of a scan layer to see what happened there.
+
+Plots the point's current trace and its I-E curve, with its landing status,
+contact height and map value. Works on a running scan (the store is read
+while it is written) and on a reopened one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from ._session import get_session
+
+if TYPE_CHECKING:
+    import napari
+
+
+class InspectorWidget(QWidget):
+    """Current trace and I-V of a clicked map pixel."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.viewer = napari_viewer
+        self.session = get_session(napari_viewer)
+        self.info = QLabel("click a pixel of a SECCM map layer")
+        self.info.setWordWrap(True)
+        self.figure = Figure(figsize=(4, 5), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.ax_t = self.figure.add_subplot(211)
+        self.ax_iv = self.figure.add_subplot(212)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.info)
+        lay.addWidget(self.canvas)
+        self._stores: dict[str, Any] = {}
+        self.last: dict[str, Any] | None = None
+        napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self.destroyed.connect(lambda *_: self._disconnect())
+
+    def _disconnect(self) -> None:
+        try:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+        except (ValueError, RuntimeError):
+            pass
+
+    def _on_mouse(self, viewer: napari.Viewer, event: Any) -> Any:
+        # a click, not a drag: wait for the release without movement
+        start = np.asarray(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = True
+            yield
+        if event.type == "mouse_release" and not (moved and np.linalg.norm(np.asarray(event.position) - start) > 1e-9):
+            self.inspect_world(tuple(event.position))
+
+    def _store(self, path: str) -> Any:
+        from ..acquisition.store import ScanStore
+
+        if path not in self._stores:
+            self._stores[path] = ScanStore.open(path)
+        return self._stores[path]
+
+    def inspect_world(self, position: tuple[float, ...]) -> dict[str, Any] | None:
+        """Show the point under a world position (y, x in um); returns its facts."""
+        for layer in reversed(list(self.viewer.layers)):
+            meta = layer.metadata.get("seccm") if hasattr(layer, "metadata") else None
+            if not meta or not layer.visible:
+                continue
+            r, c = (int(math.floor(v + 0.5)) for v in layer.world_to_data(position)[-2:])
+            ny, nx = layer.data.shape[-2:]
+            if 0 <= r < ny and 0 <= c < nx:
+                return self.inspect(meta["store"], r, c)
+        return None
+
+    def inspect(self, store_path: str | Path, row: int, col: int) -> dict[str, Any] | None:
+        """Plot map pixel (row, col) of a store."""
+        from ..acquisition.store import STATUS_NAMES
+
+        store = self._store(str(store_path))
+        i = store.point_at(row, col)
+        if i is None:
+            self.info.setText(f"pixel ({row}, {col}) is outside the scan area")
+            return None
+        status = int(store.array("results/status")[i])
+        done = bool(store.array("results/done")[i])
+        x = float(store.array("points/x_um")[i])
+        y = float(store.array("points/y_um")[i])
+        facts = {
+            "store": str(store_path),
+            "index": i,
+            "row": row,
+            "col": col,
+            "x_um": x,
+            "y_um": y,
+            "done": done,
+            "status": STATUS_NAMES[status] if done else "not measured yet",
+            "value_A": float(store.array("results/value_A")[i]),
+            "contact_z_um": float(store.array("results/contact_z_um")[i]),
+        }
+        tr = store.trace(i)
+        t, e, cur = tr["time_s"], tr["potential_V"], tr["current_A"]
+        facts["n_samples"] = int(np.isfinite(cur).sum())
+        self.last = facts
+        self.info.setText(
+            f"{Path(str(store_path)).name}  point {i}  pixel (row {row}, col {col})\n"
+            f"x = {x:.3f} um, y = {y:.3f} um   landing: {facts['status']}\n"
+            f"contact height {facts['contact_z_um']:.4f} um   map value "
+            f"{facts['value_A'] * 1e9:.4f} nA"
+        )
+        for ax in (self.ax_t, self.ax_iv):
+            ax.clear()
+        if facts["n_samples"]:
+            self.ax_t.plot(t * 1e3, cur * 1e9, lw=1)
+            w0, w1 = store.meta["readout_window_s"]
+            self.ax_t.axvspan(w0 * 1e3, w1 * 1e3, color="orange", alpha=0.2, label="readout")
+            self.ax_t.legend(loc="best", fontsize="small")
+            self.ax_iv.plot(e, cur * 1e9, ".", ms=2)
+        else:
+            self.ax_t.text(0.5, 0.5, "no trace", ha="center", va="center", transform=self.ax_t.transAxes)
+        self.ax_t.set_xlabel("t (ms)")
+        self.ax_t.set_ylabel("I (nA)")
+        self.ax_iv.set_xlabel("E (V)")
+        self.ax_iv.set_ylabel("I (nA)")
+        self.canvas.draw_idle()
+        return facts

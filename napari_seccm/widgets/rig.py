@@ -1,0 +1,362 @@
+"""Rig widget: load a config, move the stages, set the potentiostat, approach
+and retract by hand, snap the optical camera into a layer in stage coordinates.
+
+Everything that waits on hardware runs on a worker thread; the GUI thread
+only updates labels from the core's (Qt) signals and a slow poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..configs import SIMULATED, config_dir
+from ._qt import group, run_in_thread, spin, status_label
+from ._session import get_session
+
+if TYPE_CHECKING:
+    import napari
+    from pymmcore_plus import CMMCorePlus
+
+CURRENT_RANGES = (("100 pA", 1e-10), ("1 nA", 1e-9), ("10 nA", 1e-8), ("100 nA", 1e-7), ("1 uA", 1e-6))
+
+
+def _fmt_current(a: float) -> str:
+    if not math.isfinite(a):
+        return "—"
+    for unit, f in (("nA", 1e-9), ("pA", 1e-12)):
+        if abs(a) >= f or unit == "pA":
+            return f"{a / f:.3f} {unit}"
+    return f"{a:.3g} A"
+
+
+class RigWidget(QWidget):
+    """Control the SECCM rig by hand."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = get_session(napari_viewer)
+        self._busy = False
+        self._workers: list[Any] = []
+
+        # -- config
+        self.config_edit = QLineEdit(str(config_dir() / SIMULATED))
+        self.config_edit.setToolTip("Micro-Manager config (.cfg); the simulated SECCM by default")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.load_btn = QPushButton("Load config")
+        self.load_btn.clicked.connect(self._load)
+        row = QHBoxLayout()
+        row.addWidget(self.config_edit)
+        row.addWidget(browse)
+        row.addWidget(self.load_btn)
+        cfg_box = group("Micro-Manager configuration", layout=QVBoxLayout())
+        cfg_box.layout().addLayout(row)
+        self.devices_label = QLabel("no config loaded")
+        self.devices_label.setWordWrap(True)
+        cfg_box.layout().addWidget(self.devices_label)
+
+        # -- stage
+        self.pos_label = QLabel("X — um   Y — um   Z — um")
+        self.x_spin = spin(0.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target X")
+        self.y_spin = spin(0.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target Y")
+        self.z_spin = spin(50.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target Z (larger is farther from the sample)")
+        self.step_spin = spin(1.0, 0.001, 100.0, step=0.1, suffix="um", tooltip="step of the arrow buttons")
+        move_xy = QPushButton("Move XY")
+        move_xy.clicked.connect(lambda: self._move_xy(self.x_spin.value(), self.y_spin.value()))
+        move_z = QPushButton("Move Z")
+        move_z.clicked.connect(lambda: self._move_z(self.z_spin.value()))
+        grid = QGridLayout()
+        grid.addWidget(self.pos_label, 0, 0, 1, 4)
+        grid.addWidget(QLabel("X"), 1, 0)
+        grid.addWidget(self.x_spin, 1, 1)
+        grid.addWidget(QLabel("Y"), 1, 2)
+        grid.addWidget(self.y_spin, 1, 3)
+        grid.addWidget(move_xy, 2, 3)
+        grid.addWidget(QLabel("Z"), 3, 0)
+        grid.addWidget(self.z_spin, 3, 1)
+        grid.addWidget(move_z, 3, 3)
+        # text arrows (no icon downloads: instrument PCs are often offline)
+        arrows = QHBoxLayout()
+        for text, dx, dy in (("← x", -1, 0), ("x →", 1, 0), ("↑ y", 0, -1), ("y ↓", 0, 1)):
+            b = QPushButton(text)
+            b.clicked.connect(lambda _=False, dx=dx, dy=dy: self._step_xy(dx, dy))
+            arrows.addWidget(b)
+        grid.addWidget(QLabel("step"), 4, 0)
+        grid.addWidget(self.step_spin, 4, 1)
+        grid.addLayout(arrows, 5, 0, 1, 4)
+        stage_box = group("Stages (stage frame, um)", layout=grid)
+
+        # -- potentiostat
+        self.pot_spin = spin(1.0, -5.0, 5.0, step=0.1, decimals=3, suffix="V", tooltip="potential vs Li/Li+ QRCE")
+        set_pot = QPushButton("Set")
+        set_pot.clicked.connect(self._set_potential)
+        self.cell_check = QCheckBox("Cell on")
+        self.cell_check.toggled.connect(self._set_cell)
+        self.range_combo = QComboBox()
+        for text, val in CURRENT_RANGES:
+            self.range_combo.addItem(text, val)
+        self.range_combo.setCurrentIndex(2)
+        self.range_combo.currentIndexChanged.connect(self._set_range)
+        self.current_label = QLabel("I = —")
+        read = QPushButton("Read current")
+        read.clicked.connect(self._read_current)
+        pgrid = QGridLayout()
+        pgrid.addWidget(QLabel("Potential"), 0, 0)
+        pgrid.addWidget(self.pot_spin, 0, 1)
+        pgrid.addWidget(set_pot, 0, 2)
+        pgrid.addWidget(self.cell_check, 1, 0)
+        pgrid.addWidget(QLabel("Range"), 1, 1)
+        pgrid.addWidget(self.range_combo, 1, 2)
+        pgrid.addWidget(self.current_label, 2, 0, 1, 2)
+        pgrid.addWidget(read, 2, 2)
+        pot_box = group("Potentiostat", layout=pgrid)
+
+        # -- approach / retract
+        self.speed_spin = spin(1.0, 0.01, 20.0, step=0.1, suffix="um/s", tooltip="approach speed (above 1 um/s risks a crash)")
+        self.depth_spin = spin(30.0, 0.1, 100.0, step=1.0, suffix="um", tooltip="give up after descending this far")
+        self.thr_spin = spin(3.0, 0.01, 1e6, step=0.5, decimals=2, suffix="pA", tooltip="contact threshold")
+        self.retract_spin = spin(1.0, 0.1, 100.0, step=0.5, suffix="um", tooltip="lift on retract")
+        self.approach_btn = QPushButton("Approach")
+        self.approach_btn.clicked.connect(self._approach)
+        self.retract_btn = QPushButton("Retract")
+        self.retract_btn.clicked.connect(self._retract)
+        agrid = QGridLayout()
+        agrid.addWidget(QLabel("speed"), 0, 0)
+        agrid.addWidget(self.speed_spin, 0, 1)
+        agrid.addWidget(QLabel("max depth"), 0, 2)
+        agrid.addWidget(self.depth_spin, 0, 3)
+        agrid.addWidget(QLabel("threshold"), 1, 0)
+        agrid.addWidget(self.thr_spin, 1, 1)
+        agrid.addWidget(QLabel("retract"), 1, 2)
+        agrid.addWidget(self.retract_spin, 1, 3)
+        agrid.addWidget(self.approach_btn, 2, 0, 1, 2)
+        agrid.addWidget(self.retract_btn, 2, 2, 1, 2)
+        app_box = group("Approach (cell on, at the set potential)", layout=agrid)
+
+        # -- optical
+        self.snap_btn = QPushButton("Snap optical image")
+        self.snap_btn.clicked.connect(self._snap)
+        self.props_btn = QPushButton("Device properties…")
+        self.props_btn.clicked.connect(self._show_properties)
+        orow = QHBoxLayout()
+        orow.addWidget(self.snap_btn)
+        orow.addWidget(self.props_btn)
+        opt_box = group("Camera and devices", layout=QVBoxLayout())
+        opt_box.layout().addLayout(orow)
+
+        self.status = status_label()
+        lay = QVBoxLayout(self)
+        for w in (cfg_box, stage_box, pot_box, app_box, opt_box, self.status):
+            lay.addWidget(w)
+        lay.addStretch()
+
+        self._buttons = [move_xy, move_z, set_pot, read, self.approach_btn, self.retract_btn, self.snap_btn]
+        self.session.coreChanged.connect(self._on_core)
+        self._poll = QTimer(self)
+        self._poll.setInterval(500)
+        self._poll.timeout.connect(self._update_positions)
+        if self.session.core is not None:
+            self._on_core(self.session.core)
+
+    # ------------------------------------------------------------- helpers
+    @property
+    def core(self) -> CMMCorePlus:
+        return self.session.ensure_core()
+
+    @property
+    def ps(self) -> str:
+        return "Potentiostat"
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #e06c6c;" if error else "")
+
+    def _run(self, what: str, func: Any, on_done: Any = None) -> None:
+        """Run hardware work off the GUI thread, one job at a time."""
+        if self._busy:
+            self._say("busy: wait for the current operation to finish", error=True)
+            return
+        if self.session.scan is not None and self.session.scan.is_running():
+            self._say("a scan is running: manual control is locked", error=True)
+            return
+        self._busy = True
+        for b in self._buttons:
+            b.setEnabled(False)
+        self._say(f"{what}…")
+
+        def done(result: Any) -> None:
+            self._say(f"{what}: done" if result is None else f"{what}: {result}")
+            if on_done is not None:
+                on_done(result)
+
+        def error(exc: BaseException) -> None:
+            self._say(f"{what} failed: {exc}", error=True)
+
+        def finished() -> None:
+            self._busy = False
+            for b in self._buttons:
+                b.setEnabled(True)
+            self._update_positions()
+
+        self._workers.append(run_in_thread(func, done, error, finished))
+        self._workers = self._workers[-8:]
+
+    # ---------------------------------------------------------------- config
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Micro-Manager config", str(config_dir()), "Config (*.cfg)")
+        if path:
+            self.config_edit.setText(path)
+
+    def _load(self) -> None:
+        try:
+            self.session.load_config(self.config_edit.text())
+        except Exception as e:
+            self._say(f"could not load {self.config_edit.text()!r}: {e}", error=True)
+            return
+        self._say(f"loaded {self.session.config_path}")
+
+    def _on_core(self, core: CMMCorePlus) -> None:
+        devs = [d for d in core.getLoadedDevices() if d != "Core"]
+        self.devices_label.setText(
+            f"{len(devs)} devices: {', '.join(devs)}\nXY stage: {core.getXYStageDevice() or '—'}, "
+            f"focus: {core.getFocusDevice() or '—'}, camera: {core.getCameraDevice() or '—'}"
+        )
+        core.events.XYStagePositionChanged.connect(self._update_positions)
+        core.events.stagePositionChanged.connect(self._update_positions)
+        self._poll.start()
+        self._update_positions()
+        if self.ps in core.getLoadedDevices():
+            with contextlib.suppress(RuntimeError, ValueError):
+                self.pot_spin.setValue(float(core.getProperty(self.ps, "Potential_V")))
+                self.cell_check.blockSignals(True)
+                self.cell_check.setChecked(core.getProperty(self.ps, "Cell") == "On")
+                self.cell_check.blockSignals(False)
+
+    def _update_positions(self, *_: Any) -> None:
+        core = self.session.core
+        if core is None:
+            return
+        try:
+            x, y = core.getXYPosition() if core.getXYStageDevice() else (math.nan, math.nan)
+            z = core.getPosition() if core.getFocusDevice() else math.nan
+        except Exception:
+            return
+        self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
+
+    # ------------------------------------------------------------- actions
+    def _move_xy(self, x: float, y: float) -> None:
+        core = self.core
+        self._run(f"move XY to ({x:g}, {y:g}) um", lambda: core.setXYPosition(x, y))
+
+    def _step_xy(self, dx: int, dy: int) -> None:
+        core = self.core
+        step = self.step_spin.value()
+        x, y = core.getXYPosition()
+        self._move_xy(x + dx * step, y + dy * step)
+
+    def _move_z(self, z: float) -> None:
+        core = self.core
+        self._run(f"move Z to {z:g} um", lambda: core.setPosition(z))
+
+    def _set_potential(self) -> None:
+        core, v = self.core, self.pot_spin.value()
+        self._run(f"set potential {v:g} V", lambda: core.setProperty(self.ps, "Potential_V", v))
+
+    def _set_cell(self, on: bool) -> None:
+        core = self.core
+        self._run(f"cell {'on' if on else 'off'}", lambda: core.setProperty(self.ps, "Cell", "On" if on else "Off"))
+
+    def _set_range(self, _idx: int) -> None:
+        core, val = self.core, self.range_combo.currentData()
+        self._run(f"current range {self.range_combo.currentText()}",
+                  lambda: core.setProperty(self.ps, "CurrentRange_A", val))
+
+    def _read_current(self) -> None:
+        core = self.core
+
+        def read() -> str:
+            return _fmt_current(float(core.getProperty(self.ps, "Current_A")))
+
+        self._run("current", read, lambda r: self.current_label.setText(f"I = {r}"))
+
+    def _approach(self) -> None:
+        core = self.core
+        zdev = core.getFocusDevice()
+        speed, depth = self.speed_spin.value(), self.depth_spin.value()
+        thr = self.thr_spin.value() * 1e-12
+
+        def approach() -> str:
+            if not core.hasProperty(zdev, "Approach"):
+                raise RuntimeError(f"{zdev} has no device-side approach; use a scan's software approach")
+            if core.getProperty(self.ps, "Cell") != "On":
+                raise RuntimeError("switch the cell on first: with no potential there is no contact current")
+            z = core.getPosition()
+            zmin = float(core.getProperty(zdev, "ZMin_um")) if core.hasProperty(zdev, "ZMin_um") else z - depth
+            core.setProperty(zdev, "Approach_StopZ_um", max(z - depth, zmin))
+            core.setProperty(zdev, "Approach_Speed_um_per_s", speed)
+            core.setProperty(zdev, "Approach_Threshold_A", thr)
+            core.setProperty(zdev, "Approach", "Start")
+            result = core.getProperty(zdev, "Approach_Result")
+            if result == "contact":
+                return f"contact at Z = {float(core.getProperty(zdev, 'Approach_ContactZ_um')):.3f} um"
+            return f"{result} (stopped at Z = {core.getPosition():.3f} um)"
+
+        self._run("approach", approach)
+
+    def _retract(self) -> None:
+        core, d = self.core, self.retract_spin.value()
+        self._run(f"retract {d:g} um", lambda: core.setPosition(core.getPosition() + d))
+
+    def _snap(self) -> None:
+        core = self.core
+
+        def snap() -> tuple:
+            core.snapImage()
+            img = core.getImage()
+            x, y = core.getXYPosition()
+            ps = core.getPixelSizeUm() or 1.0
+            aff = tuple(core.getPixelSizeAffine())
+            return img, x, y, ps, aff
+
+        def show(result: tuple) -> None:
+            from ..io.layers import optical_affine
+
+            img, x, y, ps, aff = result
+            affine = optical_affine(x, y, img.shape, ps, aff)
+            name = "optical"
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                layer.data = img
+                layer.affine = affine
+            else:
+                layer = self.viewer.add_image(img, name=name, affine=affine, colormap="gray",
+                                              units=("micrometer", "micrometer"))
+                self.viewer.layers.move(self.viewer.layers.index(layer), 0)  # keep it below maps
+            self._say(f"snapped optical image at ({x:.2f}, {y:.2f}) um, {ps:g} um/px")
+
+        self._run("snap", snap, show)
+
+    def _show_properties(self) -> None:
+        from pymmcore_widgets import PropertyBrowser
+
+        self._browser = PropertyBrowser(mmcore=self.core)
+        self._browser.setWindowTitle("SECCM device properties")
+        self._browser.resize(700, 600)
+        self._browser.show()

@@ -1,0 +1,449 @@
+"""Scan widget: edit the plan, take the area from a drawn shape, run the scan.
+
+The scan runs on the core's MDA runner in a background thread; this widget
+only polls its progress on a timer and never waits on hardware.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..acquisition.plan import (
+    Chronoamperometry,
+    CyclicVoltammetry,
+    LinearSweep,
+    PolygonArea,
+    RectangleArea,
+    ScanPlan,
+    Staircase,
+)
+from ._qt import group, spin, status_label
+from ._session import get_session
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..acquisition.scan import Scan
+
+
+def _fmt_s(s: float) -> str:
+    if not np.isfinite(s):
+        return "—"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s" if m else f"{sec} s"
+
+
+def default_output_path() -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path.home() / "seccm-scans" / f"scan-{stamp}.seccm.zarr"
+
+
+class ScanWidget(QWidget):
+    """Plan and run a hopping scan; watch the maps fill in."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = get_session(napari_viewer)
+        self.base_plan = ScanPlan()
+        self.scan: Scan | None = None
+        self._polygon: list[tuple[float, float]] | None = None
+        self._t_start = 0.0
+        self._done_start = 0
+
+        p = self.base_plan
+        area = p.area
+        assert isinstance(area, RectangleArea)
+        # -- area
+        self.cx = spin(area.center_x_um, -1e4, 1e4, step=1.0, suffix="um")
+        self.cy = spin(area.center_y_um, -1e4, 1e4, step=1.0, suffix="um")
+        self.w = spin(area.width_um, 0.01, 1e4, step=1.0, suffix="um")
+        self.h = spin(area.height_um, 0.01, 1e4, step=1.0, suffix="um")
+        self.pitch = spin(p.pitch_um, 0.01, 100.0, step=0.05, suffix="um")
+        self.order = QComboBox()
+        self.order.addItems(["serpentine", "raster", "shuffled"])
+        from_shape = QPushButton("Area from selected shape")
+        from_shape.setToolTip("rectangle or polygon drawn on a Shapes layer (stage coordinates, um)")
+        from_shape.clicked.connect(self.area_from_shapes)
+        self.area_label = QLabel("rectangle")
+        af = QFormLayout()
+        af.addRow("centre x", self.cx)
+        af.addRow("centre y", self.cy)
+        af.addRow("width", self.w)
+        af.addRow("height", self.h)
+        af.addRow("pitch", self.pitch)
+        af.addRow("order", self.order)
+        af.addRow(from_shape, self.area_label)
+        area_box = group("Area", layout=af)
+
+        # -- measurement
+        self.kind = QComboBox()
+        for label, key in (
+            ("Chronoamperometry (hold E)", "ca"),
+            ("Linear sweep", "lsv"),
+            ("Cyclic voltammetry", "cv"),
+            ("I-V staircase", "staircase"),
+        ):
+            self.kind.addItem(label, key)
+        self.e_hold = spin(1.0, -5.0, 5.0, step=0.1, suffix="V")
+        self.duration = spin(0.02, 0.0002, 100.0, step=0.01, decimals=4, suffix="s")
+        self.e_start = spin(0.0, -5.0, 5.0, step=0.1, suffix="V")
+        self.e_end = spin(1.0, -5.0, 5.0, step=0.1, suffix="V")
+        self.rate = spin(2.0, 0.001, 1000.0, step=0.5, suffix="V/s")
+        self.steps = spin(11, 2, 10000, step=1, decimals=0, suffix="steps")
+        self.step_hold = spin(0.01, 0.0002, 100.0, step=0.01, decimals=4, suffix="s")
+        mf = QFormLayout()
+        mf.addRow("program", self.kind)
+        mf.addRow("E (hold)", self.e_hold)
+        mf.addRow("duration", self.duration)
+        mf.addRow("E start", self.e_start)
+        mf.addRow("E end / vertex", self.e_end)
+        mf.addRow("scan rate", self.rate)
+        mf.addRow("staircase", self.steps)
+        mf.addRow("step hold", self.step_hold)
+        meas_box = group("Measurement at each landing", layout=mf)
+
+        # -- approach
+        self.slow = spin(p.approach.slow_speed_um_per_s, 0.01, 20.0, step=0.1, suffix="um/s")
+        self.threshold = spin(p.approach.threshold_A * 1e12, 0.01, 1e6, step=0.5, decimals=2, suffix="pA")
+        self.retract = spin(p.retract_um, 0.1, 100.0, step=0.5, suffix="um")
+        self.e_approach = spin(p.approach.potential_V, -5.0, 5.0, step=0.1, suffix="V")
+        apf = QFormLayout()
+        apf.addRow("approach E", self.e_approach)
+        apf.addRow("slow speed", self.slow)
+        apf.addRow("threshold", self.threshold)
+        apf.addRow("retract", self.retract)
+        app_box = group("Approach", layout=apf)
+
+        # -- output and plan files
+        self.out_edit = QLineEdit(str(default_output_path()))
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse_out)
+        orow = QHBoxLayout()
+        orow.addWidget(self.out_edit)
+        orow.addWidget(browse)
+        load_plan = QPushButton("Load plan…")
+        load_plan.clicked.connect(self._load_plan)
+        save_plan = QPushButton("Save plan…")
+        save_plan.clicked.connect(self._save_plan)
+        prow = QHBoxLayout()
+        prow.addWidget(load_plan)
+        prow.addWidget(save_plan)
+        self.estimate_label = QLabel("")
+        out_box = group("Output", layout=QVBoxLayout())
+        out_box.layout().addLayout(orow)
+        out_box.layout().addLayout(prow)
+        out_box.layout().addWidget(self.estimate_label)
+
+        # -- run controls
+        self.start_btn = QPushButton("Start")
+        self.start_btn.clicked.connect(self.start)
+        self.pause_btn = QPushButton("Pause")
+        self.pause_btn.setCheckable(True)
+        self.pause_btn.toggled.connect(self.set_paused)
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.clicked.connect(self.stop)
+        crow = QHBoxLayout()
+        for b in (self.start_btn, self.pause_btn, self.stop_btn):
+            crow.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m points")
+        self.time_label = QLabel("")
+        self.status = status_label()
+        run_box = group("Run", layout=QVBoxLayout())
+        run_box.layout().addLayout(crow)
+        run_box.layout().addWidget(self.progress)
+        run_box.layout().addWidget(self.time_label)
+
+        lay = QVBoxLayout(self)
+        for wdg in (area_box, meas_box, app_box, out_box, run_box, self.status):
+            lay.addWidget(wdg)
+        lay.addStretch()
+
+        for s in (self.cx, self.cy, self.w, self.h, self.pitch, self.e_hold, self.duration,
+                  self.e_start, self.e_end, self.rate, self.steps, self.step_hold, self.slow,
+                  self.threshold, self.retract, self.e_approach):
+            s.valueChanged.connect(self._on_edit)
+        for c in (self.order, self.kind):
+            c.currentIndexChanged.connect(self._on_edit)
+        for s in (self.cx, self.cy, self.w, self.h):
+            s.valueChanged.connect(self._forget_polygon)
+        self._timer = QTimer(self)
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._poll)
+        self._set_running(False)
+        self._on_edit()
+
+    # ----------------------------------------------------------------- plan
+    def _forget_polygon(self) -> None:
+        if self._polygon is not None and self.sender() is not None:
+            self._polygon = None
+            self.area_label.setText("rectangle")
+
+    def plan(self) -> ScanPlan:
+        """The plan as the form shows it (raises ValueError if invalid)."""
+        kind = self.kind.currentData()
+        if kind == "ca":
+            meas: Any = Chronoamperometry(potential_V=self.e_hold.value(), duration_s=self.duration.value())
+        elif kind == "lsv":
+            meas = LinearSweep(start_V=self.e_start.value(), end_V=self.e_end.value(),
+                               scan_rate_V_per_s=self.rate.value())
+        elif kind == "cv":
+            meas = CyclicVoltammetry(start_V=self.e_start.value(), vertex_V=self.e_end.value(),
+                                     scan_rate_V_per_s=self.rate.value())
+        else:
+            meas = Staircase(start_V=self.e_start.value(), end_V=self.e_end.value(),
+                             steps=int(self.steps.value()), hold_s=self.step_hold.value())
+        area: Any
+        if self._polygon is not None:
+            area = PolygonArea(vertices_um=self._polygon)
+        else:
+            area = RectangleArea(center_x_um=self.cx.value(), center_y_um=self.cy.value(),
+                                 width_um=self.w.value(), height_um=self.h.value())
+        base = self.base_plan
+        data = base.model_dump()
+        data.update(
+            area=area.model_dump(), pitch_um=self.pitch.value(), order=self.order.currentText(),
+            measurement=meas.model_dump(), retract_um=self.retract.value(),
+        )
+        data["approach"].update(
+            slow_speed_um_per_s=self.slow.value(), threshold_A=self.threshold.value() * 1e-12,
+            potential_V=self.e_approach.value(),
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plan = ScanPlan.model_validate(data)
+        self._warnings = [str(w.message) for w in caught]
+        return plan
+
+    def _on_edit(self, *_: Any) -> None:
+        kind = self.kind.currentData()
+        for w, kinds in ((self.e_hold, "ca"), (self.duration, "ca"), (self.e_start, "lsv cv staircase"),
+                         (self.e_end, "lsv cv staircase"), (self.rate, "lsv cv"),
+                         (self.steps, "staircase"), (self.step_hold, "staircase")):
+            w.setEnabled(kind in kinds.split())
+        try:
+            plan = self.plan()
+        except Exception as e:
+            self.estimate_label.setText("")
+            self._say(_short_error(e), error=True)
+            if not self._running():
+                self.start_btn.setEnabled(False)
+            return
+        n = plan.n_points()
+        g = plan.grid()
+        self.estimate_label.setText(
+            f"{n} points ({g.ny} x {g.nx} px map), {plan.samples_per_point()} samples each; "
+            f"estimated instrument time {_fmt_s(plan.estimate_time_s())}"
+        )
+        self._say("; ".join(self._warnings) if self._warnings else "", error=bool(self._warnings))
+        if not self._running():
+            self.start_btn.setEnabled(True)
+
+    def set_plan(self, plan: ScanPlan) -> None:
+        """Show a plan in the form (rectangle areas; polygons keep their vertices)."""
+        self.base_plan = plan
+        widgets = [self.cx, self.cy, self.w, self.h, self.pitch, self.order, self.kind]
+        for w in widgets:
+            w.blockSignals(True)
+        a = plan.area
+        if isinstance(a, PolygonArea):
+            self._polygon = [tuple(v) for v in a.vertices_um]
+            self.area_label.setText(f"polygon, {len(a.vertices_um)} vertices")
+        else:
+            self._polygon = None
+            x0, x1, y0, y1 = a.bounds()
+            self.cx.setValue((x0 + x1) / 2)
+            self.cy.setValue((y0 + y1) / 2)
+            self.w.setValue(x1 - x0)
+            self.h.setValue(y1 - y0)
+            self.area_label.setText("rectangle")
+        self.pitch.setValue(plan.pitch_um)
+        self.order.setCurrentText(plan.order)
+        m = plan.measurement
+        self.kind.setCurrentIndex(self.kind.findData(m.kind))
+        for w in widgets:
+            w.blockSignals(False)
+        if isinstance(m, Chronoamperometry):
+            self.e_hold.setValue(m.potential_V)
+            self.duration.setValue(m.duration_s)
+        elif isinstance(m, (LinearSweep, Staircase)):
+            self.e_start.setValue(m.start_V)
+            self.e_end.setValue(m.end_V)
+        elif isinstance(m, CyclicVoltammetry):
+            self.e_start.setValue(m.start_V)
+            self.e_end.setValue(m.vertex_V)
+        if isinstance(m, (LinearSweep, CyclicVoltammetry)):
+            self.rate.setValue(m.scan_rate_V_per_s)
+        if isinstance(m, Staircase):
+            self.steps.setValue(m.steps)
+            self.step_hold.setValue(m.hold_s)
+        self.slow.setValue(plan.approach.slow_speed_um_per_s)
+        self.threshold.setValue(plan.approach.threshold_A * 1e12)
+        self.retract.setValue(plan.retract_um)
+        self.e_approach.setValue(plan.approach.potential_V)
+        self._on_edit()
+
+    def area_from_shapes(self) -> None:
+        """Use the selected (or last) rectangle/polygon of the active Shapes layer."""
+        from napari.layers import Shapes
+
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Shapes):
+            layer = next((lay for lay in reversed(self.viewer.layers) if isinstance(lay, Shapes)), None)
+        if layer is None or len(layer.data) == 0:
+            self._say("draw a rectangle or polygon on a Shapes layer first", error=True)
+            return
+        idx = sorted(layer.selected_data)[-1] if layer.selected_data else len(layer.data) - 1
+        verts = np.asarray(layer.data[idx])[:, -2:]
+        world = np.array([layer.data_to_world(v) for v in verts])[:, -2:]  # (y, x)
+        xy = world[:, ::-1]
+        stype = layer.shape_type[idx]
+        if stype == "rectangle":
+            self._polygon = None
+            x0, y0 = xy.min(0)
+            x1, y1 = xy.max(0)
+            for w, v in ((self.cx, (x0 + x1) / 2), (self.cy, (y0 + y1) / 2), (self.w, x1 - x0), (self.h, y1 - y0)):
+                w.blockSignals(True)
+                w.setValue(float(v))
+                w.blockSignals(False)
+            self.area_label.setText(f"rectangle from '{layer.name}'")
+        elif stype == "polygon":
+            self._polygon = [(float(x), float(y)) for x, y in xy]
+            self.area_label.setText(f"polygon from '{layer.name}', {len(xy)} vertices")
+        else:
+            self._say(f"a {stype} cannot be a scan area: draw a rectangle or polygon", error=True)
+            return
+        self._on_edit()
+
+    def _browse_out(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Scan store", self.out_edit.text(), "SECCM store (*.seccm.zarr)")
+        if path:
+            if not path.endswith(".seccm.zarr"):
+                path += ".seccm.zarr"
+            self.out_edit.setText(path)
+
+    def _load_plan(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Plan", str(Path.home()), "Plan (*.yaml *.yml *.json)")
+        if path:
+            try:
+                self.set_plan(ScanPlan.load(path))
+            except Exception as e:
+                self._say(f"could not load {path}: {_short_error(e)}", error=True)
+
+    def _save_plan(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Plan", str(Path.home() / "plan.yaml"), "Plan (*.yaml *.json)")
+        if path:
+            try:
+                self.plan().save(path)
+                self._say(f"saved {path}")
+            except Exception as e:
+                self._say(f"could not save: {_short_error(e)}", error=True)
+
+    # ------------------------------------------------------------------ run
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #e06c6c;" if error else "")
+
+    def _running(self) -> bool:
+        return self.scan is not None and self.scan.is_running()
+
+    def _set_running(self, running: bool) -> None:
+        self.start_btn.setEnabled(not running)
+        self.pause_btn.setEnabled(running)
+        self.stop_btn.setEnabled(running)
+        if not running:
+            self.pause_btn.blockSignals(True)
+            self.pause_btn.setChecked(False)
+            self.pause_btn.setText("Pause")
+            self.pause_btn.blockSignals(False)
+
+    def start(self) -> None:
+        """Check the plan against the rig, create the store, start the scan."""
+        from ..acquisition.scan import Scan
+        from ._live import LiveScanLayers
+
+        if self._running():
+            return
+        try:
+            plan = self.plan()
+            core = self.session.ensure_core()
+            out = Path(self.out_edit.text()).expanduser()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            scan = Scan.create(core, plan, out)
+        except Exception as e:
+            self._say(f"not started: {_short_error(e)}", error=True)
+            return
+        self.scan = scan
+        self.session.scan = scan
+        self.progress.setRange(0, scan.n_total)
+        self.progress.setValue(scan.points_done)
+        self._t_start = time.monotonic()
+        self._done_start = scan.points_done
+        self.live = LiveScanLayers(self.viewer, scan)
+        self.session.live = self.live
+        scan.start()
+        self.session.scanStarted.emit(scan)
+        self._set_running(True)
+        self._say(f"scanning into {out}")
+        self._timer.start()
+
+    def set_paused(self, paused: bool) -> None:
+        if self.scan is None or not self._running():
+            return
+        self.scan.set_paused(paused)
+        self.pause_btn.setText("Resume" if paused else "Pause")
+        self._say("paused after the point in progress (pipette retracted)" if paused else "scanning")
+
+    def stop(self) -> None:
+        if self.scan is not None and self._running():
+            self.scan.cancel()
+            self._say("stopping after the point in progress (retract, cell off, flush)…")
+
+    def _poll(self) -> None:
+        scan = self.scan
+        if scan is None:
+            return
+        done = scan.points_done
+        self.progress.setValue(done)
+        dt = time.monotonic() - self._t_start
+        rate = (done - self._done_start) / dt if dt > 0 else 0.0
+        left = (scan.n_total - done) / rate if rate > 0 else float("nan")
+        self.time_label.setText(f"elapsed {_fmt_s(dt)}, time left {_fmt_s(left)}")
+        if not scan.is_running() and scan.final_status is not None:
+            self._timer.stop()
+            self._set_running(False)
+            reason = scan.store.meta.get("reason", "")
+            self._say(f"scan {scan.final_status}" + (f": {reason}" if reason else ""),
+                      error=scan.final_status == "error")
+            self.session.scanFinished.emit(scan.final_status)
+            self.out_edit.setText(str(default_output_path()))
+
+
+def _short_error(e: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+    return str(e)
