@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from .store import StoreWriter
 
 
+_UNSET = object()
+
+
 class ScanAborted(RuntimeError):
     """The scan stopped itself (e.g. too many points without contact)."""
 
@@ -72,6 +75,10 @@ class HoppingEngine(PMDAEngine):
         if previous_landings is not None and len(previous_landings[2]):
             self._max_contact_z = float(np.nanmax(previous_landings[2]))
         self._t0_instrument = 0.0
+        self._sent: dict[tuple[str, str], Any] = {}
+        self._has_last = False
+        self._last_contact_z = math.nan
+        self._last_reason = NO_CONTACT
 
     # ------------------------------------------------------------ helpers
     def instrument_time_s(self) -> float:
@@ -83,6 +90,12 @@ class HoppingEngine(PMDAEngine):
 
     def _set_prop(self, dev: str, prop: str, value: Any) -> None:
         self.core.setProperty(dev, prop, value)
+        self._sent[(dev, prop)] = value
+
+    def _set_if_changed(self, dev: str, prop: str, value: Any) -> None:
+        """Set a setting only when it differs from what this engine last set."""
+        if self._sent.get((dev, prop), _UNSET) != value:
+            self._set_prop(dev, prop, value)
 
     def _wait(self, dev: str) -> None:
         # waitForDevice costs ~25 us even for an idle device; ask first
@@ -95,7 +108,7 @@ class HoppingEngine(PMDAEngine):
                 f"refusing to move Z to {z:g} um: below the Z floor {self.z_floor:g} um"
             )
         if speed is not None and self._z_speed_prop:
-            self._set_prop(self.z_dev, "Speed_um_per_s", speed)
+            self._set_if_changed(self.z_dev, "Speed_um_per_s", speed)
         self.core.setPosition(self.z_dev, z)
         self._wait(self.z_dev)
 
@@ -153,6 +166,8 @@ class HoppingEngine(PMDAEngine):
         self._win = slice(int(round(w0 * fs)), max(int(round(w1 * fs)), int(round(w0 * fs)) + 1))
         self._t0_instrument = self.instrument_time_s()
         self._t0_wall = time.perf_counter()
+        # resuming: the pipette may have been left low; lift before any move
+        self._retract_to_safe()
         return None
 
     def event_iterator(self, events: Iterable[MDAEvent]) -> Iterator[MDAEvent]:
@@ -178,7 +193,7 @@ class HoppingEngine(PMDAEngine):
                 "y_um": record.y_um,
             }
         }
-        img = trace if trace is not None else np.empty((2, 0), dtype=np.float32)
+        img = trace if trace is not None else np.empty((2, 0))
         return [(img, event, meta)]
 
     def teardown_sequence(self, sequence: MDASequence) -> None:
@@ -211,12 +226,11 @@ class HoppingEngine(PMDAEngine):
         x, y, row = float(pts.x_um[i]), float(pts.y_um[i]), int(pts.row[i])
         t_start = self.instrument_time_s() - self._t0_instrument
         # 1. lift (extra on a raster fly-back), 2. lateral move
-        z = core.getPosition(self.z_dev)
-        if math.isfinite(self._max_contact_z):
-            lift = self._last_contact_z + plan.retract_um if self._has_last else z
+        if self._has_last:
+            lift = self._last_contact_z + plan.retract_um
             if plan.order == "raster" and self._last_row is not None and row != self._last_row:
                 lift += plan.flyback_extra_um
-            if z < lift:
+            if core.getPosition(self.z_dev) < lift:
                 self._move_z(lift, a.fast_speed_um_per_s)
         self._last_row = row
         core.setXYPosition(self.xy_dev, x, y)
@@ -246,7 +260,8 @@ class HoppingEngine(PMDAEngine):
         status = OK
         if window.size and np.max(np.abs(window)) >= 0.999 * self._range:
             status = SATURATED
-        self._set_prop(self.ps, "Potential_V", a.potential_V)
+        if float(trace[1, -1]) != a.potential_V:  # back to the approach potential
+            self._set_prop(self.ps, "Potential_V", a.potential_V)
         self.surface.add(x, y, contact_z)
         self._has_last, self._last_contact_z = True, contact_z
         self._max_contact_z = max(self._max_contact_z, contact_z)
@@ -256,15 +271,11 @@ class HoppingEngine(PMDAEngine):
         xa, ya = core.getXYPosition(self.xy_dev)
         rec = PointRecord(
             i, status, value, contact_z, xa, ya, t_start, time.time(),
-            current_A=cur.astype(np.float32), potential_V=trace[1].astype(np.float32),
+            current_A=cur, potential_V=trace[1],
         )
         if self.writer is not None:
             self.writer.put(rec)
-        return rec, np.vstack((trace[1], cur)).astype(np.float32)
-
-    _has_last = False
-    _last_contact_z = math.nan
-    _last_reason = NO_CONTACT
+        return rec, trace[1:]  # rows [E_V, I_A] (a view: the payload of frameReady)
 
     def _miss(self, i: int, x: float, y: float, t_start: float, status: int) -> tuple[PointRecord, None]:
         self.consecutive_failures += 1
@@ -273,8 +284,10 @@ class HoppingEngine(PMDAEngine):
             self.writer.put(rec)
         # lift back to where the next hop expects to start
         if math.isfinite(self._max_contact_z):
-            self._move_z(max(self.core.getPosition(self.z_dev), self._last_contact_z + self.plan.retract_um),
-                         self.plan.approach.fast_speed_um_per_s)
+            here = self.core.getPosition(self.z_dev)
+            target = self._max_contact_z + self.plan.retract_um
+            if here < target:
+                self._move_z(target, self.plan.approach.fast_speed_um_per_s)
         limit = self.plan.safety.max_consecutive_failures
         if self.consecutive_failures >= limit:
             raise ScanAborted(
@@ -292,7 +305,7 @@ class HoppingEngine(PMDAEngine):
                 self._last_reason = NO_CONTACT
                 return None
             self._set_prop(z, "Approach_StopZ_um", stop_z)
-            self._set_prop(z, "Approach_Speed_um_per_s", speed)
+            self._set_if_changed(z, "Approach_Speed_um_per_s", speed)
             self._set_prop(z, "Approach", "Start")
             self._wait(z)
             result = core.getProperty(z, "Approach_Result")

@@ -33,6 +33,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,9 +147,13 @@ def _ngff_attrs(name: str, pitch: float, y0: float, x0: float, unit: str) -> dic
 
 
 def _chunk_points(n_samples: int, n_points: int) -> int:
-    """Points per trace chunk: ~1 MiB of float32, at least 1."""
-    per = max(1, (1 << 20) // max(4 * n_samples, 1))
-    return int(min(max(per, 1), max(n_points, 1)))
+    """Points per trace chunk: ~128 KiB of float32 (16 to 4096 points).
+
+    Small chunks keep the writer's read-modify-write per batch small; a
+    million-point scan still makes only ~10^4 chunk files per array.
+    """
+    per = (128 << 10) // max(4 * n_samples, 1)
+    return int(min(max(per, 16), 4096, max(n_points, 1)))
 
 
 class ScanStore:
@@ -222,8 +227,10 @@ class ScanStore:
         tr = root.create_group("traces")
         cp = _chunk_points(ns, n)
         for name in ("current_A", "potential_V"):
+            # noisy float32 hardly compresses: store raw, spend no CPU on it
             tr.create_array(
-                name, shape=(n, ns), chunks=(cp, max(ns, 1)), dtype="f4", fill_value=np.nan
+                name, shape=(n, ns), chunks=(cp, max(ns, 1)), dtype="f4",
+                fill_value=np.nan, compressors=None,
             )
         t = tr.create_array("time_s", shape=(ns,), chunks=(max(ns, 1),), dtype="f8")
         t[:] = np.arange(ns) / plan.potentiostat.sample_rate_Hz
@@ -394,14 +401,27 @@ class ScanStore:
             self._write_rows("traces/potential_V", tidx, pot)
         for name in ("status", "value_A", "contact_z_um", "x_um", "y_um", "t_start_s", "wall_time_s"):
             vals = np.array([getattr(r, name) for r in records])
-            self.array(f"results/{name}").set_coordinate_selection(idx, vals)
-        rows = self.array("points/row").get_coordinate_selection(idx)
-        cols = self.array("points/col").get_coordinate_selection(idx)
+            self._write_1d(f"results/{name}", idx, vals)
+        rows, cols = self._rows_cols(idx)
         value = np.array([r.value_A if r.status == OK else np.nan for r in records], dtype="f4")
         height = np.array([r.contact_z_um for r in records], dtype="f4")
         self.array("maps/current/0").set_coordinate_selection((rows, cols), value)
         self.array("maps/contact_height/0").set_coordinate_selection((rows, cols), height)
-        self.array("results/done").set_coordinate_selection(idx, np.ones(idx.size, dtype="u1"))
+        self._write_1d("results/done", idx, np.ones(idx.size, dtype="u1"))
+
+    def _rows_cols(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map pixel of each point (the planned grid is cached: it never changes)."""
+        if "_rowcol" not in self._cache:
+            self._cache["_rowcol"] = (self.array("points/row")[:], self.array("points/col")[:])
+        row, col = self._cache["_rowcol"]
+        return row[idx], col[idx]
+
+    def _write_1d(self, name: str, idx: np.ndarray, vals: np.ndarray) -> None:
+        arr = self.array(name)
+        if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size:  # contiguous
+            arr[int(idx[0]) : int(idx[-1]) + 1] = vals
+        else:
+            arr.set_coordinate_selection(idx, vals)
 
     def _write_rows(self, name: str, idx: np.ndarray, data: np.ndarray) -> None:
         arr = self.array(name)
@@ -423,9 +443,20 @@ class StoreWriter:
     is written point by point and a fast one in batches.
     """
 
-    def __init__(self, store: ScanStore, maxsize: int = 4096, max_batch: int = 2048) -> None:
+    def __init__(
+        self,
+        store: ScanStore,
+        maxsize: int = 8192,
+        max_batch: int = 4096,
+        min_interval_s: float = 0.2,
+    ) -> None:
         self.store = store
         self.max_batch = max_batch
+        #: at most one batch per interval: a zarr write costs ~2 ms whatever
+        #: its size, so fast scans write in batches; a point still reaches the
+        #: disk within about this time after it was measured
+        self.min_interval_s = min_interval_s
+        self._closing = threading.Event()
         self._q: queue.Queue[PointRecord | None] = queue.Queue(maxsize=maxsize)
         self._error: BaseException | None = None
         self.written = 0
@@ -438,8 +469,12 @@ class StoreWriter:
         self._q.put(record)
 
     def _run(self) -> None:
+        last = 0.0
         while True:
             item = self._q.get()
+            wait = self.min_interval_s - (time.monotonic() - last)
+            if wait > 0 and item is not None:
+                self._closing.wait(wait)  # let points accumulate (unless closing)
             batch: list[PointRecord] = []
             stop = item is None
             if item is not None:
@@ -454,6 +489,7 @@ class StoreWriter:
                 else:
                     batch.append(nxt)
             if batch and self._error is None:
+                last = time.monotonic()
                 try:
                     self.store.write_points(batch)
                     self.written += len(batch)
@@ -466,6 +502,7 @@ class StoreWriter:
 
     def close(self, timeout: float | None = None) -> None:
         """Write everything queued, then stop the worker."""
+        self._closing.set()
         self._q.put(None)
         self._thread.join(timeout)
         if self._error is not None:

@@ -2,9 +2,12 @@
 
 A least-squares plane ``z = c0 + c1 x + c2 y`` through all contact heights so
 far, updated in O(1) per landing from running sums (a million-point scan costs
-the same per point as a small one). Before ``min_landings`` landings it
-predicts the last height; with no landing it predicts nothing (the engine then
-searches for the surface).
+the same per point as a small one). Along a direction in which the landings
+have no spread yet (the first row of a raster) the slope is taken as zero.
+Before ``min_landings`` landings it predicts the last height; with no landing
+it predicts nothing (the engine then searches for the surface).
+
+Plain Python floats: on 3 x 3 sums numpy's call overhead would dominate.
 """
 
 from __future__ import annotations
@@ -18,42 +21,50 @@ class SurfaceModel:
     def __init__(self, model: str = "plane", min_landings: int = 3) -> None:
         self.model = model
         self.min_landings = min_landings
-        self._S = np.zeros((3, 3))  # sum of [1, x, y]^T [1, x, y]
-        self._b = np.zeros(3)  # sum of [1, x, y] z
-        self._zz = 0.0
         self.n = 0
+        self._sx = self._sy = self._sz = 0.0
+        self._sxx = self._sxy = self._syy = 0.0
+        self._sxz = self._syz = self._szz = 0.0
         self.last: float | None = None
-        self._coef: np.ndarray | None = None
+        self._coef: tuple[float, float, float] | None = None
+        self._rms: float | None = None
 
     def add(self, x: float, y: float, z: float) -> None:
         if not math.isfinite(z):
             return
-        v = np.array([1.0, x, y])
-        self._S += np.outer(v, v)
-        self._b += v * z
-        self._zz += z * z
         self.n += 1
+        self._sx += x
+        self._sy += y
+        self._sz += z
+        self._sxx += x * x
+        self._sxy += x * y
+        self._syy += y * y
+        self._sxz += x * z
+        self._syz += y * z
+        self._szz += z * z
         self.last = z
         self._coef = None
+        self._rms = None
 
     def add_many(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
         ok = np.isfinite(z)
         for xi, yi, zi in zip(x[ok], y[ok], z[ok], strict=True):
             self.add(float(xi), float(yi), float(zi))
 
-    def coefficients(self) -> np.ndarray | None:
+    def coefficients(self) -> tuple[float, float, float] | None:
+        """(c0, c1, c2) of the plane, or None while it is not trusted yet."""
         if self.model != "plane" or self.n < max(self.min_landings, 3):
             return None
         if self._coef is None:
-            # centred normal equations; along a direction with no spread (e.g.
-            # the first row of a raster) the slope is taken as zero (pinv)
             n = self.n
-            mx, my = self._S[0, 1] / n, self._S[0, 2] / n
-            mz = self._b[0] / n
-            cov = self._S[1:, 1:] / n - np.outer([mx, my], [mx, my])
-            cz = self._b[1:] / n - mz * np.array([mx, my])
-            slopes = _pinv2_solve(cov, cz)
-            self._coef = np.array([mz - slopes @ [mx, my], slopes[0], slopes[1]])
+            mx, my, mz = self._sx / n, self._sy / n, self._sz / n
+            cxx = self._sxx / n - mx * mx
+            cxy = self._sxy / n - mx * my
+            cyy = self._syy / n - my * my
+            cxz = self._sxz / n - mx * mz
+            cyz = self._syz / n - my * mz
+            b1, b2 = _pinv2_solve(cxx, cxy, cyy, cxz, cyz)
+            self._coef = (mz - b1 * mx - b2 * my, b1, b2)
         return self._coef
 
     def predict(self, x: float, y: float) -> float | None:
@@ -61,7 +72,7 @@ class SurfaceModel:
         c = self.coefficients()
         if c is None:
             return self.last
-        return float(c[0] + c[1] * x + c[2] * y)
+        return c[0] + c[1] * x + c[2] * y
 
     @property
     def rms_um(self) -> float:
@@ -69,22 +80,35 @@ class SurfaceModel:
         c = self.coefficients()
         if c is None or self.n <= 3:
             return 0.0
-        # sum (z - v.c)^2 = zz - 2 c.b + c.S.c
-        ss = self._zz - 2 * c @ self._b + c @ self._S @ c
-        return math.sqrt(max(ss, 0.0) / (self.n - 3))
+        if self._rms is None:
+            c0, c1, c2 = c
+            # sum (z - c0 - c1 x - c2 y)^2 expanded in the running sums
+            ss = (
+                self._szz + c0 * c0 * self.n + c1 * c1 * self._sxx + c2 * c2 * self._syy
+                - 2 * (c0 * self._sz + c1 * self._sxz + c2 * self._syz)
+                + 2 * (c0 * c1 * self._sx + c0 * c2 * self._sy + c1 * c2 * self._sxy)
+            )
+            self._rms = math.sqrt(max(ss, 0.0) / (self.n - 3))
+        return self._rms
 
 
-def _pinv2_solve(c: np.ndarray, d: np.ndarray, rcond: float = 1e-4) -> np.ndarray:
-    """``pinv(c) @ d`` for a symmetric 2x2 ``c``, dropping tiny eigenvalues."""
-    a, b, e = c[0, 0], c[0, 1], c[1, 1]
+def _pinv2_solve(
+    a: float, b: float, e: float, d0: float, d1: float, rcond: float = 1e-4
+) -> tuple[float, float]:
+    """``pinv([[a, b], [b, e]]) @ [d0, d1]``, dropping eigenvalues below rcond x the largest."""
     tr, det = a + e, a * e - b * b
     disc = math.sqrt(max(tr * tr / 4 - det, 0.0))
     l1, l2 = tr / 2 + disc, tr / 2 - disc
     if l1 <= 0:
-        return np.zeros(2)
+        return 0.0, 0.0
     if l2 > rcond * l1:
-        return np.array([e * d[0] - b * d[1], a * d[1] - b * d[0]]) / det
+        return (e * d0 - b * d1) / det, (a * d1 - b * d0) / det
     # rank 1: solve along the principal direction only
-    v = np.array([b, l1 - a]) if abs(b) > 1e-300 else (np.array([1.0, 0.0]) if a >= e else np.array([0.0, 1.0]))
-    v = v / np.linalg.norm(v)
-    return v * (v @ d) / l1
+    if abs(b) > 1e-300:
+        vx, vy = b, l1 - a
+    else:
+        vx, vy = (1.0, 0.0) if a >= e else (0.0, 1.0)
+    norm = math.hypot(vx, vy)
+    vx, vy = vx / norm, vy / norm
+    proj = (vx * d0 + vy * d1) / l1
+    return vx * proj, vy * proj

@@ -39,7 +39,8 @@ class SimulatedBackend:
 
     @property
     def rig(self) -> SimulatedRig:
-        return get_rig(self.rig_name)
+        rig = _RIGS.get(self.rig_name)  # lock-free fast path; see get_rig
+        return rig if rig is not None else get_rig(self.rig_name)
 
     @property
     def probe(self):

@@ -39,9 +39,13 @@ class PiezoXY(BackendMixin, XYStageDevice):
     def Speed_um_per_s(self, value: float) -> None:
         self._speed = float(value)
 
+    def initialize(self) -> None:
+        super().initialize()
+        g = self.get_property_value  # pre-init: fixed once initialized
+        self._travel = (float(g("XMin_um")), float(g("XMax_um")), float(g("YMin_um")), float(g("YMax_um")))
+
     def travel(self) -> tuple[float, float, float, float]:
-        g = self.get_property_value
-        return (float(g("XMin_um")), float(g("XMax_um")), float(g("YMin_um")), float(g("YMax_um")))
+        return self._travel
 
     def set_position_um(self, x: float, y: float) -> None:
         xmin, xmax, ymin, ymax = self.travel()
@@ -95,7 +99,8 @@ class PiezoZ(BackendMixin, StageDevice):
 
     def initialize(self) -> None:
         super().initialize()
-        self._ap_stop = float(self.get_property_value("ZMin_um"))
+        self._travel = (float(self.get_property_value("ZMin_um")), float(self.get_property_value("ZMax_um")))
+        self._ap_stop = self._travel[0]
 
     # ------------------------------------------------------------ plain moves
     @pymm_property(limits=(0.01, 500.0))
@@ -108,7 +113,7 @@ class PiezoZ(BackendMixin, StageDevice):
         self._speed = float(value)
 
     def travel(self) -> tuple[float, float]:
-        return float(self.get_property_value("ZMin_um")), float(self.get_property_value("ZMax_um"))
+        return self._travel
 
     def set_position_um(self, val: float) -> None:
         zmin, zmax = self.travel()

@@ -13,6 +13,7 @@ given ``seed``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields
 
@@ -92,14 +93,10 @@ def _random_field(
 def _eval_field(
     modes: tuple[np.ndarray, np.ndarray, np.ndarray], *coords: np.ndarray
 ) -> np.ndarray:
+    """Sum of the random modes at the points ``coords`` (any broadcastable shape)."""
     k, phase, amp = modes
-    coords = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in coords))
-    arg = phase.reshape((-1,) + (1,) * coords[0].ndim)
-    arg = arg + sum(
-        k[:, i].reshape((-1,) + (1,) * coords[0].ndim) * coords[i]
-        for i in range(len(coords))
-    )
-    return np.tensordot(amp, np.cos(arg), axes=1)
+    c = np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in coords)), axis=-1)
+    return np.cos(c @ k.T + phase) @ amp
 
 
 @dataclass
@@ -206,7 +203,7 @@ class LLTOFilm:
         if self._grain_seeds is not None:
             gb = self.grain_boundary_mask(xs, ys)
             g = np.where(gb, g * self.params.gb_conductivity_factor, g)
-        return np.tensordot(g, w, axes=([-1], [0]))
+        return g @ w
 
     def pad_distance_um(self, x: np.ndarray) -> np.ndarray:
         """Distance from the contact to the edge of the Au pad, um."""
@@ -231,6 +228,7 @@ class LLTOFilm:
         return h
 
 
+@functools.lru_cache(maxsize=64)
 def _disk_samples(radius_um: float, n_ring: int) -> tuple[np.ndarray, ...]:
     """Offsets (x, y) and area weights of a polar sampling of a disk."""
     xs, ys, ws = [0.0], [0.0], [1.0]
