@@ -2,7 +2,7 @@
 # (scripts/setup.sh: Debian packages + .venv; a no-op when nothing changed).
 #
 #   make setup                 install what is missing
-#   make demo                  run the simulated SECCM demo in napari
+#   make demo                  run the simulated SECCM demo (stores + PNG figure)
 #   make test                  whole pytest suite (GUI tests under Xvfb)
 #   make test PYTEST_ARGS="-k gui -x"
 #   make lint                  ruff check + ruff format --check
@@ -22,15 +22,9 @@ help:
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
 
-# Without any display (ssh, container), run the demo in a virtual X server
-# instead of letting Qt abort.
+# The demo is headless (it writes stores and a PNG figure): no display needed.
 demo: setup
-	@if [ -z "$$DISPLAY" ] && [ -z "$$WAYLAND_DISPLAY" ] && command -v xvfb-run >/dev/null; then \
-		echo "[demo] no display: running under xvfb-run (nothing will be shown)"; \
-		exec xvfb-run -a -s "-screen 0 1600x1000x24" $(VENV)/bin/napari-seccm demo $(DEMO_ARGS); \
-	else \
-		exec $(VENV)/bin/napari-seccm demo $(DEMO_ARGS); \
-	fi
+	$(VENV)/bin/napari-seccm demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

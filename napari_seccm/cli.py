@@ -286,8 +286,10 @@ def _demo_figure(map_store: Path, E, I, fit, path: Path) -> None:
 def cmd_gui(args: argparse.Namespace) -> int:  # pragma: no cover - interactive
     import napari
 
-    viewer = napari.Viewer()
-    viewer.window.add_plugin_dock_widget("napari-seccm")
+    viewer = napari.Viewer(title="napari-seccm")
+    viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    viewer.window.add_plugin_dock_widget("napari-seccm", "Scan", tabify=True)
+    viewer.window.add_plugin_dock_widget("napari-seccm", "Inspector")
     napari.run()
     return 0
 

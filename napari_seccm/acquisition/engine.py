@@ -258,7 +258,9 @@ class HoppingEngine(PMDAEngine):
         window = cur[self._win]
         value = float(np.mean(window)) if window.size else math.nan
         status = OK
-        if window.size and np.max(np.abs(window)) >= 0.999 * self._range:
+        if cur.size == 0 or not window.size:
+            status = FAILED  # the potentiostat returned no samples
+        elif np.max(np.abs(window)) >= 0.999 * self._range:
             status = SATURATED
         if float(trace[1, -1]) != a.potential_V:  # back to the approach potential
             self._set_prop(self.ps, "Potential_V", a.potential_V)

@@ -321,9 +321,13 @@ class ScanStore:
         return st
 
     def plan(self) -> ScanPlan:
+        import warnings
+
         from .plan import ScanPlan
 
-        return ScanPlan.model_validate(self.meta["plan"])
+        with warnings.catch_warnings():  # warned when the scan was planned
+            warnings.simplefilter("ignore", UserWarning)
+            return ScanPlan.model_validate(self.meta["plan"])
 
     @property
     def n_points(self) -> int:

@@ -68,3 +68,21 @@ def run_in_thread(
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def scroll_layout(widget: QWidget) -> QVBoxLayout:
+    """Give ``widget`` a scrollable body; returns the body's layout.
+
+    Docked side by side, the SECCM widgets can then share a small screen.
+    """
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    body = QWidget()
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(body)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(body)

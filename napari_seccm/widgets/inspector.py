@@ -34,6 +34,7 @@ class InspectorWidget(QWidget):
         self.info.setWordWrap(True)
         self.figure = Figure(figsize=(4, 5), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
         self.ax_t = self.figure.add_subplot(211)
         self.ax_iv = self.figure.add_subplot(212)
         lay = QVBoxLayout(self)

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..configs import SIMULATED, config_dir
-from ._qt import group, run_in_thread, spin, status_label
+from ._qt import group, run_in_thread, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class RigWidget(QWidget):
         opt_box.layout().addLayout(orow)
 
         self.status = status_label()
-        lay = QVBoxLayout(self)
+        lay = scroll_layout(self)
         for w in (cfg_box, stage_box, pot_box, app_box, opt_box, self.status):
             lay.addWidget(w)
         lay.addStretch()

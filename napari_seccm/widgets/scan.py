@@ -36,7 +36,7 @@ from ..acquisition.plan import (
     ScanPlan,
     Staircase,
 )
-from ._qt import group, spin, status_label
+from ._qt import group, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class ScanWidget(QWidget):
         run_box.layout().addWidget(self.progress)
         run_box.layout().addWidget(self.time_label)
 
-        lay = QVBoxLayout(self)
+        lay = scroll_layout(self)
         for wdg in (area_box, meas_box, app_box, out_box, run_box, self.status):
             lay.addWidget(wdg)
         lay.addStretch()
