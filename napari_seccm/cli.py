@@ -97,7 +97,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from .acquisition.plan import ScanPlan
     from .acquisition.scan import Scan
 
+    from .acquisition.store import ScanStore
+
     plan = ScanPlan.load(args.plan) if args.plan else ScanPlan()
+    ScanStore.check_creatable(args.out, overwrite=args.overwrite)  # before loading the rig
     core = _load_core(args.config)
     scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
     status = _run_with_progress(scan, f"scan -> {args.out}", args.quiet)

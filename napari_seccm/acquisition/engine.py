@@ -59,6 +59,7 @@ class HoppingEngine(PMDAEngine):
         *,
         points: ScanPoints | None = None,
         previous_landings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        time_offset_s: float = 0.0,
     ) -> None:
         self.core = core
         self.plan = plan
@@ -75,6 +76,8 @@ class HoppingEngine(PMDAEngine):
         if previous_landings is not None and len(previous_landings[2]):
             self._max_contact_z = float(np.nanmax(previous_landings[2]))
         self._t0_instrument = 0.0
+        #: instrument time of earlier sessions (resume): t_start_s keeps counting
+        self.time_offset_s = time_offset_s
         self._sent: dict[tuple[str, str], Any] = {}
         self._has_last = False
         self._last_contact_z = math.nan
@@ -224,7 +227,7 @@ class HoppingEngine(PMDAEngine):
         core, plan, a = self.core, self.plan, self.plan.approach
         pts = self.points
         x, y, row = float(pts.x_um[i]), float(pts.y_um[i]), int(pts.row[i])
-        t_start = self.instrument_time_s() - self._t0_instrument
+        t_start = self.time_offset_s + self.instrument_time_s() - self._t0_instrument
         # 1. lift (extra on a raster fly-back), 2. lateral move
         if self._has_last:
             lift = self._last_contact_z + plan.retract_um

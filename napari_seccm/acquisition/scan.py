@@ -94,6 +94,7 @@ class Scan:
     ) -> Scan:
         """Check the plan against the rig, then create the store (nothing moves)."""
         check_plan_against_core(plan, core)
+        ScanStore.check_creatable(path, overwrite=overwrite)  # before touching the rig
         store = ScanStore.create(path, plan, rig=rig_snapshot(core), overwrite=overwrite)
         return cls(core, store)
 
@@ -128,9 +129,16 @@ class Scan:
         res = store.results()
         done = res["done"].astype(bool)
         prev = (res["x_um"][done], res["y_um"][done], res["contact_z_um"][done])
-        self.writer = StoreWriter(store)
-        self.engine = HoppingEngine(self.core, self.plan, self.writer, previous_landings=prev)
         meta = store.meta
+        self._base_instrument_s = float(meta.get("instrument_time_s", 0.0))
+        self._base_wall_s = float(meta.get("wall_time_s", 0.0))
+        self._t_wall0 = time.perf_counter()
+        self._last_checkpoint = time.monotonic()
+        self.writer = StoreWriter(store, on_batch=self._checkpoint)
+        self.engine = HoppingEngine(
+            self.core, self.plan, self.writer, previous_landings=prev,
+            time_offset_s=self._base_instrument_s,
+        )
         sessions = list(meta.get("sessions", []))
         sessions.append({"started": _now_iso(), "points_pending": int(self.pending.size)})
         store.update_meta(
@@ -138,6 +146,19 @@ class Scan:
             reason="",
             started=meta.get("started") or _now_iso(),
             sessions=sessions,
+        )
+
+    def _checkpoint(self, batch: list[Any]) -> None:
+        """On the writer thread: keep the times in the metadata current (every
+        ~2 s), so a killed scan still reports the time it spent."""
+        now = time.monotonic()
+        if now - self._last_checkpoint < 2.0:
+            return
+        self._last_checkpoint = now
+        t_last = max(r.t_start_s for r in batch)
+        self.store.update_meta(
+            instrument_time_s=max(t_last, self._base_instrument_s),
+            wall_time_s=self._base_wall_s + (time.perf_counter() - self._t_wall0),
         )
 
     def run(self) -> str:
@@ -203,7 +224,7 @@ class Scan:
         if eng is not None:
             reason_parts.extend(getattr(eng, "teardown_problems", []))
         meta = store.meta
-        inst = float(meta.get("instrument_time_s", 0.0))
+        inst = self._base_instrument_s
         if eng is not None and hasattr(eng, "_t0_wall"):
             inst += eng.instrument_time_s() - eng._t0_instrument
         sessions = list(meta.get("sessions", []))
@@ -215,7 +236,7 @@ class Scan:
             reason="; ".join(reason_parts),
             ended=_now_iso(),
             instrument_time_s=inst,
-            wall_time_s=float(meta.get("wall_time_s", 0.0)) + wall_s,
+            wall_time_s=self._base_wall_s + wall_s,
             sessions=sessions,
         )
         store.close()
@@ -232,7 +253,16 @@ def run_scan(
 ) -> Scan:
     """Create the store and run the whole scan (blocking). Returns the finished Scan."""
     scan = Scan.create(core, plan, path, overwrite=overwrite)
+
+    def _progress(*_: Any) -> None:
+        if on_point is not None:
+            on_point(scan.points_done, scan.n_total)
+
     if on_point is not None:
-        core.mda.events.frameReady.connect(lambda *_: on_point(scan.points_done, scan.n_total))
-    scan.run()
+        core.mda.events.frameReady.connect(_progress)
+    try:
+        scan.run()
+    finally:
+        if on_point is not None:
+            core.mda.events.frameReady.disconnect(_progress)
     return scan

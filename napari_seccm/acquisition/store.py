@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import zarr
 
@@ -181,12 +181,8 @@ class ScanStore:
         import zarr
 
         path = Path(path)
+        cls.check_creatable(path, overwrite=overwrite)
         if path.exists():
-            if not overwrite:
-                raise StoreExistsError(
-                    f"{path} already exists; choose another name, resume it, or pass "
-                    "overwrite=True (--overwrite) to replace it"
-                )
             probe = cls._try_lock(path)
             if probe is None:
                 raise StoreLockedError(f"{path} is being written by another process")
@@ -239,10 +235,36 @@ class ScanStore:
         for name, unit in (("current", "A"), ("contact_height", "um")):
             m = maps.create_group(name)
             m.attrs.update(_ngff_attrs(name, g.pitch_um, g.y0_um + g.pitch_um / 2, g.x0_um + g.pitch_um / 2, unit))
-            m.create_array("0", shape=g.shape, chunks=mchunk, dtype="f4", fill_value=np.nan)
+            m.create_array(
+                "0", shape=g.shape, chunks=mchunk, dtype="f4", fill_value=np.nan,
+                dimension_names=("y", "x"),
+            )
         store = cls(path, root, writable=True)
         store.acquire_lock()
         return store
+
+    @staticmethod
+    def check_creatable(path: str | Path, *, overwrite: bool = False) -> None:
+        """Raise unless a new store may be written at ``path`` (nothing is changed).
+
+        An existing path is refused unless ``overwrite``; even then only a
+        scan store is replaced, never another file or folder.
+        """
+        path = Path(path)
+        if not path.exists():
+            if not path.parent.exists():
+                raise FileNotFoundError(f"folder {path.parent} does not exist")
+            return
+        if not overwrite:
+            raise StoreExistsError(
+                f"{path} already exists; choose another name, resume it, or pass "
+                "overwrite=True (--overwrite) to replace it"
+            )
+        is_store = (path / "zarr.json").is_file() and '"seccm"' in (path / "zarr.json").read_text()
+        if not is_store:
+            raise StoreExistsError(
+                f"{path} exists and is not a SECCM scan store; it is never replaced"
+            )
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> ScanStore:
@@ -453,8 +475,11 @@ class StoreWriter:
         maxsize: int = 8192,
         max_batch: int = 4096,
         min_interval_s: float = 0.2,
+        on_batch: Callable[[list[PointRecord]], None] | None = None,
     ) -> None:
         self.store = store
+        #: called on the writer thread after each batch is on disk
+        self.on_batch = on_batch
         self.max_batch = max_batch
         #: at most one batch per interval: a zarr write costs ~2 ms whatever
         #: its size, so fast scans write in batches; a point still reaches the
@@ -497,6 +522,8 @@ class StoreWriter:
                 try:
                     self.store.write_points(batch)
                     self.written += len(batch)
+                    if self.on_batch is not None:
+                        self.on_batch(batch)
                 except BaseException as e:  # keep draining so producers never block
                     self._error = e
             for _ in range(len(batch) + (1 if stop else 0)):

@@ -175,7 +175,7 @@ class Sample(GenericDevice):
 
     @pymm_property(allowed_values=("none", "xy", "z", "potentiostat"))
     def InjectFailure(self) -> str:
-        """Make a device fail on its next use (for testing error handling)."""
+        """Make a device fail on every use until set back to none (for testing error handling)."""
         return self.rig.failure or "none"
 
     @InjectFailure.setter

@@ -1,0 +1,286 @@
+"""The series model of one landing, inverted: from a measured resistance to the
+local spreading resistance and the local conductivity of the film.
+
+One landing (disk contact of radius ``a``) is, in series (``docs`` and
+``/work/shared/DOMAIN.md``)::
+
+    R_total = R_pipette + R_interface + R_spreading + R_film
+
+- ``R_pipette = rho / (pi r tan(theta))`` (conical pipette, tip radius r),
+- ``R_interface = ASR / (pi a^2)``,
+- ``R_spreading = 1 / (4 a sigma)`` for an isotropic film (Holm); for an
+  anisotropic film the conductance of a disk on a half-space with principal
+  conductivities ``(sx, sy, sz)`` is
+  ``sqrt(sx sy sz) 2 pi alpha / K(1 - beta^2 / alpha^2)`` with the ellipse
+  semi-axes ``alpha = a / sqrt(min(sx, sy)) >= beta = a / sqrt(max(sx, sy))``,
+- ``R_film = ln(L / a) / (2 pi sigma_film t)``: the thin film collected by
+  the Au pad at distance ``L = x - PadEdgeX``.
+
+The formulas are written here again (numpy/scipy only) rather than imported
+from the simulator, so that the analysis does not depend on it (the simulator
+package imports pymmcore-plus) and a test compares two implementations.
+
+Units: the dataclass fields and the function names carry their units; the
+formulas work in SI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy.special import ellipk
+
+#: SeriesModel field -> the property of the ``Sample`` device that holds it in
+#: a store's rig snapshot (``meta["rig"]["devices"]["Sample"]``)
+RIG_PROPERTIES: dict[str, str] = {
+    "tip_radius_nm": "Pipette_TipRadius_nm",
+    "half_angle_deg": "Pipette_HalfAngle_deg",
+    "electrolyte_S_per_cm": "Pipette_Electrolyte_S_per_cm",
+    "footprint_radius_nm": "Pipette_FootprintRadius_nm",
+    "thickness_nm": "Thickness_nm",
+    "sigma_film_S_per_cm": "SigmaFilm_S_per_cm",
+    "pad_edge_x_um": "PadEdgeX_um",
+    "asr_ohm_cm2": "ASR_ohm_cm2",
+}
+
+
+# ------------------------------------------------------------------ formulas
+def pipette_resistance_ohm(
+    tip_radius_m: float, half_angle_deg: float, conductivity_S_per_m: float
+) -> float:
+    """``rho / (pi r tan(theta))`` of a conical pipette, Ohm."""
+    return 1.0 / (
+        conductivity_S_per_m * math.pi * tip_radius_m * math.tan(math.radians(half_angle_deg))
+    )
+
+
+def interface_resistance_ohm(asr_ohm_m2: float, radius_m: float) -> float:
+    """``ASR / (pi a^2)``, Ohm."""
+    return asr_ohm_m2 / (math.pi * radius_m**2)
+
+
+def film_resistance_ohm(
+    distance_m: np.ndarray | float,
+    radius_m: float,
+    sigma_S_per_m: float,
+    thickness_m: float,
+) -> np.ndarray:
+    """``ln(L / a) / (2 pi sigma t)``, Ohm; ``L`` is clipped at ``a``."""
+    L = np.maximum(np.asarray(distance_m, dtype=float), radius_m)
+    return np.log(L / radius_m) / (2.0 * math.pi * sigma_S_per_m * thickness_m)
+
+
+def spreading_conductance_S(
+    radius_m: float | np.ndarray,
+    sigma_x_S_per_m: float | np.ndarray,
+    sigma_y_S_per_m: float | np.ndarray,
+    sigma_z_S_per_m: float | np.ndarray,
+) -> np.ndarray:
+    """Conductance of a disk of radius ``a`` on an anisotropic half-space, S.
+
+    ``4 a sigma`` when isotropic; ``4 a sqrt(sigma_in sigma_z)`` when the two
+    in-plane conductivities are equal.
+    """
+    a = np.asarray(radius_m, dtype=float)
+    sx = np.asarray(sigma_x_S_per_m, dtype=float)
+    sy = np.asarray(sigma_y_S_per_m, dtype=float)
+    sz = np.asarray(sigma_z_S_per_m, dtype=float)
+    lo, hi = np.minimum(sx, sy), np.maximum(sx, sy)
+    alpha = a / np.sqrt(lo)
+    return np.sqrt(sx * sy * sz) * 2.0 * math.pi * alpha / ellipk(1.0 - lo / hi)
+
+
+def llto_axes(anisotropy: float, orientation: str) -> tuple[float, float, float]:
+    """Principal conductivities ``(x, y, z)`` of an LLTO domain relative to the
+    fast (ab-plane) one, for ``anisotropy = sigma_fast / sigma_slow``.
+
+    ``"001"``: c axis normal to the film (fast, fast, slow); ``"100"``: c axis
+    in the plane (fast, slow, fast).
+    """
+    if anisotropy < 1:
+        raise ValueError(f"anisotropy (sigma_fast / sigma_slow) must be >= 1, got {anisotropy}")
+    slow = 1.0 / anisotropy
+    if orientation == "001":
+        return 1.0, 1.0, slow
+    if orientation == "100":
+        return 1.0, slow, 1.0
+    raise ValueError(f"orientation must be '001' or '100', not {orientation!r}")
+
+
+def domain_spreading_ratio(anisotropy: float) -> float:
+    """``G[100] / G[001]`` of the spreading term alone (1.3 / 1.9 / 2.8 / 4.3
+    for an anisotropy of 3 / 10 / 30 / 100)."""
+    g100 = spreading_conductance_S(1.0, *llto_axes(anisotropy, "100"))
+    g001 = spreading_conductance_S(1.0, *llto_axes(anisotropy, "001"))
+    return float(g100 / g001)
+
+
+# --------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class SeriesModel:
+    """Pipette, interface and film parameters of the series model.
+
+    ``from_meta`` reads them from a store's rig snapshot; any of them can be
+    given instead (a real instrument records no film parameters).
+    """
+
+    tip_radius_nm: float
+    half_angle_deg: float
+    electrolyte_S_per_cm: float
+    footprint_radius_nm: float
+    thickness_nm: float
+    sigma_film_S_per_cm: float
+    pad_edge_x_um: float
+    asr_ohm_cm2: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"series model: {f.name} must be a finite number, got {v!r}")
+            if f.name not in ("pad_edge_x_um", "asr_ohm_cm2") and v <= 0:
+                raise ValueError(f"series model: {f.name} must be > 0, got {v!r}")
+            if f.name == "asr_ohm_cm2" and v < 0:
+                raise ValueError(f"series model: asr_ohm_cm2 must be >= 0, got {v!r}")
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None, **overrides: float | None) -> SeriesModel:
+        """Parameters from ``meta["rig"]["devices"]["Sample"]``, overridden by
+        the keyword arguments that are not None. Raises ``ValueError`` naming
+        every parameter found in neither."""
+        sample: dict[str, Any] = {}
+        if meta:
+            sample = dict(((meta.get("rig") or {}).get("devices") or {}).get("Sample") or {})
+        unknown = set(overrides) - set(RIG_PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown series-model parameters: {sorted(unknown)}")
+        values: dict[str, float] = {}
+        missing = []
+        for name, prop in RIG_PROPERTIES.items():
+            v = overrides.get(name)
+            if v is None and prop in sample:
+                v = sample[prop]
+            if v is None:
+                if name == "asr_ohm_cm2":
+                    v = 0.0
+                else:
+                    missing.append(f"{name} (rig property Sample-{prop})")
+                    continue
+            try:
+                values[name] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"series model: {name} = {v!r} is not a number") from None
+        if missing:
+            raise ValueError(
+                "the series model needs parameters that the store's rig snapshot does not "
+                "hold; give them as arguments: " + ", ".join(missing)
+            )
+        return cls(**values)
+
+    @classmethod
+    def available_in(cls, meta: dict[str, Any] | None) -> bool:
+        """True if the rig snapshot holds every parameter (ASR may be absent)."""
+        try:
+            cls.from_meta(meta)
+        except ValueError:
+            return False
+        return True
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    # --------------------------------------------------------------- terms
+    @property
+    def footprint_radius_m(self) -> float:
+        return self.footprint_radius_nm * 1e-9
+
+    @property
+    def pipette_resistance_ohm(self) -> float:
+        return pipette_resistance_ohm(
+            self.tip_radius_nm * 1e-9, self.half_angle_deg, self.electrolyte_S_per_cm * 100.0
+        )
+
+    @property
+    def interface_resistance_ohm(self) -> float:
+        return interface_resistance_ohm(self.asr_ohm_cm2 * 1e-4, self.footprint_radius_m)
+
+    def film_resistance_ohm(self, x_um: np.ndarray | float) -> np.ndarray:
+        """Film (collection) term at stage x, Ohm (distance to the pad edge)."""
+        d_m = (np.asarray(x_um, dtype=float) - self.pad_edge_x_um) * 1e-6
+        return film_resistance_ohm(
+            d_m, self.footprint_radius_m, self.sigma_film_S_per_cm * 100.0, self.thickness_nm * 1e-9
+        )
+
+    def spreading_resistance_ohm(
+        self, total_resistance_ohm: np.ndarray, x_um: np.ndarray | float
+    ) -> np.ndarray:
+        """``R_total - R_pipette - R_interface - R_film(x)``, Ohm; NaN where that
+        is not positive (the series terms explain all of it: no information)."""
+        r = (
+            np.asarray(total_resistance_ohm, dtype=float)
+            - self.pipette_resistance_ohm
+            - self.interface_resistance_ohm
+            - self.film_resistance_ohm(x_um)
+        )
+        with np.errstate(invalid="ignore"):
+            return np.where(r > 0, r, np.nan)
+
+    def spreading_conductance_S(
+        self, conductance_S: np.ndarray, x_um: np.ndarray | float
+    ) -> np.ndarray:
+        """Local spreading conductance from the measured conductance, S (NaN
+        where the measured one is not positive or the remainder is not)."""
+        g = np.asarray(conductance_S, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = np.where(g > 0, 1.0 / g, np.nan)
+            return 1.0 / self.spreading_resistance_ohm(total, x_um)
+
+    def conductivity_S_per_cm(
+        self,
+        spreading_conductance_S: np.ndarray,
+        *,
+        anisotropy: float | None = None,
+        orientation: np.ndarray | str | None = None,
+    ) -> np.ndarray:
+        """Local conductivity from the spreading conductance, S/cm.
+
+        Isotropic (``anisotropy`` None): ``sigma = G / (4 a)``, for an
+        anisotropic film the geometric mean ``sqrt(sigma_in sigma_z)``.
+        Anisotropic: the fast (ab-plane) conductivity of an LLTO domain of the
+        given ``orientation`` (``"001"``/``"100"``, or a label array with
+        0 = [100], 1 = [001] and -1 = unknown -> NaN).
+        """
+        return conductivity_S_per_cm(
+            spreading_conductance_S,
+            self.footprint_radius_m,
+            anisotropy=anisotropy,
+            orientation=orientation,
+        )
+
+
+def conductivity_S_per_cm(
+    spreading_conductance_S: np.ndarray,
+    radius_m: float,
+    *,
+    anisotropy: float | None = None,
+    orientation: np.ndarray | str | None = None,
+) -> np.ndarray:
+    """See :meth:`SeriesModel.conductivity_S_per_cm`."""
+    g = np.asarray(spreading_conductance_S, dtype=float)
+    if anisotropy is None:
+        return g / (4.0 * radius_m) / 100.0
+    if orientation is None:
+        raise ValueError("an anisotropic conductivity needs the domain orientation")
+    unit = {
+        o: float(spreading_conductance_S(radius_m, *llto_axes(anisotropy, o)))
+        for o in ("100", "001")
+    }
+    if isinstance(orientation, str):
+        return g / unit[orientation] / 100.0
+    lab = np.asarray(orientation)
+    per = np.where(lab == 0, unit["100"], np.where(lab == 1, unit["001"], np.nan))
+    return g / per / 100.0

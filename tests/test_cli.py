@@ -1,0 +1,219 @@
+"""The ``napari-seccm`` command line, run as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from _scan_helpers import (
+    assert_done_points_intact,
+    cli_info,
+    done_count,
+    run_cli,
+    start_cli,
+    stop_process,
+    tree_snapshot,
+    wait_for,
+)
+
+from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
+from napari_seccm.acquisition.store import ScanStore, StoreLockedError
+
+# a plan that runs a couple of seconds on the simulated rig: 25 x 25 = 625 points
+LONG_PLAN = ScanPlan(
+    name="long", area=RectangleArea(width_um=10.0, height_um=10.0), pitch_um=0.4
+)
+
+
+def test_plan_scan_info_and_refusing_to_overwrite(tmp_path):
+    plan_file = tmp_path / "f.yaml"
+    r = run_cli("plan", "--out", str(plan_file))
+    assert r.returncode == 0, r.stderr
+    assert ScanPlan.load(plan_file) == ScanPlan()  # the template is the default plan
+    r = run_cli("plan", "--out", str(plan_file))
+    assert r.returncode == 2
+    assert "exists; pass --overwrite" in r.stderr
+    # make it small: a 3 x 3 um map (the comments of the template stay)
+    text = plan_file.read_text()
+    assert "width_um: 12.0" in text and "height_um: 12.0" in text
+    plan_file.write_text(
+        text.replace("width_um: 12.0", "width_um: 3.0").replace(
+            "height_um: 12.0", "height_um: 3.0"
+        )
+    )
+    assert ScanPlan.load(plan_file).n_points() == 100
+
+    out = tmp_path / "o.seccm.zarr"
+    r = run_cli("scan", "--plan", str(plan_file), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "complete" in r.stderr
+    info = cli_info(out)
+    assert info["status"] == "complete"
+    assert info["reason"] == ""
+    assert info["map_shape"] == [10, 10]
+    assert info["pitch_um"] == pytest.approx(0.3)
+    assert info["points_done"] == info["points_total"] == 100
+    assert info["landing_status"] == {
+        "ok": 100,
+        "no_contact": 0,
+        "saturated": 0,
+        "false_trigger": 0,
+        "failed": 0,
+    }
+    assert info["instrument_time_s"] > info["wall_time_s"] > 0
+    assert info["name"] == "seccm scan"
+    assert_done_points_intact(out)
+
+    # a second scan to the same store is refused, and the store is untouched;
+    # there is nothing to resume either
+    before = tree_snapshot(out)
+    again = start_cli("scan", "--plan", str(plan_file), "--out", str(out))
+    resume = start_cli("resume", str(out))
+    _, err = again.communicate(timeout=120)
+    _, err2 = resume.communicate(timeout=120)
+    assert again.returncode == 2
+    assert err.startswith("error: ")
+    assert "already exists" in err and "--overwrite" in err
+    assert "Traceback" not in err
+    assert resume.returncode == 2
+    assert "already complete" in err2
+    assert tree_snapshot(out) == before
+    assert cli_info(out)["status"] == "complete"
+
+
+def test_bad_plans_are_rejected_with_clear_messages(tmp_path):
+    cases = {
+        "negative-pitch.yaml": (
+            "pitch_um: -1.0\n",
+            ["pitch_um", "greater than 0", "-1.0"],
+        ),
+        "travel.yaml": (
+            "area: {kind: rectangle, center_x_um: 48.0,"
+            " width_um: 6.0, height_um: 6.0}\n",
+            ["scan area X up to 51 um is beyond the stage travel", "maximum is 50 um"],
+        ),
+        "filter.json": (
+            '{"potentiostat": {"sample_rate_Hz": 1000, "filter_Hz": 800}}',
+            ["filter 800 Hz is above half the sample rate (500 Hz)"],
+        ),
+        "compliance.yaml": (
+            "measurement: {kind: ca, potential_V: 7.5}\n",
+            ["potential 7.5 V is beyond the potentiostat's compliance (maximum 5 V)"],
+        ),
+    }
+    procs = {}
+    for name, (text, _) in cases.items():
+        (tmp_path / name).write_text(text)
+        out = tmp_path / f"{name}.seccm.zarr"
+        procs[name] = (
+            start_cli("scan", "--plan", str(tmp_path / name), "--out", str(out)),
+            out,
+        )
+    for name, (proc, out) in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (name, err)
+        assert err.startswith("error: "), err
+        assert "Traceback" not in err
+        for fragment in cases[name][1]:
+            assert fragment in err, (name, err)
+        assert not out.exists(), name  # no store created
+
+
+def _kill_when_running(proc, store, sig: int, min_points: int = 20) -> int:
+    """Send ``sig`` to the CLI once more than ``min_points`` points are on disk."""
+    wait_for(
+        lambda: done_count(store) > min_points or proc.poll() is not None,
+        90,
+        "points on disk",
+    )
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+    os.kill(proc.pid, sig)
+    return done_count(store)
+
+
+def test_sigkill_leaves_a_readable_store_that_resume_completes(tmp_path):
+    plan_file = tmp_path / "long.json"
+    LONG_PLAN.save(plan_file)
+    n = LONG_PLAN.n_points()
+    victim = tmp_path / "killed.seccm.zarr"
+    reference = tmp_path / "reference.seccm.zarr"
+    ref = start_cli(
+        "scan", "--plan", str(plan_file), "--out", str(reference), "--quiet"
+    )
+    proc = start_cli("scan", "--plan", str(plan_file), "--out", str(victim), "--quiet")
+    try:
+        wait_for(
+            lambda: done_count(victim) > 20 or proc.poll() is not None,
+            90,
+            "points on disk",
+        )
+        # while it runs: readable, running, and locked against a second writer
+        with ScanStore.open(victim) as s:
+            assert s.status == "running"
+        with pytest.raises(StoreLockedError):
+            ScanStore.open(victim, mode="r+")
+        at_kill = _kill_when_running(proc, victim, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        stop_process(proc)
+
+    info = cli_info(victim)
+    assert info["status"] == "interrupted"
+    done = info["points_done"]
+    assert at_kill <= done < n
+    assert info["points_total"] == n
+    mask = assert_done_points_intact(victim)
+    assert mask.sum() == done
+    with ScanStore.open(victim) as s:
+        before = s.results()
+
+    r = run_cli("resume", str(victim), "--quiet")
+    assert r.returncode == 0, r.stderr
+    _, ref_err = ref.communicate(timeout=120)
+    assert ref.returncode == 0, ref_err
+
+    info = cli_info(victim)
+    assert info["status"] == "complete"
+    assert info["points_done"] == n
+    assert_done_points_intact(victim)
+    with ScanStore.open(victim) as s, ScanStore.open(reference) as r_s:
+        after = s.results()
+        sessions = s.meta["sessions"]
+        m, m_ref = s.current_map(), r_s.current_map()
+        h, h_ref = s.height_map(), r_s.height_map()
+    assert [x["points_pending"] for x in sessions] == [n, n - done]
+    assert sessions[-1]["status"] == "complete"
+    # the points measured before the kill were kept as they were
+    np.testing.assert_array_equal(after["value_A"][mask], before["value_A"][mask])
+    # the same map as an uninterrupted scan (fresh simulated rig: other noise)
+    assert not np.isnan(m).any()
+    rel = np.abs(m - m_ref) / np.abs(m_ref)
+    assert float(rel.max()) < 0.01
+    np.testing.assert_allclose(h, h_ref, atol=0.01)
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path):
+    plan_file = tmp_path / "long.yaml"
+    LONG_PLAN.save(plan_file)
+    store = tmp_path / "ctrlc.seccm.zarr"
+    proc = start_cli("scan", "--plan", str(plan_file), "--out", str(store))
+    try:
+        _kill_when_running(proc, store, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 130, err
+    assert "stopping after the point in progress" in err
+    assert "Traceback" not in err
+    info = cli_info(store)
+    assert info["status"] == "canceled"
+    # retract and cell off succeeded (a failure there would be added to the reason)
+    assert info["reason"] == "canceled by the user"
+    assert 20 < info["points_done"] < info["points_total"]
+    assert_done_points_intact(store)
+    # the lock went with the process: the scan can be resumed
+    with ScanStore.open(store, mode="r+") as s:
+        assert s.writable
