@@ -296,7 +296,7 @@ class ScanStore:
     def acquire_lock(self) -> None:
         fd = self._try_lock(self.path)
         if fd is None:
-            raise StoreLockedError(f"{self.path} is being written by another process")
+            raise StoreLockedError(f"{self.path} is being written by a running scan (lock held)")
         self._lock_fd = fd
 
     def release_lock(self) -> None:
@@ -403,6 +403,28 @@ class ScanStore:
     def status_counts(self) -> dict[str, int]:
         st = self.array("results/status")[:]
         return {STATUS_NAMES[k]: int((st == k).sum()) for k in STATUS_NAMES}
+
+    # ----------------------------------------------------------- alignments
+    def alignments(self) -> list[dict[str, Any]]:
+        """Images aligned onto this scan: path, sha256, model, matrix, landmarks."""
+        return list(self.meta.get("alignments", []))
+
+    @classmethod
+    def save_alignment(cls, path: str | Path, record: dict[str, Any]) -> None:
+        """Store (or replace, for the same image) an alignment with a scan.
+
+        ``record`` holds JSON values: ``image`` (layer name), ``path``,
+        ``sha256``, ``model``, ``matrix`` (3 x 3, image data -> stage (y, x)
+        um), landmarks and residuals. Refused while the scan is being written.
+        """
+        json.dumps(record)  # JSON only: nothing executable goes into a store
+        store = cls.open(path, mode="r+")
+        try:
+            recs = [r for r in store.alignments() if r.get("image") != record.get("image")]
+            recs.append({**record, "saved": _now_iso()})
+            store.update_meta(alignments=recs)
+        finally:
+            store.close()
 
     # ---------------------------------------------------------------- write
     def write_points(self, records: Sequence[PointRecord]) -> None:

@@ -1,0 +1,306 @@
+"""Align widget: put an optical or TEM image and a scan map into one frame (um).
+
+Click corresponding landmarks on the reference (e.g. a scan map or the
+optical image, already in stage coordinates) and on the moving image (e.g. a
+TEM image): the n-th moving point pairs with the n-th reference point. The
+chosen transform model is estimated with scikit-image and applied as the
+moving layer's affine; residuals per landmark and their rms are shown in um.
+The alignment can be saved with a scan and comes back when the scan is
+reopened.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..analysis.registration import MODELS, RegistrationError, estimate
+from ._qt import group, scroll_layout, status_label
+
+if TYPE_CHECKING:
+    import napari
+
+REF_POINTS = "landmarks: reference"
+MOV_POINTS = "landmarks: moving"
+
+
+def data_to_world_matrix(layer: Any) -> np.ndarray:
+    """The 3 x 3 matrix a 2-D layer applies from data (row, col) to world (y, x)."""
+    o = np.asarray(layer.data_to_world((0.0, 0.0)), dtype=float)[-2:]
+    e0 = np.asarray(layer.data_to_world((1.0, 0.0)), dtype=float)[-2:] - o
+    e1 = np.asarray(layer.data_to_world((0.0, 1.0)), dtype=float)[-2:] - o
+    m = np.eye(3)
+    m[:2, 0], m[:2, 1], m[:2, 2] = e0, e1, o
+    return m
+
+
+def _transform_state(layer: Any) -> dict[str, Any]:
+    return {
+        "scale": np.array(layer.scale),
+        "translate": np.array(layer.translate),
+        "rotate": np.array(layer.rotate),
+        "shear": np.array(layer.shear),
+        "affine": np.array(layer.affine.affine_matrix),
+    }
+
+
+def _set_transform_state(layer: Any, st: dict[str, Any]) -> None:
+    layer.scale = st["scale"]
+    layer.translate = st["translate"]
+    layer.rotate = st["rotate"]
+    layer.shear = st["shear"]
+    layer.affine = st["affine"]
+
+
+def set_data_to_world(layer: Any, matrix: np.ndarray) -> None:
+    """Make ``matrix`` the layer's whole data -> world transform."""
+    n = layer.ndim
+    layer.scale = np.ones(n)
+    layer.translate = np.zeros(n)
+    layer.rotate = np.eye(n)
+    layer.shear = np.zeros(n * (n - 1) // 2)
+    layer.affine = matrix
+
+
+class AlignWidget(QWidget):
+    """Landmark alignment of a moving image onto a reference layer."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.ref_combo = QComboBox()
+        self.mov_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(MODELS)
+        self.model_combo.setCurrentText("similarity")
+        form = QFormLayout()
+        form.addRow("reference (stays)", self.ref_combo)
+        form.addRow("moving (aligned)", self.mov_combo)
+        form.addRow("transform", self.model_combo)
+        pick_box = group("Layers", layout=form)
+
+        self.points_btn = QPushButton("Add landmark layers")
+        self.points_btn.setToolTip(
+            "click points on the reference, then the same features in the same order on "
+            "the moving image"
+        )
+        self.points_btn.clicked.connect(self.add_landmark_layers)
+        self.apply_btn = QPushButton("Estimate and apply")
+        self.apply_btn.clicked.connect(self.estimate_and_apply)
+        self.undo_btn = QPushButton("Undo")
+        self.undo_btn.clicked.connect(self.undo)
+        row = QHBoxLayout()
+        for b in (self.points_btn, self.apply_btn, self.undo_btn):
+            row.addWidget(b)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["landmark", "residual (um)"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(120)
+        self.rms_label = QLabel("")
+        fit_box = group("Landmarks", layout=QVBoxLayout())
+        fit_box.layout().addLayout(row)
+        fit_box.layout().addWidget(self.table)
+        fit_box.layout().addWidget(self.rms_label)
+
+        self.save_btn = QPushButton("Save alignment with the scan")
+        self.save_btn.clicked.connect(self.save_with_scan)
+        self.export_btn = QPushButton("Export figure…")
+        self.export_btn.clicked.connect(self._export_dialog)
+        srow = QHBoxLayout()
+        srow.addWidget(self.save_btn)
+        srow.addWidget(self.export_btn)
+        save_box = group("Keep it", layout=QVBoxLayout())
+        save_box.layout().addLayout(srow)
+
+        self.status = status_label()
+        lay = scroll_layout(self)
+        for w in (pick_box, fit_box, save_box, self.status):
+            lay.addWidget(w)
+        lay.addStretch()
+
+        self._undo: list[tuple[str, dict[str, Any]]] = []
+        self.last = None
+        self._refresh_layers()
+        napari_viewer.layers.events.inserted.connect(self._refresh_layers)
+        napari_viewer.layers.events.removed.connect(self._refresh_layers)
+
+    # ------------------------------------------------------------- helpers
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #e06c6c;" if error else "")
+
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [lay for lay in self.viewer.layers if isinstance(lay, Image)]
+
+    def _refresh_layers(self, *_: Any) -> None:
+        names = [lay.name for lay in self._image_layers()]
+        for combo in (self.ref_combo, self.mov_combo):
+            cur = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if cur in names:
+                combo.setCurrentText(cur)
+            combo.blockSignals(False)
+        if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
+            self.mov_combo.setCurrentIndex(0 if self.ref_combo.currentIndex() else 1)
+
+    def _layer(self, name: str) -> Any:
+        if name not in self.viewer.layers:
+            raise RegistrationError(f"no layer named {name!r}")
+        return self.viewer.layers[name]
+
+    # ------------------------------------------------------------- actions
+    def add_landmark_layers(self) -> None:
+        """Points layers for the landmarks: the moving one rides on the moving image."""
+        try:
+            mov = self._layer(self.mov_combo.currentText())
+        except RegistrationError as e:
+            self._say(str(e), error=True)
+            return
+        if REF_POINTS not in self.viewer.layers:
+            self.viewer.add_points(np.empty((0, 2)), name=REF_POINTS, face_color="cyan",
+                                   size=0.3, border_color="black")
+        if MOV_POINTS in self.viewer.layers:
+            self.viewer.layers.remove(MOV_POINTS)
+        pts = self.viewer.add_points(np.empty((0, 2)), name=MOV_POINTS, face_color="magenta",
+                                     size=0.3, border_color="black")
+        set_data_to_world(pts, data_to_world_matrix(mov))
+        self.viewer.layers.selection.active = self.viewer.layers[REF_POINTS]
+        self.viewer.layers[REF_POINTS].mode = "add"
+        self._say("click landmarks on the reference (cyan), then the same features in the "
+                  "same order on the moving image (magenta, select its layer first)")
+
+    def estimate_and_apply(self) -> Any:
+        """Estimate the transform from the landmark pairs and apply it."""
+        try:
+            ref_pts = np.asarray(self._layer(REF_POINTS).data, dtype=float)[:, -2:]
+            mov_layer = self._layer(self.mov_combo.currentText())
+            pts_layer = self._layer(MOV_POINTS)
+            mov_pts = np.asarray(pts_layer.data, dtype=float)[:, -2:]  # moving data coords
+            if len(ref_pts) != len(mov_pts):
+                raise RegistrationError(
+                    f"{len(ref_pts)} reference and {len(mov_pts)} moving landmarks: "
+                    "click the same number on each, in the same order"
+                )
+            reg = estimate(mov_pts, ref_pts, self.model_combo.currentText())
+        except RegistrationError as e:
+            self._say(str(e), error=True)
+            return None
+        self._undo.append((mov_layer.name, _transform_state(mov_layer)))
+        set_data_to_world(mov_layer, reg.matrix)
+        set_data_to_world(pts_layer, reg.matrix)
+        self.last = reg
+        self._show(reg)
+        return reg
+
+    def _show(self, reg: Any) -> None:
+        self.table.setRowCount(len(reg.residuals))
+        for i, r in enumerate(reg.residuals):
+            self.table.setItem(i, 0, QTableWidgetItem(str(i + 1)))
+            self.table.setItem(i, 1, QTableWidgetItem(f"{r:.4f}"))
+        self.rms_label.setText(
+            f"{reg.model}: rms residual {reg.rms:.4f} um; scale {reg.scale:.5g} um/px, "
+            f"rotation {reg.rotation_deg:.2f} deg"
+        )
+        self._say("; ".join(reg.warnings), error=bool(reg.warnings))
+
+    def undo(self) -> None:
+        if not self._undo:
+            self._say("nothing to undo")
+            return
+        name, st = self._undo.pop()
+        if name in self.viewer.layers:
+            _set_transform_state(self.viewer.layers[name], st)
+            if MOV_POINTS in self.viewer.layers:
+                set_data_to_world(self.viewer.layers[MOV_POINTS], data_to_world_matrix(self.viewer.layers[name]))
+        self.last = None
+        self.table.setRowCount(0)
+        self.rms_label.setText("")
+        self._say(f"restored the previous placement of {name!r}")
+
+    # ----------------------------------------------------------- keep it
+    def _scan_store_path(self) -> str | None:
+        for lay in self.viewer.layers:
+            meta = lay.metadata.get("seccm") if hasattr(lay, "metadata") else None
+            if meta and meta.get("store"):
+                return str(meta["store"])
+        return None
+
+    def alignment_record(self) -> dict[str, Any]:
+        mov = self._layer(self.mov_combo.currentText())
+        info = mov.metadata.get("seccm_image", {})
+        rec: dict[str, Any] = {
+            "image": mov.name,
+            "path": info.get("path", ""),
+            "sha256": info.get("sha256", ""),
+            "signal": info.get("signal"),
+            "pixel_size_um": info.get("pixel_size_um"),
+            "matrix": data_to_world_matrix(mov).tolist(),
+            "reference": self.ref_combo.currentText(),
+        }
+        if self.last is not None:
+            rec.update(
+                model=self.last.model,
+                rms_um=self.last.rms,
+                residuals_um=[float(r) for r in self.last.residuals],
+            )
+        if REF_POINTS in self.viewer.layers and MOV_POINTS in self.viewer.layers:
+            rec["landmarks_reference_um"] = np.asarray(self.viewer.layers[REF_POINTS].data)[:, -2:].tolist()
+            rec["landmarks_moving_px"] = np.asarray(self.viewer.layers[MOV_POINTS].data)[:, -2:].tolist()
+        return rec
+
+    def save_with_scan(self, store_path: str | None = None) -> bool:
+        from ..acquisition.store import ScanStore
+
+        store_path = store_path or self._scan_store_path()
+        if not store_path:
+            self._say("open or run a scan first: the alignment is saved with a scan store", error=True)
+            return False
+        try:
+            rec = self.alignment_record()
+            if not rec["path"]:
+                raise ValueError(
+                    f"layer {rec['image']!r} was not opened from a file; open the image "
+                    "through napari-seccm (File > Open) so the alignment can find it again"
+                )
+            ScanStore.save_alignment(store_path, rec)
+        except Exception as e:
+            self._say(f"not saved: {e}", error=True)
+            return False
+        self._say(f"saved the alignment of {rec['image']!r} with {Path(store_path).name}")
+        return True
+
+    def _export_dialog(self) -> None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Aligned figure", str(Path.home() / f"seccm-aligned-{stamp}.png"), "PNG (*.png)"
+        )
+        if path:
+            self.export_figure(path)
+
+    def export_figure(self, path: str | Path) -> Path:
+        """Save the aligned layers as they are shown (all visible layers), PNG."""
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path} exists; choose another name")
+        self.viewer.export_figure(str(path))
+        self._say(f"exported {path}")
+        return path
