@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,19 +57,53 @@ _PLAIN = (".png", ".jpg", ".jpeg")
 
 #: symbols of length units, case-sensitive -> um per unit
 _LENGTH_SYMBOLS: dict[str, float] = {
-    "m": 1e6, "cm": 1e4, "mm": 1e3, "um": 1.0, "nm": 1e-3, "A": 1e-4, "Ang": 1e-4,
-    "pm": 1e-6, "in": 25400.0,
+    "m": 1e6,
+    "cm": 1e4,
+    "mm": 1e3,
+    "um": 1.0,
+    "nm": 1e-3,
+    "A": 1e-4,
+    "Ang": 1e-4,
+    "pm": 1e-6,
+    "in": 25400.0,
 }
 #: names of length units, any case -> um per unit
 _LENGTH_NAMES: dict[str, float] = {
-    "meter": 1e6, "metre": 1e6, "centimeter": 1e4, "centimetre": 1e4,
-    "millimeter": 1e3, "millimetre": 1e3, "micron": 1.0, "micrometer": 1.0,
-    "micrometre": 1.0, "nanometer": 1e-3, "nanometre": 1e-3, "angstrom": 1e-4,
-    "picometer": 1e-6, "picometre": 1e-6, "inch": 25400.0, "inches": 25400.0,
+    "meter": 1e6,
+    "metre": 1e6,
+    "centimeter": 1e4,
+    "centimetre": 1e4,
+    "millimeter": 1e3,
+    "millimetre": 1e3,
+    "micron": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    "angstrom": 1e-4,
+    "picometer": 1e-6,
+    "picometre": 1e-6,
+    "inch": 25400.0,
+    "inches": 25400.0,
 }
 #: strings that mean "no physical unit"
-_NO_UNIT = {"", "pixel", "pixels", "px", "pix", "<undefined>", "undefined", "unknown",
-            "none", "a.u.", "au", "arb", "arb. units", "reference frame", "referenceframe"}
+_NO_UNIT = {
+    "",
+    "pixel",
+    "pixels",
+    "px",
+    "pix",
+    "<undefined>",
+    "undefined",
+    "unknown",
+    "none",
+    "a.u.",
+    "au",
+    "arb",
+    "arb. units",
+    "reference frame",
+    "referenceframe",
+}
 
 
 def _normalize_unit(unit: Any) -> str:
@@ -105,7 +138,9 @@ def length_unit_to_um(unit: Any) -> float | None:
 
 def _is_reciprocal(s: str) -> bool:
     t = s.replace(" ", "").lower()
-    return t.startswith("1/") or t.endswith("^-1") or t.endswith("-1") or t.endswith("⁻¹")
+    return (
+        t.startswith("1/") or t.endswith("^-1") or t.endswith("-1") or t.endswith("⁻¹")
+    )
 
 
 def _describe_unit(unit: str) -> str:
@@ -113,21 +148,32 @@ def _describe_unit(unit: str) -> str:
     if s.lower() in _NO_UNIT:
         return "no length unit"
     if _is_reciprocal(s):
-        return (f"a reciprocal-space unit ({unit!r}: a diffraction pattern or an FFT?), "
-                "not a length")
+        return (
+            f"a reciprocal-space unit ({unit!r}: a diffraction pattern or an FFT?), "
+            "not a length"
+        )
     return f"a unit that is not a length ({unit!r})"
 
 
 class MissingScaleError(ValueError):
     """The file gives no length unit for its pixels; a pixel size is needed."""
 
-    def __init__(self, path: str | Path, unit: str, *, hint: str = "", signal: str = "") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        unit: str,
+        *,
+        hint: str = "",
+        signal: str = "",
+        what: str = "",
+    ) -> None:
         self.path = Path(path)
         self.unit = unit
-        what = _describe_unit(unit)
+        what = what or _describe_unit(unit)
         where = f" (signal {signal})" if signal else ""
         msg = (
-            f"{self.path.name}{where}: the image has {what} (unit in the file: {unit!r}), "
+            f"{self.path.name}{where}: the image has {what} "
+            f"(unit in the file: {unit!r}), "
             f"so its pixels cannot be placed in micrometres. Pass the pixel size, e.g. "
             f"load_image({str(self.path)!r}, pixel_size_um=0.01) (um per pixel, or a "
             f"(y, x) pair)."
@@ -261,7 +307,11 @@ class _Raw:
 
     def kind(self) -> str:
         n_sig = sum(1 for a in self.axes if not a.navigate)
-        if n_sig == 2 and len(self.axes) >= 2 and not any(a.navigate for a in self.axes[-2:]):
+        if (
+            n_sig == 2
+            and len(self.axes) >= 2
+            and not any(a.navigate for a in self.axes[-2:])
+        ):
             return "image"
         if n_sig == 0:
             return "scalar"
@@ -273,7 +323,9 @@ class _Raw:
 
     def info(self, index: int) -> SignalInfo:
         shape = tuple(int(s) for s in np.shape(self.data))
-        return SignalInfo(index, self.title, shape, self.kind(), tuple(a.units for a in self.axes))
+        return SignalInfo(
+            index, self.title, shape, self.kind(), tuple(a.units for a in self.axes)
+        )
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -287,11 +339,13 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def _rsciio_signals(path: Path, reader: Any, source: str, **kw: Any) -> list[_Raw]:
     out = []
     for sig in reader(str(path), **kw):
-        axes_d = sorted(sig.get("axes", []), key=lambda a: int(a.get("index_in_array", 0)))
+        axes_d = sorted(
+            sig.get("axes", []), key=lambda a: int(a.get("index_in_array", 0))
+        )
         axes = [
             _Axis(
-                scale=float(a.get("scale", 1.0) or 1.0),
-                offset=float(a.get("offset", 0.0) or 0.0),
+                scale=float(1.0 if a.get("scale") is None else a["scale"]),
+                offset=float(a.get("offset") or 0.0),
                 units=str(a.get("units") or ""),
                 navigate=bool(a.get("navigate", False)),
             )
@@ -299,7 +353,8 @@ def _rsciio_signals(path: Path, reader: Any, source: str, **kw: Any) -> list[_Ra
         ]
         md = sig.get("metadata", {}) or {}
         title = str(md.get("General", {}).get("title", "") or f"signal {len(out)}")
-        out.append(_Raw(np.asarray(sig["data"]), title, axes, {"metadata": md}, source))
+        meta = {"metadata": md, "original_metadata": sig.get("original_metadata", {})}
+        out.append(_Raw(np.asarray(sig["data"]), title, axes, meta, source))
     return out
 
 
@@ -330,10 +385,23 @@ def _tiff_scale(tif: Any) -> tuple[tuple[_Axis, _Axis], str, dict[str, Any], str
     """(y axis, x axis), source, metadata, hint from the tags of a TiffFile."""
     page = tif.pages[0]
     tags = {t.name: t.value for t in page.tags.values()}
-    md: dict[str, Any] = {"tags": {k: v for k, v in tags.items()
-                                   if k in ("XResolution", "YResolution", "ResolutionUnit",
-                                            "Software", "ImageDescription", "Make", "Model")
-                                   and not isinstance(v, bytes)}}
+    md: dict[str, Any] = {
+        "tags": {
+            k: v
+            for k, v in tags.items()
+            if k
+            in (
+                "XResolution",
+                "YResolution",
+                "ResolutionUnit",
+                "Software",
+                "ImageDescription",
+                "Make",
+                "Model",
+            )
+            and not isinstance(v, bytes)
+        }
+    }
     xres = _ratio(tags.get("XResolution", (1, 1)))
     yres = _ratio(tags.get("YResolution", tags.get("XResolution", (1, 1))))
     resunit = int(tags.get("ResolutionUnit", 1) or 1)
@@ -346,7 +414,9 @@ def _tiff_scale(tif: Any) -> tuple[tuple[_Axis, _Axis], str, dict[str, Any], str
             px = float(pix["PhysicalSizeX"])
             py = float(pix.get("PhysicalSizeY") or px)
             ux = pix.get("PhysicalSizeXUnit", "µm")
-            uy = pix.get("PhysicalSizeYUnit", ux if pix.get("PhysicalSizeY") is None else "µm")
+            uy = pix.get(
+                "PhysicalSizeYUnit", ux if pix.get("PhysicalSizeY") is None else "µm"
+            )
             return (_Axis(py, 0.0, uy), _Axis(px, 0.0, ux)), "OME PhysicalSize", md, ""
     # 2. ImageJ: unit in the description, pixel size = 1 / resolution
     if tif.is_imagej:
@@ -355,8 +425,15 @@ def _tiff_scale(tif: Any) -> tuple[tuple[_Axis, _Axis], str, dict[str, Any], str
         unit = str(ij.get("unit", "") or "")
         if unit and xres > 0:
             yunit = str(ij.get("yunit", unit) or unit)
-            return ((_Axis(1.0 / yres if yres else 1.0 / xres, 0.0, yunit), _Axis(1.0 / xres, 0.0, unit)),
-                    "ImageJ metadata", md, "")
+            return (
+                (
+                    _Axis(1.0 / yres if yres else 1.0 / xres, 0.0, yunit),
+                    _Axis(1.0 / xres, 0.0, unit),
+                ),
+                "ImageJ metadata",
+                md,
+                "",
+            )
     # 3. FEI / Thermo Fisher (SEM, Helios, Velox TIFF export): pixel size in metres
     fei = getattr(tif, "fei_metadata", None) if getattr(tif, "is_fei", False) else None
     if fei:
@@ -366,18 +443,38 @@ def _tiff_scale(tif: Any) -> tuple[tuple[_Axis, _Axis], str, dict[str, Any], str
                 px = float(sec["PixelWidth"])
                 py = float(sec.get("PixelHeight") or px)
                 md["fei"] = {section: {"PixelWidth": px, "PixelHeight": py}}
-                return (_Axis(py, 0.0, "m"), _Axis(px, 0.0, "m")), "FEI metadata", md, ""
+                return (
+                    (_Axis(py, 0.0, "m"), _Axis(px, 0.0, "m")),
+                    "FEI metadata",
+                    md,
+                    "",
+                )
     # 4. plain resolution tags with a unit
     units = {2: "inch", 3: "cm", 4: "mm", 5: "um"}
     if resunit in units and xres > 0 and yres > 0:
         hint = ""
-        if resunit == 2 and round(xres) in (72, 96, 150, 300, 600) and abs(xres - round(xres)) < 1e-6:
-            hint = (f"{xres:g} dpi is a typical print/screen setting, not a microscope "
-                    "calibration: check the pixel size")
-        return ((_Axis(1.0 / yres, 0.0, units[resunit]), _Axis(1.0 / xres, 0.0, units[resunit])),
-                "TIFF resolution tags", md, hint)
-    hint = ("The TIFF has no ImageJ unit, no OME PhysicalSize and no resolution unit "
-            "(ResolutionUnit is NONE).")
+        if (
+            resunit == 2
+            and round(xres) in (72, 96, 150, 300, 600)
+            and abs(xres - round(xres)) < 1e-6
+        ):
+            hint = (
+                f"{xres:g} dpi is a typical print/screen setting, not a microscope "
+                "calibration: check the pixel size"
+            )
+        return (
+            (
+                _Axis(1.0 / yres, 0.0, units[resunit]),
+                _Axis(1.0 / xres, 0.0, units[resunit]),
+            ),
+            "TIFF resolution tags",
+            md,
+            hint,
+        )
+    hint = (
+        "The TIFF has no ImageJ unit, no OME PhysicalSize and no resolution unit "
+        "(ResolutionUnit is NONE)."
+    )
     return (_Axis(), _Axis()), "none", md, hint
 
 
@@ -424,8 +521,10 @@ def _read_plain(path: Path) -> list[_Raw]:
     except Exception:  # metadata is optional
         pass
     rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
-    hint = ("PNG and JPEG files carry no physical pixel size (a dpi value is a print "
-            "setting): the pixel size must be given.")
+    hint = (
+        "PNG and JPEG files carry no physical pixel size (a dpi value is a print "
+        "setting): the pixel size must be given."
+    )
     return [_Raw(data, path.stem, [_Axis(), _Axis()], md, "none", rgb=rgb, hint=hint)]
 
 
@@ -439,8 +538,10 @@ def _read_raw(path: Path) -> list[_Raw]:
         return _read_tiff(path)
     if suffix in _PLAIN:
         return _read_plain(path)
-    raise ValueError(f"{path.name}: not an image file this importer reads "
-                     f"({', '.join(IMAGE_SUFFIXES)})")
+    raise ValueError(
+        f"{path.name}: not an image file this importer reads "
+        f"({', '.join(IMAGE_SUFFIXES)})"
+    )
 
 
 def list_signals(path: str | Path) -> list[SignalInfo]:
@@ -448,21 +549,27 @@ def list_signals(path: str | Path) -> list[SignalInfo]:
     return [r.info(i) for i, r in enumerate(_read_raw(Path(path)))]
 
 
-def _choose(raws: list[_Raw], signal: int | str | None, path: Path) -> tuple[int, list[str]]:
+def _choose(
+    raws: list[_Raw], signal: int | str | None, path: Path
+) -> tuple[int, list[str]]:
     infos = [r.info(i) for i, r in enumerate(raws)]
     listing = "; ".join(i.describe() for i in infos)
     notes: list[str] = []
     if signal is None:
         images = [i for i in infos if i.is_image]
         if not images:
-            raise ValueError(f"{path.name}: no 2-D image signal in the file ({listing})")
+            raise ValueError(
+                f"{path.name}: no 2-D image signal in the file ({listing})"
+            )
         idx = images[0].index
         others = [i for i in infos if i.index != idx]
         if others:
             notes.append(
-                f"{path.name}: opened signal {infos[idx].describe()}; the file also holds "
+                f"{path.name}: opened signal {infos[idx].describe()}; "
+                "the file also holds "
                 + "; ".join(i.describe() for i in others)
-                + " (choose one with signal=index or title; 1-D plots and spectra are not images)"
+                + " (choose one with signal=index or title; "
+                "1-D plots and spectra are not images)"
             )
         return idx, notes
     if isinstance(signal, (int, np.integer)) and not isinstance(signal, bool):
@@ -474,11 +581,15 @@ def _choose(raws: list[_Raw], signal: int | str | None, path: Path) -> tuple[int
         if not matches:
             matches = [i.index for i in infos if i.title.lower() == str(signal).lower()]
         if not matches:
-            raise ValueError(f"{path.name}: no signal titled {signal!r}; the file holds {listing}")
+            raise ValueError(
+                f"{path.name}: no signal titled {signal!r}; the file holds {listing}"
+            )
         idx = matches[0]
     if not infos[idx].is_image:
-        raise ValueError(f"{path.name}: signal {infos[idx].describe()} is not a 2-D image "
-                         f"and cannot be placed on the stage; the file holds {listing}")
+        raise ValueError(
+            f"{path.name}: signal {infos[idx].describe()} is not a 2-D image "
+            f"and cannot be placed on the stage; the file holds {listing}"
+        )
     return idx, notes
 
 
@@ -488,11 +599,16 @@ def _pixel_pair(pixel_size_um: float | Sequence[float]) -> tuple[float, float]:
     else:
         vals = [float(v) for v in pixel_size_um]  # type: ignore[union-attr]
         if len(vals) != 2:
-            raise ValueError(f"pixel_size_um must be a number or a (y, x) pair, got {pixel_size_um!r}")
+            raise ValueError(
+                "pixel_size_um must be a number or a (y, x) pair, "
+                f"got {pixel_size_um!r}"
+            )
         py, px = vals
     for v in (py, px):
         if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"pixel_size_um must be positive and finite, got {pixel_size_um!r}")
+            raise ValueError(
+                f"pixel_size_um must be positive and finite, got {pixel_size_um!r}"
+            )
     return py, px
 
 
@@ -508,10 +624,13 @@ def _build(
 ) -> ImportedImage:
     raw = raws[idx]
     ay, ax = raw.axes[-2], raw.axes[-1]
-    unit_in_file = ax.units if ax.units == ay.units else f"{ay.units} (y), {ax.units} (x)"
+    unit_in_file = (
+        ax.units if ax.units == ay.units else f"{ay.units} (y), {ax.units} (x)"
+    )
     fy, fx = length_unit_to_um(ay.units), length_unit_to_um(ax.units)
     file_scaled = (
-        fy is not None and fx is not None
+        fy is not None
+        and fx is not None
         and all(math.isfinite(v) and v != 0 for v in (ay.scale, ax.scale))
     )
     # first pixel's position in pixels, to keep it when the scale changes
@@ -534,11 +653,17 @@ def _build(
             notes.append(f"{path.name}: {raw.metadata['warning']}")
     else:
         found = ax.units if ax.units == ay.units else unit_in_file
+        what = ""
+        if fy is not None and fx is not None:  # a length, but a zero/NaN scale
+            what = f"an invalid scale ({ay.scale:g}, {ax.scale:g} {found}/pixel)"
+        err = MissingScaleError(
+            path, found, hint=raw.hint, signal=signal_desc, what=what
+        )
         if not allow_unscaled:
-            raise MissingScaleError(path, found, hint=raw.hint, signal=signal_desc)
+            raise err
         pix = None
         source = "none"
-        notes.append(str(MissingScaleError(path, found, hint=raw.hint, signal=signal_desc)))
+        notes.append(str(err))
     off = (off_px[0] * (pix[0] if pix else 1.0), off_px[1] * (pix[1] if pix else 1.0))
     data = raw.data
     return ImportedImage(
@@ -582,8 +707,15 @@ def load_image(
         raise FileNotFoundError(f"image file not found: {path}")
     raws = _read_raw(path)
     idx, notes = _choose(raws, signal, path)
-    return _build(path, raws, idx, pixel_size_um=pixel_size_um,
-                  allow_unscaled=allow_unscaled, sha256=file_sha256(path), notes=notes)
+    return _build(
+        path,
+        raws,
+        idx,
+        pixel_size_um=pixel_size_um,
+        allow_unscaled=allow_unscaled,
+        sha256=file_sha256(path),
+        notes=notes,
+    )
 
 
 def image_layer_data(
@@ -618,7 +750,9 @@ def _notify(message: str, severity: str = "warning") -> None:
     except ImportError:
         warnings.warn(message, UserWarning, stacklevel=3)
         return
-    (notifications.show_warning if severity == "warning" else notifications.show_info)(message)
+    (notifications.show_warning if severity == "warning" else notifications.show_info)(
+        message
+    )
 
 
 def read_images(path: str | list[str]) -> list[tuple[np.ndarray, dict[str, Any], str]]:
@@ -635,19 +769,30 @@ def read_images(path: str | list[str]) -> list[tuple[np.ndarray, dict[str, Any],
         infos = [r.info(i) for i, r in enumerate(raws)]
         skipped = [i for i in infos if not i.is_image]
         if skipped:
-            _notify(f"{p.name}: skipped {len(skipped)} signal(s) that are not 2-D images: "
-                    + "; ".join(i.describe() for i in skipped), "info")
+            _notify(
+                f"{p.name}: skipped {len(skipped)} signal(s) that are not 2-D images: "
+                + "; ".join(i.describe() for i in skipped),
+                "info",
+            )
         sha = file_sha256(p)
         for info in infos:
             if not info.is_image:
                 continue
-            img = _build(p, raws, info.index, pixel_size_um=None, allow_unscaled=True,
-                         sha256=sha, notes=[])
+            img = _build(
+                p,
+                raws,
+                info.index,
+                pixel_size_um=None,
+                allow_unscaled=True,
+                sha256=sha,
+                notes=[],
+            )
             if not img.scaled:
                 _notify(
-                    f"{p.name}{f' ({info.title})' if len(raws) > 1 else ''} is UNSCALED: the "
-                    f"file gives no length unit (unit found: {img.unit_in_file!r}). It is shown "
-                    "at 1 pixel = 1 'pixel' unit, not in um; give it a scale before aligning "
+                    f"{p.name}{f' ({info.title})' if len(raws) > 1 else ''} is "
+                    "UNSCALED: the file gives no length unit (unit found: "
+                    f"{img.unit_in_file!r}). It is shown at 1 pixel = 1 'pixel' unit, "
+                    "not in um; give it a scale before aligning "
                     "it (napari_seccm.io.images.load_image(path, pixel_size_um=...)).",
                     "warning",
                 )
@@ -661,7 +806,7 @@ def read_images(path: str | list[str]) -> list[tuple[np.ndarray, dict[str, Any],
 
 
 def _pixel_matrix(core: Any) -> np.ndarray:
-    """2x2 matrix mapping a camera pixel offset (x_px, y_px) to a stage offset (x, y) um."""
+    """2x2 matrix: camera pixel offset (x_px, y_px) -> stage offset (x, y), um."""
     ps = float(core.getPixelSizeUm() or 0.0)
     aff = tuple(float(v) for v in (core.getPixelSizeAffine() or ()))
     if len(aff) >= 6 and any(abs(v) > 0 for v in (aff[0], aff[1], aff[3], aff[4])):
@@ -670,7 +815,9 @@ def _pixel_matrix(core: Any) -> np.ndarray:
     elif ps > 0:
         m = np.array([[ps, 0.0], [0.0, ps]])
     else:
-        raise RuntimeError("the core has no pixel size calibration for the current camera setup")
+        raise RuntimeError(
+            "the core has no pixel size calibration for the current camera setup"
+        )
     if abs(np.linalg.det(m)) < 1e-18:
         raise RuntimeError(f"the pixel-size affine is singular: {aff}")
     return m
@@ -709,8 +856,8 @@ def optical_mosaic(
     uv = corners @ minv.T  # (x_px, y_px) offsets of the corners
     span_u = float(np.ptp(uv[:, 0]))
     span_v = float(np.ptp(uv[:, 1]))
-    step_u = max(1, int(math.floor(w * (1.0 - overlap))))
-    step_v = max(1, int(math.floor(h * (1.0 - overlap))))
+    step_u = max(1, math.floor(w * (1.0 - overlap)))
+    step_v = max(1, math.floor(h * (1.0 - overlap)))
     nu = 1 if span_u <= w else math.ceil((span_u - w) / step_u) + 1
     nv = 1 if span_v <= h else math.ceil((span_v - h) / step_v) + 1
 
@@ -723,7 +870,9 @@ def optical_mosaic(
         for j in range(nv):
             cols = range(nu) if j % 2 == 0 else range(nu - 1, -1, -1)  # serpentine
             for i in cols:
-                off_px = np.array([(i - (nu - 1) / 2) * step_u, (j - (nv - 1) / 2) * step_v])
+                off_px = np.array(
+                    [(i - (nu - 1) / 2) * step_u, (j - (nv - 1) / 2) * step_v]
+                )
                 target = centre + m @ off_px
                 core.setXYPosition(float(target[0]), float(target[1]))
                 if xy_dev:
@@ -747,7 +896,7 @@ def optical_mosaic(
     c_min = min(o[1] for o in offs)
     r_max = max(o[0] for o in offs)
     c_max = max(o[1] for o in offs)
-    out_shape = (r_max - r_min + h, c_max - c_min + w) + tiles[0][2].shape[2:]
+    out_shape = (r_max - r_min + h, c_max - c_min + w, *tiles[0][2].shape[2:])
     acc = np.zeros(out_shape, dtype=np.float64)
     cnt = np.zeros(out_shape[:2], dtype=np.int32)
     for (_i, _j, img, _pos), (dr, dc) in zip(tiles, offs, strict=True):
@@ -758,5 +907,7 @@ def optical_mosaic(
     mosaic = np.where(cnt_b > 0, acc / np.maximum(cnt_b, 1), 0.0).astype(np.float32)
     # mosaic (R, C) is first-tile pixel (R + r_min, C + c_min)
     first = optical_affine(ref[0], ref[1], (h, w), ps or 1.0, aff or None)
-    shift = np.array([[1.0, 0.0, float(r_min)], [0.0, 1.0, float(c_min)], [0.0, 0.0, 1.0]])
+    shift = np.array(
+        [[1.0, 0.0, float(r_min)], [0.0, 1.0, float(c_min)], [0.0, 0.0, 1.0]]
+    )
     return mosaic, first @ shift

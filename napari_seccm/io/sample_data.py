@@ -37,3 +37,24 @@ def simulated_llto_scan(out_dir: str | Path | None = None) -> list[tuple[Any, di
     optical = (img, {"name": "optical (simulated)", "affine": affine, "colormap": "gray",
                      "units": ("micrometer", "micrometer")}, "image")
     return [optical, *scan_layer_data(out / "sample_llto.seccm.zarr")]
+
+
+def simulated_tem_image(out_dir: str | Path | None = None) -> list[tuple[Any, dict, str]]:
+    """A HAADF-like TEM image of the simulated film (the rig's default film).
+
+    Written as an ImageJ TIFF (pixel size in nm in its tags) and read back
+    through the image importer, so the layer has its scale in um and the
+    file's checksum, but not its rotation and position on the stage: those are
+    the simulation's hidden truth, for the user to find by aligning.
+    """
+    from ..devices.simulation import FilmParameters, LLTOFilm
+    from ..devices.simulation.tem import write_tem_tiff
+    from .images import load_image
+
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="seccm-tem-"))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "simulated_tem_llto.tif"
+    write_tem_tiff(path, LLTOFilm(FilmParameters()))
+    data, kwargs, kind = load_image(path).layer_data()
+    kwargs["name"] = "TEM (simulated, unaligned)"
+    return [(data, kwargs, kind)]

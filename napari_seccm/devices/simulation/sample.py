@@ -96,7 +96,8 @@ def _eval_field(
     """Sum of the random modes at the points ``coords`` (any broadcastable shape)."""
     k, phase, amp = modes
     c = np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in coords)), axis=-1)
-    return np.cos(c @ k.T + phase) @ amp
+    flat = c.reshape(-1, c.shape[-1])  # one 2-D matmul, not one per element
+    return (np.cos(flat @ k.T + phase) @ amp).reshape(c.shape[:-1])
 
 
 @dataclass
