@@ -82,12 +82,55 @@ def map_layer_kwargs(store: Any, kind: str, *, stem: str | None = None) -> dict[
     }
 
 
+def aligned_image_layer_data(
+    store: Any, notes: list[str] | None = None
+) -> list[tuple[Any, dict[str, Any], str]]:
+    """The images aligned onto a scan, placed where they were left.
+
+    An image whose file is missing or changed (other checksum) is not
+    placed; a note says why (the matrix would not fit another image).
+    """
+    from .images import file_sha256, load_image
+
+    out = []
+    for rec in store.alignments():
+        path = Path(rec.get("path", ""))
+        name = rec.get("image", path.name)
+        if not path.is_file():
+            if notes is not None:
+                notes.append(f"aligned image {name!r} not found at {path}")
+            continue
+        if rec.get("sha256") and file_sha256(path) != rec["sha256"]:
+            if notes is not None:
+                notes.append(f"aligned image {name!r} changed since it was aligned ({path}); not placed")
+            continue
+        ps = rec.get("pixel_size_um")
+        img = load_image(path, pixel_size_um=tuple(ps) if ps else None,
+                         signal=rec.get("signal"), allow_unscaled=True)
+        kw = img.layer_kwargs()
+        kw.update(name=name, scale=(1.0, 1.0), translate=(0.0, 0.0),
+                  affine=np.asarray(rec["matrix"], dtype=float),
+                  units=("micrometer", "micrometer"))
+        out.append((img.data, kw, "image"))
+    return out
+
+
 def scan_layer_data(path: str | Path) -> list[tuple[Any, dict[str, Any], str]]:
-    """Layer data for a ``.seccm.zarr`` store: the current and contact-height maps."""
+    """Layer data for a ``.seccm.zarr`` store: images aligned with it, then the
+    current and contact-height maps."""
     from ..acquisition.store import ScanStore
 
     store = ScanStore.open(path)
-    out = []
+    notes: list[str] = []
+    out = aligned_image_layer_data(store, notes)
+    if notes:
+        try:
+            from napari.utils.notifications import show_warning
+
+            for n in notes:
+                show_warning(n)
+        except ImportError:  # no napari: scripts get the maps only
+            pass
     for kind in ("contact_height", "current"):
         arr_path, _unit, factor, _cmap = MAPS[kind]
         data = ScaledArray(store.array(arr_path), factor)

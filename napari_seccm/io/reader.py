@@ -7,8 +7,17 @@ from typing import Any
 
 
 def _is_store(path: str | Path) -> bool:
+    """A SECCM scan store: a zarr v3 group whose attributes hold ``seccm``."""
+    import json
+
     p = Path(path)
-    return p.name.endswith(".seccm.zarr") and (p / "zarr.json").exists()
+    meta = p / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        return "seccm" in json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
 
 
 def get_reader(path: str | list[str]) -> Any:

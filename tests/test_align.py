@@ -1,0 +1,186 @@
+"""Aligning images onto scan maps: registration maths, the Align widget, and
+alignments that survive closing and reopening a scan (issue: overlay and align)."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_seccm.analysis.registration import MIN_POINTS, RegistrationError, apply, estimate
+
+
+def _similarity(scale: float, deg: float, t: tuple[float, float]) -> np.ndarray:
+    th = np.radians(deg)
+    return np.array(
+        [[scale * np.cos(th), -scale * np.sin(th), t[0]],
+         [scale * np.sin(th), scale * np.cos(th), t[1]],
+         [0.0, 0.0, 1.0]]
+    )
+
+
+@pytest.mark.parametrize("model", ["translation", "euclidean", "similarity", "affine"])
+def test_known_transform_is_recovered_exactly(model: str) -> None:
+    rng = np.random.default_rng(3)
+    if model == "translation":
+        truth = np.eye(3)
+        truth[:2, 2] = (4.5, -2.25)
+    elif model == "euclidean":
+        truth = _similarity(1.0, 31.0, (1.0, 2.0))
+    elif model == "similarity":
+        truth = _similarity(0.018, 23.0, (-3.0, 5.0))
+    else:
+        truth = np.array([[0.02, 0.004, 1.0], [-0.003, 0.017, -2.0], [0, 0, 1.0]])
+    src = rng.uniform(0, 500, size=(6, 2))
+    reg = estimate(src, apply(truth, src), model)
+    np.testing.assert_allclose(reg.matrix, truth, atol=1e-10)
+    assert reg.rms < 1e-9
+
+
+def test_noisy_landmarks_recovered_within_the_noise() -> None:
+    rng = np.random.default_rng(7)
+    truth = _similarity(0.018, 23.0, (-3.0, 5.0))
+    src = rng.uniform(0, 512, size=(12, 2))
+    sigma = 0.02  # um of click error on the reference
+    dst = apply(truth, src) + rng.normal(0, sigma, size=(12, 2))
+    reg = estimate(src, dst, "similarity")
+    # a point in the middle of the landmarks lands within ~the noise
+    mid = np.array([[256.0, 256.0]])
+    err = np.linalg.norm(apply(reg.matrix, mid) - apply(truth, mid))
+    assert err < 2 * sigma
+    # the residual rms estimates the click noise (4 fitted parameters of 24 numbers)
+    assert 0.5 * sigma < reg.rms < 1.5 * sigma
+    assert abs(reg.rotation_deg - 23.0) < 0.5
+    assert reg.scale == pytest.approx(0.018, rel=0.01)
+
+
+@pytest.mark.parametrize("model", ["euclidean", "similarity", "affine"])
+def test_too_few_landmarks_are_refused_by_name(model: str) -> None:
+    n = MIN_POINTS[model] - 1
+    pts = np.arange(2 * n, dtype=float).reshape(n, 2)
+    with pytest.raises(RegistrationError, match=f"at least {MIN_POINTS[model]}"):
+        estimate(pts, pts, model)
+
+
+def test_degenerate_landmarks_are_refused_or_warned() -> None:
+    line = np.array([[0, 0], [1, 1], [2, 2.0]])
+    with pytest.raises(RegistrationError, match="collinear"):
+        estimate(line, line * 2, "affine")
+    with pytest.raises(RegistrationError, match="coincide"):
+        estimate(np.zeros((3, 2)), np.ones((3, 2)), "similarity")
+    with pytest.raises(RegistrationError, match="pairs"):
+        estimate(np.zeros((3, 2)), np.ones((2, 2)), "similarity")
+    exact = estimate(np.array([[0, 0], [1, 0.0]]), np.array([[1, 1], [1, 2.0]]), "similarity")
+    assert any("exactly determine" in w for w in exact.warnings)
+
+
+# ------------------------------------------------------------------ GUI
+@pytest.fixture
+def scan_and_tem(tmp_path: Path):
+    from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
+    from napari_seccm.acquisition.scan import Scan
+    from napari_seccm.configs import load_core
+    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulation.tem import write_tem_tiff
+
+    core = load_core()
+    store = tmp_path / "map.seccm.zarr"
+    scan = Scan.create(core, ScanPlan(area=RectangleArea(width_um=8, height_um=8), pitch_um=0.4), store)
+    assert scan.run() == "complete"
+    tem = tmp_path / "tem.tif"
+    hidden = write_tem_tiff(tem, get_rig().film)
+    core.unloadAllDevices()
+    del core
+    gc.collect()
+    return store, tem, hidden
+
+
+def _align_tem(viewer, widget, hidden: np.ndarray, noise: float = 0.0) -> None:
+    from napari_seccm.widgets.align import MOV_POINTS, REF_POINTS
+
+    tem = next(lay for lay in viewer.layers if lay.name.startswith("tem"))
+    cur = next(lay for lay in viewer.layers if "current" in lay.name)
+    widget.ref_combo.setCurrentText(cur.name)
+    widget.mov_combo.setCurrentText(tem.name)
+    widget.add_landmark_layers()
+    px = np.array([[40.0, 60.0], [450.0, 90.0], [300.0, 470.0], [120.0, 380.0]])
+    stage = apply(hidden, px) + np.random.default_rng(0).normal(0, noise, (4, 2))
+    viewer.layers[REF_POINTS].data = stage  # clicked on the map (world, um)
+    viewer.layers[MOV_POINTS].data = px  # clicked on the TEM image (its pixels)
+    widget.model_combo.setCurrentText("similarity")
+    assert widget.estimate_and_apply() is not None
+
+
+@pytest.mark.gui
+def test_align_widget_places_tem_image_and_keeps_it_with_the_scan(
+    make_napari_viewer, scan_and_tem, tmp_path: Path
+) -> None:
+    from napari_seccm.widgets.align import AlignWidget, data_to_world_matrix
+
+    store, tem_path, hidden = scan_and_tem
+    viewer = make_napari_viewer(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    assert isinstance(widget, AlignWidget)
+    viewer.open(str(store), plugin="napari-seccm")
+    viewer.open(str(tem_path), plugin="napari-seccm")
+    tem = next(lay for lay in viewer.layers if lay.name.startswith("tem"))
+    # imported with its scale from the file (nm -> um), but not its hidden pose
+    assert np.allclose(np.abs(np.diag(data_to_world_matrix(tem))[:2]), np.hypot(*hidden[:2, 0]), rtol=1e-6)
+
+    _align_tem(viewer, widget, hidden)
+    np.testing.assert_allclose(data_to_world_matrix(tem), hidden, atol=1e-9)
+    assert widget.table.rowCount() == 4
+    assert "rms residual 0.0000 um" in widget.rms_label.text()
+    # undo goes back to the imported placement, redo by estimating again
+    widget.undo()
+    assert not np.allclose(data_to_world_matrix(tem), hidden, atol=1e-3)
+    assert widget.estimate_and_apply() is not None
+
+    assert widget.save_with_scan()
+    fig = widget.export_figure(tmp_path / "aligned.png")
+    assert fig.stat().st_size > 10_000
+    with pytest.raises(FileExistsError):
+        widget.export_figure(fig)
+    viewer.close()
+
+    # reopen the scan in a fresh viewer: the TEM image is back where it was left
+    viewer2 = make_napari_viewer(show=False)
+    viewer2.open(str(store), plugin="napari-seccm")
+    names = [lay.name for lay in viewer2.layers]
+    tem2 = viewer2.layers[tem.name]
+    assert names.index(tem.name) < min(i for i, n in enumerate(names) if "current" in n)
+    np.testing.assert_allclose(data_to_world_matrix(tem2), hidden, atol=1e-9)
+
+
+@pytest.mark.gui
+def test_changed_image_is_not_placed_on_reopen(make_napari_viewer, scan_and_tem) -> None:
+    store, tem_path, hidden = scan_and_tem
+    viewer = make_napari_viewer(show=False)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    viewer.open(str(store), plugin="napari-seccm")
+    viewer.open(str(tem_path), plugin="napari-seccm")
+    _align_tem(viewer, widget, hidden, noise=0.01)
+    assert widget.save_with_scan()
+    # the file changes afterwards: its saved matrix no longer applies
+    tem_path.write_bytes(tem_path.read_bytes() + b"\0")
+    viewer2 = make_napari_viewer(show=False)
+    viewer2.open(str(store), plugin="napari-seccm")
+    assert not any(lay.name.startswith("tem") for lay in viewer2.layers)
+    assert any("current" in lay.name for lay in viewer2.layers)
+
+
+@pytest.mark.gui
+def test_save_without_a_file_backed_image_is_refused(make_napari_viewer, scan_and_tem) -> None:
+    store, _tem, _hidden = scan_and_tem
+    viewer = make_napari_viewer(show=False)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    viewer.open(str(store), plugin="napari-seccm")
+    viewer.add_image(np.zeros((10, 10)), name="drawn")
+    widget.mov_combo.setCurrentText("drawn")
+    assert not widget.save_with_scan()
+    assert "not opened from a file" in widget.status.text()
+    from napari_seccm.acquisition.store import ScanStore
+
+    assert ScanStore.open(store).alignments() == []
