@@ -1,6 +1,7 @@
 """``napari-seccm``: the SECCM from the command line (no GUI needed).
 
-Commands: ``demo``, ``scan``, ``resume``, ``info``, ``plan``, ``gui``.
+Commands: ``demo``, ``scan``, ``resume``, ``info``, ``plan``, ``gui``,
+``analyze``, ``export``.
 """
 
 from __future__ import annotations
@@ -297,6 +298,99 @@ def cmd_gui(args: argparse.Namespace) -> int:  # pragma: no cover - interactive
     return 0
 
 
+# ---------------------------------------------------------- analyze / export
+_SERIES_OPTIONS = (
+    # (flag, SeriesModel field, help)
+    ("--tip-radius-nm", "tip_radius_nm", "pipette tip radius, nm"),
+    ("--half-angle-deg", "half_angle_deg", "pipette half-cone angle, deg"),
+    ("--electrolyte-S-per-cm", "electrolyte_S_per_cm", "conductivity of the pipette's electrolyte, S/cm"),
+    ("--footprint-radius-nm", "footprint_radius_nm", "droplet footprint radius, nm"),
+    ("--thickness-nm", "thickness_nm", "film thickness, nm"),
+    ("--sigma-film-S-per-cm", "sigma_film_S_per_cm", "in-plane film conductivity (collection term), S/cm"),
+    ("--pad-edge-x-um", "pad_edge_x_um", "x of the Au pad's edge (the pad covers x < this), um"),
+    ("--asr-ohm-cm2", "asr_ohm_cm2", "area-specific interface resistance, Ohm cm^2 (default 0)"),
+)
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument_group("analysis")
+    a.add_argument("--r2-min", type=float, default=0.9,
+                   help="I-V fits with a lower R^2 are rejected (NaN), default 0.9")
+    a.add_argument("--rest-potential-V", type=float, default=0.0,
+                   help="potential of zero current, for G = I / (E - E_rest) of a CA map (default 0)")
+    a.add_argument("--settle-fraction", type=float, default=0.5,
+                   help="leading fraction of each staircase step left out of the I-V fit (default 0.5)")
+    a.add_argument("--branch", choices=("all", "up", "down"), default="all",
+                   help="sweep branch used by the I-V fit (LSV/CV)")
+    a.add_argument("--potential-range-V", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="fit only samples programmed within [LO, HI] V")
+    m = p.add_argument_group(
+        "series model (default: the store's rig snapshot, Sample device properties)"
+    )
+    for flag, dest, help_ in _SERIES_OPTIONS:
+        m.add_argument(flag, dest=dest, type=float, default=None, help=help_)
+
+
+def _analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "r2_min": args.r2_min,
+        "rest_potential_V": args.rest_potential_V,
+        "settle_fraction": args.settle_fraction,
+        "branch": args.branch,
+        "potential_range_V": tuple(args.potential_range_V) if args.potential_range_V else None,
+    }
+    series = {dest: getattr(args, dest) for _, dest, _ in _SERIES_OPTIONS}
+    return {**kw, "series": {k: v for k, v in series.items() if v is not None}}
+
+
+def _require_store(path: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    if not (p / "zarr.json").exists():
+        raise FileNotFoundError(f"{p} is not a SECCM scan store (no zarr.json)")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Stripe period and angle, [100]/[001] ratios, conductivity, topography."""
+    from .analysis.report import analyze_store, summary_text
+
+    _require_store(args.store)
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; choose another name or pass --overwrite")
+    try:
+        result = analyze_store(
+            args.store, anisotropy=args.anisotropy, min_period_um=args.min_period_um,
+            max_period_um=args.max_period_um, n_boot=args.n_boot, **_analysis_kwargs(args),
+        )
+    except OSError as e:  # e.g. an unreadable store
+        raise RuntimeError(f"cannot analyze {args.store}: {e}") from e
+    text = json.dumps(result, indent=2) if args.json else summary_text(result)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Maps to GSF / GWY / TIFF / PNG, or the per-point table to CSV."""
+    from .analysis.export import export_store
+
+    _require_store(args.store)
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else None
+    try:
+        out = export_store(
+            args.store, args.out, fmt=args.format, channel=args.channel, channels=channels,
+            overwrite=args.overwrite, **_analysis_kwargs(args),
+        )
+    except (IsADirectoryError, PermissionError) as e:
+        raise RuntimeError(str(e)) from e
+    print(f"wrote {out}")
+    return 0
+
+
 # --------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -340,6 +434,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gui", help="open napari with the SECCM widgets")
     g.set_defaults(func=cmd_gui)
+
+    an = sub.add_parser(
+        "analyze",
+        help="stripes (period, angle), [100]/[001] conductance ratios, conductivity, topography",
+    )
+    an.add_argument("store", help="a scan store (*.seccm.zarr)")
+    an.add_argument("--json", action="store_true", help="print a JSON object")
+    an.add_argument("--out", help="write the result to this file instead of printing it")
+    an.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    an.add_argument("--anisotropy", type=float,
+                    help="sigma_fast / sigma_slow of LLTO: adds each domain's fast-axis conductivity")
+    an.add_argument("--min-period-um", type=float, help="shortest stripe period searched, um")
+    an.add_argument("--max-period-um", type=float, help="longest stripe period searched, um")
+    an.add_argument("--n-boot", type=int, default=2000,
+                    help="bootstrap resamples of the ratio intervals (default 2000)")
+    _add_analysis_options(an)
+    an.set_defaults(func=cmd_analyze)
+
+    ex = sub.add_parser(
+        "export", help="maps to Gwyddion (.gsf, .gwy), TIFF or PNG; the point table to CSV"
+    )
+    ex.add_argument("store", help="a scan store (*.seccm.zarr)")
+    ex.add_argument("--out", required=True, help="the file to write (never replaced without --overwrite)")
+    ex.add_argument("--format", choices=("gsf", "gwy", "tiff", "csv", "png"),
+                    help="default: from the --out suffix (.gsf .gwy .tif .csv .png)")
+    ex.add_argument("--channel", default="current",
+                    help="map for gsf/tiff/png: current, conductance, resistance, offset, r2, height, "
+                    "height_flat, spreading_conductance, conductivity, domains, quality "
+                    "(default current)")
+    ex.add_argument("--channels", help="comma-separated maps for gwy (default: all available)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_analysis_options(ex)
+    ex.set_defaults(func=cmd_export)
     return p
 
 

@@ -116,7 +116,7 @@ class Scan:
     def _events(self) -> Iterator[MDAEvent]:
         from useq import MDAEvent
 
-        pts = self.plan.points()
+        pts = self.points
         for i in self.pending:
             yield MDAEvent(
                 index={"p": int(i)},
@@ -126,9 +126,9 @@ class Scan:
 
     def _prepare(self) -> None:
         store = self.store
-        res = store.results()
-        done = res["done"].astype(bool)
-        prev = (res["x_um"][done], res["y_um"][done], res["contact_z_um"][done])
+        self.points = self.plan.points()  # one copy, shared with the engine
+        done = store.done_mask()
+        prev = tuple(store.array(f"results/{k}")[:][done] for k in ("x_um", "y_um", "contact_z_um"))
         meta = store.meta
         self._base_instrument_s = float(meta.get("instrument_time_s", 0.0))
         self._base_wall_s = float(meta.get("wall_time_s", 0.0))
@@ -136,7 +136,7 @@ class Scan:
         self._last_checkpoint = time.monotonic()
         self.writer = StoreWriter(store, on_batch=self._checkpoint)
         self.engine = HoppingEngine(
-            self.core, self.plan, self.writer, previous_landings=prev,
+            self.core, self.plan, self.writer, points=self.points, previous_landings=prev,
             time_offset_s=self._base_instrument_s,
         )
         sessions = list(meta.get("sessions", []))

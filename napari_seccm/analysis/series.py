@@ -263,14 +263,15 @@ class SeriesModel:
 
 
 def conductivity_S_per_cm(
-    spreading_conductance_S: np.ndarray,
+    spreading_S: np.ndarray,
     radius_m: float,
     *,
     anisotropy: float | None = None,
     orientation: np.ndarray | str | None = None,
 ) -> np.ndarray:
-    """See :meth:`SeriesModel.conductivity_S_per_cm`."""
-    g = np.asarray(spreading_conductance_S, dtype=float)
+    """See :meth:`SeriesModel.conductivity_S_per_cm` (``spreading_S``: the
+    spreading conductance, S)."""
+    g = np.asarray(spreading_S, dtype=float)
     if anisotropy is None:
         return g / (4.0 * radius_m) / 100.0
     if orientation is None:

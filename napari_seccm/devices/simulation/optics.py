@@ -10,6 +10,8 @@ pipette's shadow, defocused by its height above the surface.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .sample import DOMAIN_001, LLTOFilm
@@ -31,7 +33,7 @@ def render(
     y0: float,
     shape: tuple[int, int],
     pixel_um: float,
-    residues: list[tuple[float, float, float]],
+    residues: Sequence[tuple[float, float, float]],
     tip_height_um: float,
     rng: np.random.Generator,
     exposure_ms: float = 10.0,
@@ -39,14 +41,12 @@ def render(
 ) -> np.ndarray:
     """Render the optical image around (x0, y0) as unsigned integers."""
     X, Y = pixel_grid(x0, y0, shape, pixel_um)
-    # sample the domain map on a coarser grid when pixels are small: the
-    # optical contrast is diffraction-limited anyway (~0.5 um)
     img = np.full(shape, 0.50)
     img += 0.03 * (film.domain_label(X, Y) == DOMAIN_001)
     img = np.where(film.on_pad(X), 0.92, img)
     # residue of landed droplets: small dark rings
     if residues:
-        res = np.asarray(residues[-5000:])
+        res = np.asarray(list(residues)[-5000:])
         near = (np.abs(res[:, 0] - x0) < shape[1] * pixel_um) & (
             np.abs(res[:, 1] - y0) < shape[0] * pixel_um
         )

@@ -8,6 +8,7 @@ dual-probe measurement; today every device uses probe ``"A"``.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
@@ -176,7 +177,11 @@ class SimulatedRig:
         #: potential across the blocking Au back contact, V
         self.backcontact_V = 0.0
         #: positions where droplets have been (x, y, radius) um: residue spots
-        self.residues: list[tuple[float, float, float]] = []
+        #: the most recent droplet residues (older ones fade from the optical
+        #: image; bounded so a million-point scan keeps flat memory)
+        self.residues: collections.deque[tuple[float, float, float]] = collections.deque(
+            maxlen=20_000
+        )
         self.probes: dict[str, Probe] = {"A": Probe(self.rng)}
         self.failure: str = ""  # a fault to inject: "xy", "z", "potentiostat"
         self._surface_cache: tuple[Any, float] = (None, 0.0)
