@@ -60,7 +60,32 @@ def main() -> None:
     viewer.layers.selection.active = layer
     wait(lambda: False, 0.5)
     viewer.screenshot(str(OUT / "napari_scan_done.png"), canvas_only=False)
-    print("wrote", OUT / "napari_scan_running.png", OUT / "napari_scan_done.png")
+    # the TEM-like image of the same film, aligned by four landmarks
+    from napari_seccm.analysis.registration import apply
+    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulation.tem import write_tem_tiff
+    from napari_seccm.widgets.align import MOV_POINTS, REF_POINTS
+
+    hidden = write_tem_tiff(tmp / "llto_tem.tif", get_rig().film)
+    viewer.open(str(tmp / "llto_tem.tif"), plugin="napari-seccm")
+    tem = viewer.layers["llto_tem"]
+    viewer.layers.move(viewer.layers.index(tem), 1)  # above the optical image
+    _, align = viewer.window.add_plugin_dock_widget("napari-seccm", "Align", tabify=True)
+    align.ref_combo.setCurrentText(layer.name)
+    align.mov_combo.setCurrentText(tem.name)
+    align.add_landmark_layers()
+    px = [[40.0, 60.0], [450.0, 90.0], [300.0, 470.0], [120.0, 380.0]]
+    viewer.layers[REF_POINTS].data = apply(hidden, px)
+    viewer.layers[MOV_POINTS].data = px
+    align.estimate_and_apply()
+    layer.opacity = 0.6
+    viewer.layers.selection.active = tem
+    viewer.camera.center = (-2.0, 1.5)
+    viewer.camera.zoom = 45
+    wait(lambda: False, 0.5)
+    viewer.screenshot(str(OUT / "napari_aligned.png"), canvas_only=False)
+    print("wrote", OUT / "napari_scan_running.png", OUT / "napari_scan_done.png",
+          OUT / "napari_aligned.png")
     rig.core.unloadAllDevices()
     viewer.close()
     shutil.rmtree(tmp, ignore_errors=True)

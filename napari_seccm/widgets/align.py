@@ -177,11 +177,13 @@ class AlignWidget(QWidget):
             return
         if REF_POINTS not in self.viewer.layers:
             self.viewer.add_points(np.empty((0, 2)), name=REF_POINTS, face_color="cyan",
-                                   size=0.3, border_color="black")
+                                   size=0.3, border_color="black",
+                                   units=("micrometer", "micrometer"))
         if MOV_POINTS in self.viewer.layers:
             self.viewer.layers.remove(MOV_POINTS)
         pts = self.viewer.add_points(np.empty((0, 2)), name=MOV_POINTS, face_color="magenta",
-                                     size=0.3, border_color="black")
+                                     size=0.3, border_color="black",
+                                     units=("micrometer", "micrometer"))
         set_data_to_world(pts, data_to_world_matrix(mov))
         self.viewer.layers.selection.active = self.viewer.layers[REF_POINTS]
         self.viewer.layers[REF_POINTS].mode = "add"
