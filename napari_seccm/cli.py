@@ -320,6 +320,9 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="potential of zero current, for G = I / (E - E_rest) of a CA map (default 0)")
     a.add_argument("--settle-fraction", type=float, default=0.5,
                    help="leading fraction of each staircase step left out of the I-V fit (default 0.5)")
+    a.add_argument("--settle-s", type=float, default=None,
+                   help="time after each step or sweep reversal left out of the I-V fit, s "
+                   "(default: five time constants of the potentiostat's filter)")
     a.add_argument("--branch", choices=("all", "up", "down"), default="all",
                    help="sweep branch used by the I-V fit (LSV/CV)")
     a.add_argument("--potential-range-V", type=float, nargs=2, metavar=("LO", "HI"),
@@ -336,6 +339,7 @@ def _analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "r2_min": args.r2_min,
         "rest_potential_V": args.rest_potential_V,
         "settle_fraction": args.settle_fraction,
+        "settle_s": args.settle_s,
         "branch": args.branch,
         "potential_range_V": tuple(args.potential_range_V) if args.potential_range_V else None,
     }

@@ -28,48 +28,52 @@ angles along the stripes, CCW from +x, in [0, 180); domain labels 0 = [100],
 
 from __future__ import annotations
 
-from .domains import class_ratio, domain_statistics, histogram, segment_domains
-from .geometry import pixel_centers, plane_fit, remove_plane
-from .iv import fit_iv, iv_sample_mask, program_samples
-from .maps import (
-    QUALITY_NAMES,
-    conductance_maps,
-    current_map,
-    height_map,
-    point_conductance,
-    point_iv_fit,
-    point_mean_current,
-)
-from .profiles import boundary_contrast, footprint_resolution, line_profile
-from .report import analyze_store, conductance_ratios
-from .series import SeriesModel
-from .stripes import autocorrelation, radial_psd, stripe_period_angle
+import importlib
+from typing import Any
 
-__all__ = [
-    "QUALITY_NAMES",
-    "SeriesModel",
-    "analyze_store",
-    "autocorrelation",
-    "boundary_contrast",
-    "class_ratio",
-    "conductance_maps",
-    "conductance_ratios",
-    "current_map",
-    "domain_statistics",
-    "fit_iv",
-    "footprint_resolution",
-    "height_map",
-    "histogram",
-    "iv_sample_mask",
-    "line_profile",
-    "pixel_centers",
-    "plane_fit",
-    "point_conductance",
-    "point_iv_fit",
-    "point_mean_current",
-    "program_samples",
-    "radial_psd",
-    "remove_plane",
-    "segment_domains",
-    "stripe_period_angle",
-]
+#: public name -> submodule; imported on first use (PEP 562), so that
+#: ``import napari_seccm.analysis.iv`` (the demo) or ``.registration`` (the
+#: Align widget) does not load zarr, dask and scipy's optimizers
+_LAZY = {
+    "QUALITY_NAMES": "maps",
+    "SeriesModel": "series",
+    "analyze_store": "report",
+    "autocorrelation": "stripes",
+    "boundary_contrast": "profiles",
+    "class_ratio": "domains",
+    "conductance_maps": "maps",
+    "conductance_ratios": "report",
+    "current_map": "maps",
+    "domain_statistics": "domains",
+    "fit_iv": "iv",
+    "footprint_resolution": "profiles",
+    "height_map": "maps",
+    "histogram": "domains",
+    "iv_sample_mask": "iv",
+    "line_profile": "profiles",
+    "pixel_centers": "geometry",
+    "plane_fit": "geometry",
+    "point_conductance": "maps",
+    "point_iv_fit": "maps",
+    "point_mean_current": "maps",
+    "program_samples": "iv",
+    "radial_psd": "stripes",
+    "remove_plane": "geometry",
+    "segment_domains": "domains",
+    "stripe_period_angle": "stripes",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

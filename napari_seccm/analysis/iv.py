@@ -179,7 +179,7 @@ def fit_iv(
 def program_samples(plan: ScanPlan) -> dict[str, np.ndarray]:
     """Per sample of a plan's program: ``time_s``, the programmed
     ``potential_V``, the ``segment`` index, the ``fraction`` (0..1) of the way
-    through its segment, ``hold`` (True on hold segments, False on ramps),
+    through its segment, ``segment_time_s`` (from the segment's start), ``hold`` (True on hold segments, False on ramps),
     ``direction`` (+1 rising ramp, -1 falling, 0 hold) and ``pre_hold`` (the
     settling hold before the program, ``plan.hold_s``).
 
@@ -187,11 +187,11 @@ def program_samples(plan: ScanPlan) -> dict[str, np.ndarray]:
     """
     fs = plan.potentiostat.sample_rate_Hz
     segs = plan.waveform_segments()
-    pot, seg_i, frac, hold, direc = [], [], [], [], []
+    pot, seg_i, frac, hold, direc, since = [], [], [], [], [], []
     carry = 0.0
     for k, seg in enumerate(segs):
         exact = seg["t"] * fs + carry
-        n = int(round(exact))
+        n = round(exact)
         carry = exact - n
         if n <= 0:
             continue
@@ -207,10 +207,14 @@ def program_samples(plan: ScanPlan) -> dict[str, np.ndarray]:
             direc.append(np.full(n, np.sign(e1 - e0), np.int8))
         seg_i.append(np.full(n, k))
         frac.append((j + 0.5) / n)
+        since.append(j / fs)
     if not pot:
         z = np.empty(0)
-        return {"time_s": z, "potential_V": z, "segment": z.astype(int), "fraction": z,
-                "hold": z.astype(bool), "direction": z.astype(np.int8), "pre_hold": z.astype(bool)}
+        return {
+            "time_s": z, "potential_V": z, "segment": z.astype(int), "fraction": z,
+            "segment_time_s": z, "hold": z.astype(bool), "direction": z.astype(np.int8),
+            "pre_hold": z.astype(bool),
+        }
     seg_arr = np.concatenate(seg_i)
     pre = (seg_arr == 0) if plan.hold_s > 0 else np.zeros(seg_arr.size, bool)
     n_tot = seg_arr.size
@@ -219,6 +223,7 @@ def program_samples(plan: ScanPlan) -> dict[str, np.ndarray]:
         "potential_V": np.concatenate(pot),
         "segment": seg_arr,
         "fraction": np.concatenate(frac),
+        "segment_time_s": np.concatenate(since),
         "hold": np.concatenate(hold),
         "direction": np.concatenate(direc),
         "pre_hold": pre,
@@ -229,6 +234,7 @@ def iv_sample_mask(
     plan: ScanPlan,
     *,
     settle_fraction: float = 0.5,
+    settle_s: float | None = None,
     branch: str = "all",
     potential_range_V: tuple[float, float] | None = None,
     window_s: tuple[float, float] | None = None,
@@ -239,18 +245,26 @@ def iv_sample_mask(
       ``settle_fraction`` of each step (the charging transient and the
       amplifier's filter settle there); the settling hold before the program
       (``plan.hold_s``) never counts;
-    - ramps (LSV, CV): every sample; ``branch`` ``"up"`` or ``"down"`` keeps
-      the rising or falling ramps only (``"all"``: both);
+    - every segment: not the first ``settle_s`` after it began (the step or
+      the change of sweep direction rings through the amplifier's filter;
+      default five filter time constants, ``5 / (2 pi filter_Hz)``);
+    - ramps (LSV, CV): all their (remaining) samples; ``branch`` ``"up"`` or ``"down"``
+      keeps the rising or falling ramps only (``"all"``: both);
     - ``potential_range_V``: only samples whose programmed potential lies in
       ``[lo, hi]``; ``window_s``: only samples with time in ``[t0, t1)``.
     """
     if not 0 <= settle_fraction < 1:
         raise ValueError(f"settle_fraction must be in [0, 1), got {settle_fraction}")
+    if settle_s is None:
+        settle_s = 5.0 / (2.0 * np.pi * plan.potentiostat.filter_Hz)
+    if settle_s < 0:
+        raise ValueError(f"settle_s must be >= 0, got {settle_s}")
     if branch not in ("all", "up", "down"):
         raise ValueError(f"branch must be 'all', 'up' or 'down', not {branch!r}")
     p = program_samples(plan)
     keep = ~p["pre_hold"]
     keep &= ~p["hold"] | (p["fraction"] >= settle_fraction)
+    keep &= p["segment_time_s"] >= settle_s - 1e-12
     if branch == "up":
         keep &= p["direction"] >= 0
     elif branch == "down":

@@ -1,0 +1,440 @@
+"""The whole analysis of one scan store, as ``napari-seccm analyze`` prints it.
+
+:func:`analyze_store` runs, in order: conductance map with the quality mask
+(:mod:`.maps`), stripe period and angle (:mod:`.stripes`), two-class
+segmentation and the [100]/[001] ratios (:mod:`.domains`), local spreading
+conductance and conductivity through the series model (:mod:`.series`),
+contact-height topography, and the footprint's resolution
+(:mod:`.profiles`). It returns a JSON-ready dict (NaN -> None) and, if asked,
+the maps as arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .domains import (
+    LABEL_001,
+    LABEL_100,
+    class_ratio,
+    domain_statistics,
+    segment_domains,
+)
+from .maps import conductance_maps, height_map, open_store, quality_counts
+from .profiles import footprint_resolution
+from .series import RIG_PROPERTIES, SeriesModel
+from .stripes import stripe_period_angle
+
+#: fewest valid pixels for the map analysis (stripes, domains, ratios)
+MIN_MAP_PIXELS = 16
+
+
+def conductance_ratios(
+    conductance_S: np.ndarray,
+    labels: np.ndarray,
+    *,
+    flattened_S: np.ndarray | None = None,
+    x_um: np.ndarray | None = None,
+    model: SeriesModel | None = None,
+    statistic: str = "median",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The [100]/[001] conductance ratios of a segmented map.
+
+    - ``conductance_ratio``: the measured one, the ratio of the classes'
+      conductances (``statistic``, default median) in ``flattened_S`` (the
+      map with its tilt removed, level kept: :func:`segment_domains`), else
+      in ``conductance_S``. For a CA map this is the ratio of the currents.
+      It includes the series terms (pipette, film, interface) that are the
+      same over both domains, so it is smaller than the spreading ratio.
+    - ``spreading_conductance_ratio`` (with a ``model``): the ratio of the
+      local spreading conductances ``1 / (1/G - R_pipette - R_interface -
+      R_film(x))``, each pixel with its own film term at its ``x_um``.
+
+    Each with a 95 % bootstrap interval (``*_ci95``) and the two class values.
+    """
+    flat = conductance_S if flattened_S is None else flattened_S
+    m = class_ratio(flat, labels, statistic=statistic, n_boot=n_boot, seed=seed)
+    out: dict[str, Any] = {
+        "conductance_ratio": m["ratio"],
+        "conductance_ratio_ci95": m["ci"],
+        "conductance_100_S": m["value_100"],
+        "conductance_001_S": m["value_001"],
+        "n_100": m["n_100"],
+        "n_001": m["n_001"],
+        "ratio_statistic": statistic,
+        "spreading_conductance_ratio": None,
+        "spreading_conductance_ratio_ci95": None,
+        "spreading_conductance_100_S": None,
+        "spreading_conductance_001_S": None,
+    }
+    if model is not None:
+        if x_um is None:
+            raise ValueError("the spreading ratio needs each pixel's x position (x_um)")
+        gsp = model.spreading_conductance_S(conductance_S, x_um)
+        s = class_ratio(gsp, labels, statistic=statistic, n_boot=n_boot, seed=seed + 1)
+        out.update(
+            {
+                "spreading_conductance_ratio": s["ratio"],
+                "spreading_conductance_ratio_ci95": s["ci"],
+                "spreading_conductance_100_S": s["value_100"],
+                "spreading_conductance_001_S": s["value_001"],
+            }
+        )
+    return out
+
+
+def _series_model(
+    meta: dict[str, Any], overrides: dict[str, float | None]
+) -> tuple[SeriesModel | None, str]:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        model = SeriesModel.from_meta(meta, **given)
+    except ValueError as e:
+        if given:
+            raise  # the user asked for it: say what is missing
+        return None, f"unavailable ({e})"
+    src = (
+        "store rig snapshot"
+        if not given
+        else (
+            "arguments"
+            if len(given) >= len(RIG_PROPERTIES) - 1
+            else "store rig snapshot + arguments"
+        )
+    )
+    return model, src
+
+
+def analyze_store(
+    store: Any,
+    *,
+    r2_min: float = 0.9,
+    rest_potential_V: float = 0.0,
+    settle_fraction: float = 0.5,
+    settle_s: float | None = None,
+    branch: str = "all",
+    potential_range_V: tuple[float, float] | None = None,
+    anisotropy: float | None = None,
+    min_period_um: float | None = None,
+    max_period_um: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    series: dict[str, float | None] | None = None,
+    return_maps: bool = False,
+    scheduler: Any = None,
+) -> dict[str, Any]:
+    """Analyze a scan store (path or ScanStore). See the module docstring.
+
+    ``series``: series-model parameters (names of :class:`SeriesModel`)
+    overriding the store's rig snapshot; without a snapshot and without them
+    the spreading ratio and conductivities are None. ``anisotropy``
+    (sigma_fast / sigma_slow) adds the fast-axis conductivity of each domain.
+
+    Keys (units in the names; angles CCW from +x, along the stripes, in
+    [0, 180)): ``period_um``, ``period_um_err``, ``angle_deg``,
+    ``angle_deg_err``, ``conductance_ratio`` (measured, [100] over [001]),
+    ``conductance_ratio_ci95``, ``spreading_conductance_ratio`` (+ ``_ci95``),
+    ``fraction_001``, ``conductivity_S_per_cm`` (per domain, isotropic
+    inversion), ``sigma_fast_S_per_cm`` (with ``anisotropy``), ``domains``
+    (per-class statistics of the conductance), ``height``, ``quality``,
+    ``resolution``, ``series_model``, and more. ``maps`` (arrays) with
+    ``return_maps``.
+    """
+    with open_store(store) as s:
+        meta = s.meta
+        g = s.grid
+        path = str(s.path)
+        plan = s.plan()
+        cm = conductance_maps(
+            s,
+            r2_min=r2_min,
+            rest_potential_V=rest_potential_V,
+            settle_fraction=settle_fraction,
+            settle_s=settle_s,
+            branch=branch,
+            potential_range_V=potential_range_V,
+            scheduler=scheduler,
+        )
+        try:
+            hm = height_map(s)
+        except ValueError:
+            hm = None
+    G = cm["conductance_S"]
+    n_valid = int(np.isfinite(G).sum())
+    geo = {"x0_um": g.x0_um, "y0_um": g.y0_um, "pitch_um": g.pitch_um}
+    out: dict[str, Any] = {
+        "store": path,
+        "name": meta.get("plan", {}).get("name", ""),
+        "measurement": plan.measurement.kind,
+        "method": cm["method"],
+        "potential_V": cm["potential_V"],
+        "map_shape": [g.ny, g.nx],
+        "pitch_um": g.pitch_um,
+        "grid": {**geo, "nx": g.nx, "ny": g.ny},
+        "quality": quality_counts(cm["quality"]),
+        "n_valid": n_valid,
+    }
+    model, src = _series_model(meta, dict(series or {}))
+    out["notes"] = []
+    if n_valid == 0:
+        raise ValueError(
+            f"{path}: no pixel has a valid conductance; nothing to analyze "
+            f"(quality: {out['quality']})"
+        )
+    gv = G[np.isfinite(G)]
+    out["conductance_median_S"] = float(np.median(gv))
+    if n_valid < MIN_MAP_PIXELS:
+        out["notes"].append(
+            f"only {n_valid} valid pixels: no stripe, domain or ratio analysis "
+            f"(needs {MIN_MAP_PIXELS})"
+        )
+        for k in (
+            "period_um",
+            "period_um_err",
+            "angle_deg",
+            "angle_deg_err",
+            "conductance_ratio",
+            "conductance_ratio_ci95",
+            "spreading_conductance_ratio",
+            "spreading_conductance_ratio_ci95",
+            "fraction_001",
+        ):
+            out[k] = None
+        out["series_model"] = model.as_dict() if model else None
+        out["series_model_source"] = src
+        if model is not None:
+            x = cm["x_um"][np.isfinite(G)]
+            gsp = model.spreading_conductance_S(gv, x)
+            out["spreading_conductance_median_S"] = float(np.nanmedian(gsp))
+            out["conductivity_median_S_per_cm"] = float(
+                np.nanmedian(model.conductivity_S_per_cm(gsp))
+            )
+        out["height"] = (
+            None
+            if hm is None
+            else {
+                k: hm[k]
+                for k in (
+                    "slope_x_um_per_um",
+                    "slope_y_um_per_um",
+                    "offset_um",
+                    "roughness_rms_nm",
+                )
+            }
+        )
+        result = to_jsonable(out)
+        if return_maps:
+            result["maps"] = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
+        return result
+    # stripes
+    st = stripe_period_angle(
+        G, **geo, min_period_um=min_period_um, max_period_um=max_period_um
+    )
+    out.update(
+        {
+            "period_um": st["period_um"],
+            "period_um_err": st["period_um_err"],
+            "angle_deg": st["angle_deg"],
+            "angle_deg_err": st["angle_deg_err"],
+            "period_um_err_fit": st["period_um_err_fit"],
+            "angle_deg_err_fit": st["angle_deg_err_fit"],
+            "period_um_err_jackknife": st["period_um_err_jackknife"],
+            "angle_deg_err_jackknife": st["angle_deg_err_jackknife"],
+            "period_um_acf": st["acf"]["period_um"],
+            "angle_deg_acf": st["acf"]["angle_deg"],
+            "stripe_amplitude_S": st["amplitude"],
+            "stripe_amplitude_to_noise": st["amplitude_to_noise"],
+        }
+    )
+    # domains and ratios
+    seg = segment_domains(G, **geo)
+    labels = seg["labels"]
+    ratios = conductance_ratios(
+        G,
+        labels,
+        flattened_S=seg["flattened"],
+        x_um=cm["x_um"],
+        model=model,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    out["fraction_001"] = seg["fraction_001"]
+    out.update(ratios)
+    out["domains"] = domain_statistics(seg["flattened"], labels)
+    out["series_model"] = model.as_dict() if model else None
+    out["series_model_source"] = src
+    gsp = sigma = sigma_fast = None
+    if model is not None:
+        xc = g.x0_um + g.nx * g.pitch_um / 2
+        out["series_terms_ohm"] = {
+            "pipette": model.pipette_resistance_ohm,
+            "interface": model.interface_resistance_ohm,
+            "film_at_center": float(model.film_resistance_ohm(xc)),
+        }
+        gsp = model.spreading_conductance_S(G, cm["x_um"])
+        sigma = model.conductivity_S_per_cm(gsp)
+        out["conductivity_S_per_cm"] = {
+            d: float(np.nanmedian(sigma[labels == lab]))
+            if (labels == lab).any()
+            else None
+            for d, lab in (("100", LABEL_100), ("001", LABEL_001))
+        }
+        if anisotropy is not None:
+            sigma_fast = model.conductivity_S_per_cm(
+                gsp, anisotropy=anisotropy, orientation=labels
+            )
+            out["sigma_fast_S_per_cm"] = {
+                d: float(np.nanmedian(sigma_fast[labels == lab]))
+                if (labels == lab).any()
+                else None
+                for d, lab in (("100", LABEL_100), ("001", LABEL_001))
+            }
+            out["anisotropy"] = anisotropy
+    # noise: the robust spread within the [100] class relative to its level
+    d100 = out["domains"]["100"]
+    rel_noise = d100["mad_std"] / d100["median"] if d100["median"] else math.nan
+    if model is not None:
+        frac = None
+        if ratios["spreading_conductance_100_S"] and ratios["conductance_100_S"]:
+            frac = ratios["conductance_100_S"] / ratios["spreading_conductance_100_S"]
+        out["resolution"] = footprint_resolution(
+            model.footprint_radius_nm * 1e-3,
+            g.pitch_um,
+            relative_noise=rel_noise,
+            series_fraction=frac if frac else 1.0,
+        )
+    else:
+        out["resolution"] = None
+    out["relative_noise"] = rel_noise
+    if hm is not None:
+        out["height"] = {
+            k: hm[k]
+            for k in (
+                "slope_x_um_per_um",
+                "slope_y_um_per_um",
+                "offset_um",
+                "roughness_rms_nm",
+            )
+        }
+    else:
+        out["height"] = None
+    result = to_jsonable(out)
+    if return_maps:
+        maps = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
+        maps["labels"] = labels
+        maps["conductance_flat_S"] = seg["flattened"]
+        if gsp is not None:
+            maps["spreading_conductance_S"] = gsp
+            maps["conductivity_S_per_cm"] = sigma
+        if sigma_fast is not None:
+            maps["sigma_fast_S_per_cm"] = sigma_fast
+        if hm is not None:
+            maps["height_um"] = hm["height_um"]
+            maps["height_flat_um"] = hm["height_flat_um"]
+        result["maps"] = maps
+    return result
+
+
+def to_jsonable(obj: Any) -> Any:
+    """numpy scalars -> Python, NaN/inf -> None, tuples -> lists (recursively)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray) and obj.ndim == 0:
+        obj = obj.item()
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """Human-readable lines of an :func:`analyze_store` result."""
+
+    def f(v: Any, fmt: str = "{:.4g}") -> str:
+        return "n/a" if v is None else fmt.format(v)
+
+    r = result
+    if r.get("period_um") is None:
+        lines = [
+            f"{r['store']}  ({r['name']})",
+            f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
+            f"{r['measurement']} ({r['method']}), {r['n_valid']} valid pixels",
+            f"  conductance      median {f(r.get('conductance_median_S'))} S",
+        ]
+        if r.get("conductivity_median_S_per_cm") is not None:
+            lines.append(
+                f"  conductivity     median {f(r['conductivity_median_S_per_cm'])} S/cm (isotropic inversion)"
+            )
+        lines.extend(f"  note             {n}" for n in r.get("notes", []))
+        return "\n".join(lines)
+    lines = [
+        f"{r['store']}  ({r['name']})",
+        f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
+        f"{r['measurement']} ({r['method']}), {r['n_valid']} valid pixels",
+        "  quality          "
+        + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
+        f"  stripes          period {f(r['period_um'])} +- {f(r['period_um_err'], '{:.2g}')} um, "
+        f"angle {f(r['angle_deg'], '{:.2f}')} +- {f(r['angle_deg_err'], '{:.2g}')} deg "
+        "(along the stripes, CCW from +x); "
+        f"amplitude/noise {f(r.get('stripe_amplitude_to_noise'), '{:.3g}')}",
+        f"  autocorrelation  period {f(r['period_um_acf'])} um, angle {f(r['angle_deg_acf'], '{:.2f}')} deg",
+        f"  [001] fraction   {f(r['fraction_001'], '{:.3f}')}",
+        f"  G[100]/G[001]    {f(r['conductance_ratio'])} (95% CI {_ci(r['conductance_ratio_ci95'])}) "
+        "measured, series terms included",
+    ]
+    if r.get("spreading_conductance_ratio") is not None:
+        lines.append(
+            f"  spreading ratio  {f(r['spreading_conductance_ratio'])} (95% CI "
+            f"{_ci(r['spreading_conductance_ratio_ci95'])}) after subtracting pipette, interface, film"
+        )
+        c = r.get("conductivity_S_per_cm") or {}
+        lines.append(
+            f"  conductivity     [100] {f(c.get('100'))} S/cm, [001] {f(c.get('001'))} S/cm "
+            "(isotropic inversion, sqrt(sigma_in sigma_z))"
+        )
+        if r.get("sigma_fast_S_per_cm"):
+            sf = r["sigma_fast_S_per_cm"]
+            lines.append(
+                f"  sigma_fast       [100] {f(sf.get('100'))} S/cm, [001] {f(sf.get('001'))} S/cm "
+                f"(anisotropy {r.get('anisotropy'):g})"
+            )
+    else:
+        lines.append(
+            f"  spreading ratio  n/a: series model {r.get('series_model_source')}"
+        )
+    if r.get("resolution"):
+        res = r["resolution"]
+        lines.append(
+            f"  resolution       {f(res['resolution_um'])} um (footprint {f(res['footprint_diameter_um'])} um, "
+            f"2 x pitch {f(res['sampling_limit_um'])} um); narrowest blocking line visible: "
+            f"{f(res.get('min_detectable_width_nm'), '{:.3g}')} nm"
+        )
+    if r.get("height"):
+        h = r["height"]
+        lines.append(
+            f"  topography       tilt x {f(h['slope_x_um_per_um'])}, y {f(h['slope_y_um_per_um'])} um/um, "
+            f"rms {f(h['roughness_rms_nm'], '{:.3g}')} nm after plane removal"
+        )
+    return "\n".join(lines)
+
+
+def _ci(ci: Any) -> str:
+    if not ci or ci[0] is None:
+        return "n/a"
+    return f"{ci[0]:.4g}..{ci[1]:.4g}"
