@@ -71,6 +71,16 @@ ELECTROLYTE_S_PER_CM = 1e-2
 SIGMA_FAST_S_PER_CM = 1e-3
 THICKNESS_NM = 50.0
 PAD_EDGE_X_UM = -20.0
+# set on every test scan, so the truth does not depend on the simulator's defaults
+PINNED = {
+    "Pipette_FootprintRadius_nm": FOOTPRINT_NM,
+    "Pipette_TipRadius_nm": TIP_NM,
+    "Pipette_HalfAngle_deg": HALF_ANGLE_DEG,
+    "Pipette_Electrolyte_S_per_cm": ELECTROLYTE_S_PER_CM,
+    "SigmaFast_S_per_cm": SIGMA_FAST_S_PER_CM,
+    "Thickness_nm": THICKNESS_NM,
+    "PadEdgeX_um": PAD_EDGE_X_UM,
+}
 
 
 def _physics():
@@ -109,7 +119,7 @@ def _scan(path: Path, plan, props: dict[str, float]) -> Path:
 
     core = load_core()
     try:
-        for k, v in props.items():
+        for k, v in {**PINNED, **props}.items():
             core.setProperty("Sample", k, v)
         status = Scan.create(core, plan, path).run()
         assert status == "complete", status
@@ -228,7 +238,9 @@ def test_iv_fit_of_a_staircase_map_recovers_the_series_model(iv_store: Path) -> 
     x, y = cm["x_um"], cm["y_um"]
     g_sp = film.spreading_conductance(x, y, FOOTPRINT_NM * 1e-3)
     r_pip = ph.pipette_resistance(TIP_NM * 1e-9, HALF_ANGLE_DEG, 1.0)
-    r_film = ph.film_resistance((x - PAD_EDGE_X_UM) * 1e-6, 1e-7, 0.1, 50e-9)
+    r_film = ph.film_resistance(
+        (x - PAD_EDGE_X_UM) * 1e-6, FOOTPRINT_NM * 1e-9, 0.1, THICKNESS_NM * 1e-9
+    )
     g_true = 1.0 / (r_pip + 1.0 / g_sp + r_film)
     np.testing.assert_allclose(cm["conductance_S"], g_true, rtol=5e-3)
     assert np.nanmin(cm["r2"]) > 0.9999

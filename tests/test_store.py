@@ -110,7 +110,7 @@ def test_overwrite_refuses_a_store_being_written(scan_copy):
     writer = ScanStore.open(path, mode="r+")
     try:
         before = tree_snapshot(path)
-        with pytest.raises(StoreLockedError, match="being written by another process"):
+        with pytest.raises(StoreLockedError, match="being written by a running scan"):
             ScanStore.create(path, small_plan(width_um=2.0), overwrite=True)
         assert tree_snapshot(path) == before
     finally:
@@ -138,7 +138,7 @@ def test_the_writer_holds_a_lock(tmp_path):
     writer = ScanStore.create(path, small_plan(width_um=2.0))
     try:
         writer.update_meta(status="running")
-        with pytest.raises(StoreLockedError, match="being written by another process"):
+        with pytest.raises(StoreLockedError, match="being written by a running scan"):
             ScanStore.open(path, mode="r+")
         # readers are welcome, and see a live scan
         with ScanStore.open(path) as reader:

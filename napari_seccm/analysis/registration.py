@@ -82,7 +82,11 @@ def _check(src: np.ndarray, dst: np.ndarray, model: str) -> list[str]:
 
 def estimate(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> Registration:
     """The transform of ``model`` that maps ``src`` (moving) onto ``dst`` (reference)."""
-    from skimage.transform import AffineTransform, EuclideanTransform, SimilarityTransform
+    from skimage.transform import (
+        AffineTransform,
+        EuclideanTransform,
+        SimilarityTransform,
+    )
 
     src = np.asarray(src, dtype=float).reshape(-1, 2)
     dst = np.asarray(dst, dtype=float).reshape(-1, 2)

@@ -31,7 +31,7 @@ class PipetteParameters:
     #: 1 M LiClO4 in EC:DEC:EMC, ~1e-2 S/cm
     electrolyte_S_per_cm: float = 1e-2
     #: droplet footprint radius (>= tip radius, set by wetting)
-    footprint_radius_nm: float = 100.0
+    footprint_radius_nm: float = 75.0
     #: the meniscus reaches the surface when the tip is this far above it
     meniscus_height_um: float = 0.1
     #: on retract the meniscus detaches this far above the surface (> meniscus)
