@@ -82,10 +82,14 @@ def main() -> None:
                 f"(map {r['instrument_total_s'] / 60:.1f} min instrument time, {r['wall_s']:.1f} s wall), "
                 f"ok {r['ok']}, missed {r['missed']}, crashes {r['crashed']}, status {r['status']}"
             )
-        speedup = res["baseline"]["instrument_s_per_point"] / res["engine"]["instrument_s_per_point"]
+        speedup = (
+            res["baseline"]["instrument_s_per_point"] / res["engine"]["instrument_s_per_point"]
+        )
         ok = speedup >= 5 and res["engine"]["missed"] == 0 and res["engine"]["crashed"] == 0
-        print(f"speed-up per point: {speedup:.1f}x (target >= 5x, zero crashes, no misses): "
-              f"{'MET' if ok else 'NOT MET'}")
+        print(
+            f"speed-up per point: {speedup:.1f}x (target >= 5x, zero crashes, no misses): "
+            f"{'MET' if ok else 'NOT MET'}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -53,16 +53,8 @@ def machine_info() -> str:
         mem_s = f"{mem:.1f} GiB"
     except (OSError, StopIteration):
         mem_s = "?"
-    ncpu = (
-        len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count()
-    )
-    load = (
-        ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        if hasattr(os, "getloadavg")
-        else "?"
-    )
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
         f"machine: {platform.machine()}, {cpu}, {ncpu} CPUs usable, {mem_s} RAM, "
         f"load average {load}\n"
@@ -71,9 +63,7 @@ def machine_info() -> str:
     )
 
 
-def make_data(
-    n: int, m: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_data(n: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     E = np.linspace(0.0, 1.0, m)
     G = rng.uniform(2e-9, 5e-9, n)
@@ -96,9 +86,7 @@ def bench_vectorized(
     return min(times), fit
 
 
-def bench_scipy(
-    E: np.ndarray, I: np.ndarray, idx: np.ndarray, fit: dict
-) -> dict[str, float]:
+def bench_scipy(E: np.ndarray, I: np.ndarray, idx: np.ndarray, fit: dict) -> dict[str, float]:
     from scipy.optimize import curve_fit
     from scipy.stats import linregress
 
@@ -115,10 +103,7 @@ def bench_scipy(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cf = np.array(
-            [
-                curve_fit(line, Ed, I[i].astype(np.float64) * 1e9)[0][0] * 1e-9
-                for i in sub
-            ]
+            [curve_fit(line, Ed, I[i].astype(np.float64) * 1e9)[0][0] * 1e-9 for i in sub]
         )
     t_cf = (time.perf_counter() - t0) / sub.size
     err_lr = float(np.max(np.abs(slopes / fit["conductance_S"][idx] - 1)))
@@ -155,9 +140,7 @@ def make_store(path: Path, side: int, steps: int) -> None:
     for a in range(0, n, block):
         b = min(a + block, n)
         G = rng.uniform(2e-9, 5e-9, b - a).astype(np.float32)
-        cur[a:b] = G[:, None] * E + rng.normal(0, 2e-12, (b - a, steps)).astype(
-            np.float32
-        )
+        cur[a:b] = G[:, None] * E + rng.normal(0, 2e-12, (b - a, steps)).astype(np.float32)
         pot[a:b] = np.broadcast_to(E, (b - a, steps))
     s.array("results/status")[:] = np.full(n, OK, np.uint8)
     s.array("results/done")[:] = np.ones(n, np.uint8)
@@ -200,24 +183,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pixels", type=int, default=1_000_000)
     ap.add_argument("--potentials", type=int, default=64)
-    ap.add_argument(
-        "--sample", type=int, default=2000, help="pixels fitted by the scipy loop"
-    )
+    ap.add_argument("--sample", type=int, default=2000, help="pixels fitted by the scipy loop")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument(
-        "--workers", type=int, default=None, help="threads of fit_iv (default: CPUs)"
-    )
-    ap.add_argument(
-        "--no-store", action="store_true", help="skip the out-of-core store run"
-    )
+    ap.add_argument("--workers", type=int, default=None, help="threads of fit_iv (default: CPUs)")
+    ap.add_argument("--no-store", action="store_true", help="skip the out-of-core store run")
     args = ap.parse_args()
 
     print(machine_info())
     n, m = args.pixels, args.potentials
     E, I, G = make_data(n, m)
-    print(
-        f"\ndata: {n:,} pixels x {m} potentials, float32 currents ({I.nbytes / 2**20:.0f} MiB)"
-    )
+    print(f"\ndata: {n:,} pixels x {m} potentials, float32 currents ({I.nbytes / 2**20:.0f} MiB)")
     t1, fit1 = bench_vectorized(E, I, args.repeat, 1)
     tv, fit = bench_vectorized(E, I, args.repeat, args.workers)
     print(f"fit_iv, 1 thread:        {t1:.3f} s  ({t1 / n * 1e6:.3f} us/pixel)")

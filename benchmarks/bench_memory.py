@@ -70,8 +70,10 @@ def main() -> None:
         th.join()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         n = plan.n_points()
-        print(f"{n} points x 256 samples: status {status}, wall {wall / 60:.1f} min "
-              f"({wall / n * 1e3:.2f} ms/point)")
+        print(
+            f"{n} points x 256 samples: status {status}, wall {wall / 60:.1f} min "
+            f"({wall / n * 1e3:.2f} ms/point)"
+        )
         print(f"RSS before the scan {base:.0f} MB; during the scan:")
         step = max(1, len(samples) // 10)
         for done, mb in samples[::step] + samples[-1:]:

@@ -48,28 +48,40 @@ def run(n_side: int, tmp: Path) -> dict[str, float]:
     core.unloadAllDevices()
     del core
     gc.collect()
-    return {"points": n, "wall_ms": wall / n * 1e3, "sim_ms": sim / n * 1e3,
-            "overhead_ms": (wall - sim) / n * 1e3}
+    return {
+        "points": n,
+        "wall_ms": wall / n * 1e3,
+        "sim_ms": sim / n * 1e3,
+        "overhead_ms": (wall - sim) / n * 1e3,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--side", type=int, default=60, help="points per side (default 60: 3600 points)")
+    ap.add_argument(
+        "--side", type=int, default=60, help="points per side (default 60: 3600 points)"
+    )
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="seccm-bench-"))
     try:
-        print(f"machine: {platform.machine()}, {platform.processor() or '?'}; python {platform.python_version()}")
+        print(
+            f"machine: {platform.machine()}, {platform.processor() or '?'}; python {platform.python_version()}"
+        )
         best = None
         for k in range(args.repeat):
             r = run(args.side, tmp)
-            print(f"run {k + 1}: {r['points']} points: wall {r['wall_ms']:.3f} ms/point = "
-                  f"simulator {r['sim_ms']:.3f} + software overhead {r['overhead_ms']:.3f} ms/point")
+            print(
+                f"run {k + 1}: {r['points']} points: wall {r['wall_ms']:.3f} ms/point = "
+                f"simulator {r['sim_ms']:.3f} + software overhead {r['overhead_ms']:.3f} ms/point"
+            )
             if best is None or r["overhead_ms"] < best["overhead_ms"]:
                 best = r
         ok = best["overhead_ms"] <= 0.2
-        print(f"best software overhead: {best['overhead_ms']:.3f} ms/point "
-              f"(target <= 0.2 ms): {'MET' if ok else 'NOT MET'}")
+        print(
+            f"best software overhead: {best['overhead_ms']:.3f} ms/point "
+            f"(target <= 0.2 ms): {'MET' if ok else 'NOT MET'}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -97,7 +97,6 @@ def _load_core(config: str):
 def cmd_scan(args: argparse.Namespace) -> int:
     from .acquisition.plan import ScanPlan
     from .acquisition.scan import Scan
-
     from .acquisition.store import ScanStore
 
     plan = ScanPlan.load(args.plan) if args.plan else ScanPlan()
@@ -154,13 +153,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{info['path']}  ({info['name']})")
-    print(f"  status           {info['status']}" + (f"  ({info['reason']})" if info["reason"] else ""))
+    print(
+        f"  status           {info['status']}" + (f"  ({info['reason']})" if info["reason"] else "")
+    )
     ny, nx = info["map_shape"]
     print(f"  map              {ny} x {nx} px at {info['pitch_um']:g} um")
     print(f"  points           {info['points_done']} of {info['points_total']} done")
     counts = ", ".join(f"{k} {v}" for k, v in info["landing_status"].items() if v)
     print(f"  landings         {counts or 'none yet'}")
-    print(f"  instrument time  {_fmt_duration(info['instrument_time_s'])} ({info['instrument_time_s']:.1f} s)")
+    print(
+        f"  instrument time  {_fmt_duration(info['instrument_time_s'])} ({info['instrument_time_s']:.1f} s)"
+    )
     print(f"  wall time        {_fmt_duration(info['wall_time_s'])} ({info['wall_time_s']:.1f} s)")
     return 0
 
@@ -222,15 +225,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     fs = iv_plan.potentiostat.sample_rate_Hz
     n_step = int(round(0.02 * fs))
     E_steps = iv_plan.measurement.potentials_V()
-    I_steps = np.array([np.mean(tr["current_A"][k * n_step + n_step // 2 : (k + 1) * n_step]) for k in range(len(E_steps))])
+    I_steps = np.array(
+        [
+            np.mean(tr["current_A"][k * n_step + n_step // 2 : (k + 1) * n_step])
+            for k in range(len(E_steps))
+        ]
+    )
     fit = fit_iv(E_steps, I_steps)
-    print(f"\nI-V at x = {args.iv_x:g} um, y = {args.iv_y:g} um (contact at Z = {res['contact_z_um'][0]:.3f} um)")
+    print(
+        f"\nI-V at x = {args.iv_x:g} um, y = {args.iv_y:g} um (contact at Z = {res['contact_z_um'][0]:.3f} um)"
+    )
     print("  E (V)     I (nA)")
     for e, i in zip(E_steps, I_steps, strict=True):
         print(f"  {e:5.2f}  {i * 1e9:9.4f}")
     g, r2 = float(fit["conductance_S"]), float(fit["r2"])
-    print(f"  linear fit: G = {g * 1e9:.3f} nS (R = {1 / g / 1e6:.1f} MOhm), "
-          f"offset {float(fit['offset_A']) * 1e12:.2f} pA, R^2 = {r2:.5f}")
+    print(
+        f"  linear fit: G = {g * 1e9:.3f} nS (R = {1 / g / 1e6:.1f} MOhm), "
+        f"offset {float(fit['offset_A']) * 1e12:.2f} pA, R^2 = {r2:.5f}"
+    )
 
     # 2. the map: 12 x 12 um at 1.0 V, hopping
     map_plan = ScanPlan(
@@ -249,8 +261,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     fig_path = out / "seccm_demo.png"
     _demo_figure(out / "map.seccm.zarr", E_steps, I_steps, fit, fig_path)
     print(f"figure: {fig_path}")
-    print(f"stores: {out / 'iv.seccm.zarr'}, {out / 'map.seccm.zarr'} "
-          f"(napari: File > Open, or `napari-seccm info`)")
+    print(
+        f"stores: {out / 'iv.seccm.zarr'}, {out / 'map.seccm.zarr'} "
+        f"(napari: File > Open, or `napari-seccm info`)"
+    )
     del core
     return 0 if status == "complete" else 1
 
@@ -270,13 +284,24 @@ def _demo_figure(map_store: Path, E, I, fit, path: Path) -> None:
         g = s.grid
         plan = s.plan()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.2, 1]})
-    show_map(a1, m, x0_um=g.x0_um, y0_um=g.y0_um, pitch_um=g.pitch_um,
-             label="current at 1.0 V (nA)", scale=1e9)
+    show_map(
+        a1,
+        m,
+        x0_um=g.x0_um,
+        y0_um=g.y0_um,
+        pitch_um=g.pitch_um,
+        label="current at 1.0 V (nA)",
+        scale=1e9,
+    )
     a1.set_title(f"SECCM hopping map, {plan.pitch_um:g} um pitch")
     a2.plot(E, np.asarray(I) * 1e9, "o", label="measured (step means)")
     ee = np.linspace(min(E), max(E), 50)
-    a2.plot(ee, (float(fit["conductance_S"]) * ee + float(fit["offset_A"])) * 1e9, "-",
-            label=f"G = {float(fit['conductance_S']) * 1e9:.2f} nS, R² = {float(fit['r2']):.4f}")
+    a2.plot(
+        ee,
+        (float(fit["conductance_S"]) * ee + float(fit["offset_A"])) * 1e9,
+        "-",
+        label=f"G = {float(fit['conductance_S']) * 1e9:.2f} nS, R² = {float(fit['r2']):.4f}",
+    )
     a2.set_xlabel("E (V vs Li/Li+)")
     a2.set_ylabel("I (nA)")
     a2.set_title("I-V at one landing")
@@ -303,10 +328,18 @@ _SERIES_OPTIONS = (
     # (flag, SeriesModel field, help)
     ("--tip-radius-nm", "tip_radius_nm", "pipette tip radius, nm"),
     ("--half-angle-deg", "half_angle_deg", "pipette half-cone angle, deg"),
-    ("--electrolyte-S-per-cm", "electrolyte_S_per_cm", "conductivity of the pipette's electrolyte, S/cm"),
+    (
+        "--electrolyte-S-per-cm",
+        "electrolyte_S_per_cm",
+        "conductivity of the pipette's electrolyte, S/cm",
+    ),
     ("--footprint-radius-nm", "footprint_radius_nm", "droplet footprint radius, nm"),
     ("--thickness-nm", "thickness_nm", "film thickness, nm"),
-    ("--sigma-film-S-per-cm", "sigma_film_S_per_cm", "in-plane film conductivity (collection term), S/cm"),
+    (
+        "--sigma-film-S-per-cm",
+        "sigma_film_S_per_cm",
+        "in-plane film conductivity (collection term), S/cm",
+    ),
     ("--pad-edge-x-um", "pad_edge_x_um", "x of the Au pad's edge (the pad covers x < this), um"),
     ("--asr-ohm-cm2", "asr_ohm_cm2", "area-specific interface resistance, Ohm cm^2 (default 0)"),
 )
@@ -314,19 +347,44 @@ _SERIES_OPTIONS = (
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("analysis")
-    a.add_argument("--r2-min", type=float, default=0.9,
-                   help="I-V fits with a lower R^2 are rejected (NaN), default 0.9")
-    a.add_argument("--rest-potential-V", type=float, default=0.0,
-                   help="potential of zero current, for G = I / (E - E_rest) of a CA map (default 0)")
-    a.add_argument("--settle-fraction", type=float, default=0.5,
-                   help="leading fraction of each staircase step left out of the I-V fit (default 0.5)")
-    a.add_argument("--settle-s", type=float, default=None,
-                   help="time after each step or sweep reversal left out of the I-V fit, s "
-                   "(default: five time constants of the potentiostat's filter)")
-    a.add_argument("--branch", choices=("all", "up", "down"), default="all",
-                   help="sweep branch used by the I-V fit (LSV/CV)")
-    a.add_argument("--potential-range-V", type=float, nargs=2, metavar=("LO", "HI"),
-                   help="fit only samples programmed within [LO, HI] V")
+    a.add_argument(
+        "--r2-min",
+        type=float,
+        default=0.9,
+        help="I-V fits with a lower R^2 are rejected (NaN), default 0.9",
+    )
+    a.add_argument(
+        "--rest-potential-V",
+        type=float,
+        default=0.0,
+        help="potential of zero current, for G = I / (E - E_rest) of a CA map (default 0)",
+    )
+    a.add_argument(
+        "--settle-fraction",
+        type=float,
+        default=0.5,
+        help="leading fraction of each staircase step left out of the I-V fit (default 0.5)",
+    )
+    a.add_argument(
+        "--settle-s",
+        type=float,
+        default=None,
+        help="time after each step or sweep reversal left out of the I-V fit, s "
+        "(default: five time constants of the potentiostat's filter)",
+    )
+    a.add_argument(
+        "--branch",
+        choices=("all", "up", "down"),
+        default="all",
+        help="sweep branch used by the I-V fit (LSV/CV)",
+    )
+    a.add_argument(
+        "--potential-range-V",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="fit only samples programmed within [LO, HI] V",
+    )
     m = p.add_argument_group(
         "series model (default: the store's rig snapshot, Sample device properties)"
     )
@@ -364,8 +422,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} exists; choose another name or pass --overwrite")
     try:
         result = analyze_store(
-            args.store, anisotropy=args.anisotropy, min_period_um=args.min_period_um,
-            max_period_um=args.max_period_um, n_boot=args.n_boot, **_analysis_kwargs(args),
+            args.store,
+            anisotropy=args.anisotropy,
+            min_period_um=args.min_period_um,
+            max_period_um=args.max_period_um,
+            n_boot=args.n_boot,
+            **_analysis_kwargs(args),
         )
     except OSError as e:  # e.g. an unreadable store
         raise RuntimeError(f"cannot analyze {args.store}: {e}") from e
@@ -386,8 +448,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else None
     try:
         out = export_store(
-            args.store, args.out, fmt=args.format, channel=args.channel, channels=channels,
-            overwrite=args.overwrite, **_analysis_kwargs(args),
+            args.store,
+            args.out,
+            fmt=args.format,
+            channel=args.channel,
+            channels=channels,
+            overwrite=args.overwrite,
+            **_analysis_kwargs(args),
         )
     except (IsADirectoryError, PermissionError) as e:
         raise RuntimeError(str(e)) from e
@@ -447,12 +514,19 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--json", action="store_true", help="print a JSON object")
     an.add_argument("--out", help="write the result to this file instead of printing it")
     an.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    an.add_argument("--anisotropy", type=float,
-                    help="sigma_fast / sigma_slow of LLTO: adds each domain's fast-axis conductivity")
+    an.add_argument(
+        "--anisotropy",
+        type=float,
+        help="sigma_fast / sigma_slow of LLTO: adds each domain's fast-axis conductivity",
+    )
     an.add_argument("--min-period-um", type=float, help="shortest stripe period searched, um")
     an.add_argument("--max-period-um", type=float, help="longest stripe period searched, um")
-    an.add_argument("--n-boot", type=int, default=2000,
-                    help="bootstrap resamples of the ratio intervals (default 2000)")
+    an.add_argument(
+        "--n-boot",
+        type=int,
+        default=2000,
+        help="bootstrap resamples of the ratio intervals (default 2000)",
+    )
     _add_analysis_options(an)
     an.set_defaults(func=cmd_analyze)
 
@@ -460,13 +534,21 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="maps to Gwyddion (.gsf, .gwy), TIFF or PNG; the point table to CSV"
     )
     ex.add_argument("store", help="a scan store (*.seccm.zarr)")
-    ex.add_argument("--out", required=True, help="the file to write (never replaced without --overwrite)")
-    ex.add_argument("--format", choices=("gsf", "gwy", "tiff", "csv", "png"),
-                    help="default: from the --out suffix (.gsf .gwy .tif .csv .png)")
-    ex.add_argument("--channel", default="current",
-                    help="map for gsf/tiff/png: current, conductance, resistance, offset, r2, height, "
-                    "height_flat, spreading_conductance, conductivity, domains, quality "
-                    "(default current)")
+    ex.add_argument(
+        "--out", required=True, help="the file to write (never replaced without --overwrite)"
+    )
+    ex.add_argument(
+        "--format",
+        choices=("gsf", "gwy", "tiff", "csv", "png"),
+        help="default: from the --out suffix (.gsf .gwy .tif .csv .png)",
+    )
+    ex.add_argument(
+        "--channel",
+        default="current",
+        help="map for gsf/tiff/png: current, conductance, resistance, offset, r2, height, "
+        "height_flat, spreading_conductance, conductivity, domains, quality "
+        "(default current)",
+    )
     ex.add_argument("--channels", help="comma-separated maps for gwy (default: all available)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_analysis_options(ex)

@@ -36,16 +36,33 @@ def config_path(name_or_path: str | Path = SIMULATED) -> Path:
     )
 
 
-def load_core(config: str | Path = SIMULATED, *, quiet: bool = True) -> UniMMCore:
+def load_core(
+    config: str | Path = SIMULATED, *, quiet: bool = True, signals: str | None = None
+) -> UniMMCore:
     """A UniMMCore with ``config`` loaded (the simulated SECCM by default).
 
     ``quiet`` lowers pymmcore-plus's per-event debug logging, which otherwise
-    costs more than a simulated hop.
+    costs more than a simulated hop. ``signals``: ``"qt"``, ``"psygnal"`` or
+    None (pymmcore-plus chooses: Qt signals when a QApplication exists, which
+    are delivered by its event loop; a script that has a QApplication but
+    runs no event loop should ask for ``"psygnal"``).
     """
+    import os
+
     from pymmcore_plus.experimental.unicore import UniMMCore
 
     if quiet:
         logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)
-    core = UniMMCore()
+    old = os.environ.get("PYMM_SIGNALS_BACKEND")
+    if signals is not None:
+        os.environ["PYMM_SIGNALS_BACKEND"] = signals
+    try:
+        core = UniMMCore()
+    finally:
+        if signals is not None:
+            if old is None:
+                del os.environ["PYMM_SIGNALS_BACKEND"]
+            else:
+                os.environ["PYMM_SIGNALS_BACKEND"] = old
     core.loadSystemConfiguration(str(config_path(config)))
     return core

@@ -187,8 +187,7 @@ def _device_section(core: UniMMCore, label: str) -> list[str]:
         "",
         _first_paragraph(core.getDeviceDescription(label)),
         "",
-        "| Property | Type | Default | Limits / allowed values | Access | "
-        "Description |",
+        "| Property | Type | Default | Limits / allowed values | Access | Description |",
         "|---|---|---|---|---|---|",
     ]
     props = list(core.getDevicePropertyNames(label))
@@ -222,12 +221,9 @@ def _config_group_section(core: UniMMCore) -> list[str]:
             for i in range(data.size()):
                 s = data.getSetting(i)
                 settings.append(
-                    f"`{s.getDeviceLabel()}.{s.getPropertyName()}` = "
-                    f"`{s.getPropertyValue()}`"
+                    f"`{s.getDeviceLabel()}.{s.getPropertyName()}` = `{s.getPropertyValue()}`"
                 )
-            lines.append(
-                f"| {_cell(group)} | {_cell(preset)} | {'; '.join(settings)} |"
-            )
+            lines.append(f"| {_cell(group)} | {_cell(preset)} | {'; '.join(settings)} |")
     lines.append("")
     return lines
 
@@ -238,11 +234,7 @@ def generate_reference(config: Path = CONFIG) -> str:
     try:
         core.loadSystemConfiguration(str(config))
         path = Path(config).resolve()
-        rel = (
-            path.relative_to(ROOT).as_posix()
-            if path.is_relative_to(ROOT)
-            else path.name
-        )
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
         roles = _roles(core)
         labels = [lab for lab in core.getLoadedDevices() if core.isPyDevice(lab)]
         out = [
@@ -290,9 +282,7 @@ def render(current: str, config: Path = CONFIG) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if docs/devices.md is stale"
-    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/devices.md is stale")
     parser.add_argument("--docs", type=Path, default=DOCS, help="markdown file")
     args = parser.parse_args(argv)
 

@@ -84,8 +84,12 @@ def main() -> None:
     viewer.camera.zoom = 45
     wait(lambda: False, 0.5)
     viewer.screenshot(str(OUT / "napari_aligned.png"), canvas_only=False)
-    print("wrote", OUT / "napari_scan_running.png", OUT / "napari_scan_done.png",
-          OUT / "napari_aligned.png")
+    print(
+        "wrote",
+        OUT / "napari_scan_running.png",
+        OUT / "napari_scan_done.png",
+        OUT / "napari_aligned.png",
+    )
     rig.core.unloadAllDevices()
     viewer.close()
     shutil.rmtree(tmp, ignore_errors=True)

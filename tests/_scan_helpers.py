@@ -60,7 +60,9 @@ def loaded_core(config: str | Path = "seccm_simulated.cfg") -> Iterator[UniMMCor
 
     Use as ``yield from loaded_core()`` in a test module's own fixture.
     """
-    core = load_core(config)
+    # these tests wait on the acquisition thread's signals without running a Qt
+    # event loop: direct (psygnal) signals, even when a GUI test made a QApplication
+    core = load_core(config, signals="psygnal")
     yield core
     close_core(core)
     del core
@@ -109,11 +111,7 @@ class FrameCounter:
 
     def _on_frame(self, img: np.ndarray, event: Any, meta: dict) -> None:
         self.metas.append(dict(meta["seccm"]))
-        if (
-            self.at is not None
-            and len(self.metas) == self.at
-            and self.action is not None
-        ):
+        if self.at is not None and len(self.metas) == self.at and self.action is not None:
             self.action()
             self.fired.set()
 
@@ -150,19 +148,13 @@ def assert_done_points_intact(path: str | Path) -> np.ndarray:
     cur = root["traces/current_A"][:]
     pot = root["traces/potential_V"][:]
     ok = done & (status == 1)
-    assert set(np.unique(status[done])) <= {1, 2, 3, 4, 5}, (
-        "a done point has no landing status"
-    )
+    assert set(np.unique(status[done])) <= {1, 2, 3, 4, 5}, "a done point has no landing status"
     assert np.isfinite(value[ok]).all()
     assert np.isfinite(cz[ok]).all()
     assert np.isfinite(cmap[rows[ok], cols[ok]]).all()
     assert np.isfinite(hmap[rows[ok], cols[ok]]).all()
-    np.testing.assert_allclose(
-        cmap[rows[ok], cols[ok]], value[ok].astype(np.float32), rtol=1e-6
-    )
-    assert np.isfinite(cur[ok]).all(), (
-        "a completed point has a missing (NaN) trace sample"
-    )
+    np.testing.assert_allclose(cmap[rows[ok], cols[ok]], value[ok].astype(np.float32), rtol=1e-6)
+    assert np.isfinite(cur[ok]).all(), "a completed point has a missing (NaN) trace sample"
     assert np.isfinite(pot[ok]).all()
     # the map value is the mean current over the readout window of the trace
     meta = root.attrs["seccm"]
@@ -180,9 +172,7 @@ def assert_done_points_intact(path: str | Path) -> np.ndarray:
 def done_count(path: str | Path) -> int:
     """Points flagged done, read straight from the store (safe while it is written)."""
     try:
-        return int(
-            zarr.open_array(str(Path(path) / "results" / "done"), mode="r")[:].sum()
-        )
+        return int(zarr.open_array(str(Path(path) / "results" / "done"), mode="r")[:].sum())
     except (FileNotFoundError, KeyError, ValueError, json.JSONDecodeError):
         return 0  # not created yet
 
@@ -206,9 +196,7 @@ def detrend_plane(m: np.ndarray) -> np.ndarray:
     return m - (a @ coef).reshape(m.shape)
 
 
-def dominant_wavevector(
-    m: np.ndarray, pitch_um: float, pad: int = 512
-) -> tuple[float, float]:
+def dominant_wavevector(m: np.ndarray, pitch_um: float, pad: int = 512) -> tuple[float, float]:
     """(period um, direction of the wave vector in degrees CCW from +x) of the
     strongest spatial frequency of a map indexed [y, x]."""
     r = detrend_plane(m)

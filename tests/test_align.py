@@ -15,9 +15,11 @@ from napari_seccm.analysis.registration import MIN_POINTS, RegistrationError, ap
 def _similarity(scale: float, deg: float, t: tuple[float, float]) -> np.ndarray:
     th = np.radians(deg)
     return np.array(
-        [[scale * np.cos(th), -scale * np.sin(th), t[0]],
-         [scale * np.sin(th), scale * np.cos(th), t[1]],
-         [0.0, 0.0, 1.0]]
+        [
+            [scale * np.cos(th), -scale * np.sin(th), t[0]],
+            [scale * np.sin(th), scale * np.cos(th), t[1]],
+            [0.0, 0.0, 1.0],
+        ]
     )
 
 
@@ -87,7 +89,9 @@ def scan_and_tem(tmp_path: Path):
 
     core = load_core()
     store = tmp_path / "map.seccm.zarr"
-    scan = Scan.create(core, ScanPlan(area=RectangleArea(width_um=8, height_um=8), pitch_um=0.4), store)
+    scan = Scan.create(
+        core, ScanPlan(area=RectangleArea(width_um=8, height_um=8), pitch_um=0.4), store
+    )
     assert scan.run() == "complete"
     tem = tmp_path / "tem.tif"
     hidden = write_tem_tiff(tem, get_rig().film)
@@ -127,7 +131,9 @@ def test_align_widget_places_tem_image_and_keeps_it_with_the_scan(
     viewer.open(str(tem_path), plugin="napari-seccm")
     tem = next(lay for lay in viewer.layers if lay.name.startswith("tem"))
     # imported with its scale from the file (nm -> um), but not its hidden pose
-    assert np.allclose(np.abs(np.diag(data_to_world_matrix(tem))[:2]), np.hypot(*hidden[:2, 0]), rtol=1e-6)
+    assert np.allclose(
+        np.abs(np.diag(data_to_world_matrix(tem))[:2]), np.hypot(*hidden[:2, 0]), rtol=1e-6
+    )
 
     _align_tem(viewer, widget, hidden)
     np.testing.assert_allclose(data_to_world_matrix(tem), hidden, atol=1e-9)

@@ -98,12 +98,8 @@ def r_total_truth(orientation: str, x_um: float, anisotropy: float) -> float:
     g_sp = ph.spreading_conductance(
         a, *ph.orientation_conductivities(fast, fast / anisotropy, orientation)
     )
-    r_pip = ph.pipette_resistance(
-        TIP_NM * 1e-9, HALF_ANGLE_DEG, ELECTROLYTE_S_PER_CM * 100
-    )
-    r_film = float(
-        ph.film_resistance((x_um - PAD_EDGE_X_UM) * 1e-6, a, 0.1, THICKNESS_NM * 1e-9)
-    )
+    r_pip = ph.pipette_resistance(TIP_NM * 1e-9, HALF_ANGLE_DEG, ELECTROLYTE_S_PER_CM * 100)
+    r_film = float(ph.film_resistance((x_um - PAD_EDGE_X_UM) * 1e-6, a, 0.1, THICKNESS_NM * 1e-9))
     return r_pip + 1.0 / float(g_sp) + r_film
 
 
@@ -158,9 +154,7 @@ def ca_result(ca_store: Path) -> dict:
 
 
 # ------------------------------------------------------------- isolation
-def test_analysis_imports_no_qt_no_core_no_napari(
-    ca_store: Path, tmp_path: Path
-) -> None:
+def test_analysis_imports_no_qt_no_core_no_napari(ca_store: Path, tmp_path: Path) -> None:
     """Importing and running the analysis (incl. lazy imports: dask, export
     writers, matplotlib figures) pulls in neither Qt, pymmcore-plus nor napari."""
     code = textwrap.dedent(
@@ -178,9 +172,7 @@ def test_analysis_imports_no_qt_no_core_no_napari(
         print("BAD", bad)
         """
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "BAD []" in r.stdout, r.stdout
 
@@ -232,9 +224,7 @@ def test_iv_fit_of_a_staircase_map_recovers_the_series_model(iv_store: Path) -> 
     cm = conductance_maps(iv_store)
     assert cm["method"] == "iv_fit"
     assert amaps.quality_counts(cm["quality"])["ok"] == 100
-    film = LLTOFilm(
-        FilmParameters(stripe_period_um=2.0, stripe_angle_deg=30.0, anisotropy=10.0)
-    )
+    film = LLTOFilm(FilmParameters(stripe_period_um=2.0, stripe_angle_deg=30.0, anisotropy=10.0))
     x, y = cm["x_um"], cm["y_um"]
     g_sp = film.spreading_conductance(x, y, FOOTPRINT_NM * 1e-3)
     r_pip = ph.pipette_resistance(TIP_NM * 1e-9, HALF_ANGLE_DEG, 1.0)
@@ -249,9 +239,7 @@ def test_iv_fit_of_a_staircase_map_recovers_the_series_model(iv_store: Path) -> 
     from scipy.stats import linregress
 
     mask = iv_sample_mask(
-        __import__("napari_seccm.acquisition.store", fromlist=["x"])
-        .ScanStore.open(iv_store)
-        .plan()
+        __import__("napari_seccm.acquisition.store", fromlist=["x"]).ScanStore.open(iv_store).plan()
     )
     root = zarr.open_group(str(iv_store), mode="r")
     cur = root["traces/current_A"][:]
@@ -259,9 +247,7 @@ def test_iv_fit_of_a_staircase_map_recovers_the_series_model(iv_store: Path) -> 
     rows, cols = root["points/row"][:], root["points/col"][:]
     for i in (0, 37, 99):
         lr = linregress(pot[i, mask].astype(float), cur[i, mask].astype(float))
-        assert cm["conductance_S"][rows[i], cols[i]] == pytest.approx(
-            lr.slope, rel=1e-6
-        )
+        assert cm["conductance_S"][rows[i], cols[i]] == pytest.approx(lr.slope, rel=1e-6)
 
 
 def test_iv_sample_mask_keeps_the_settled_half_of_each_step(iv_store: Path) -> None:
@@ -332,18 +318,13 @@ def test_quality_mask_turns_bad_pixels_to_nan(iv_store: Path, tmp_path: Path) ->
             assert np.isnan(cm[k][rows[i], cols[i]]), (i, k)
     ok = q == amaps.QUALITY_OK
     assert ok.sum() == 100 - len(expect)
-    assert (
-        np.isfinite(cm["conductance_S"][ok]).all()
-        and (cm["conductance_S"][ok] > 0).all()
-    )
+    assert np.isfinite(cm["conductance_S"][ok]).all() and (cm["conductance_S"][ok] > 0).all()
     assert not (cm["conductance_S"] == 0).any()
     assert np.isnan(cm["current_A"][rows[3], cols[3]])  # no contact: no current value
 
 
 # ------------------------------------------------------------ dask / scale
-def test_iv_fit_chunk_by_chunk_and_on_a_distributed_cluster(
-    iv_store: Path, monkeypatch
-) -> None:
+def test_iv_fit_chunk_by_chunk_and_on_a_distributed_cluster(iv_store: Path, monkeypatch) -> None:
     from distributed import Client, LocalCluster, get_task_stream
 
     ref = point_iv_fit(iv_store)
@@ -451,9 +432,7 @@ def test_conductance_ratios_recovered(ca_result: dict) -> None:
     assert lo <= r["spreading_conductance_ratio"] <= hi
     # the measured current ratio: 1/R_total of landings inside each domain,
     # at the map centre (x = 0)
-    truth_meas = r_total_truth("001", 0.0, ANISOTROPY) / r_total_truth(
-        "100", 0.0, ANISOTROPY
-    )
+    truth_meas = r_total_truth("001", 0.0, ANISOTROPY) / r_total_truth("100", 0.0, ANISOTROPY)
     assert r["conductance_ratio"] == pytest.approx(truth_meas, rel=0.10)
     assert r["conductance_ratio"] == pytest.approx(truth_meas, rel=0.02)
     lo, hi = r["conductance_ratio_ci95"]
@@ -468,9 +447,7 @@ def test_local_conductivity_recovered(ca_result: dict) -> None:
     assert sf["100"] == pytest.approx(SIGMA_FAST_S_PER_CM, rel=0.1)
     assert sf["001"] == pytest.approx(SIGMA_FAST_S_PER_CM, rel=0.1)
     iso = ca_result["conductivity_S_per_cm"]
-    assert iso["001"] == pytest.approx(
-        SIGMA_FAST_S_PER_CM / math.sqrt(ANISOTROPY), rel=0.1
-    )
+    assert iso["001"] == pytest.approx(SIGMA_FAST_S_PER_CM / math.sqrt(ANISOTROPY), rel=0.1)
 
 
 def test_series_model_from_meta_and_overrides(ca_store: Path) -> None:
@@ -479,9 +456,7 @@ def test_series_model_from_meta_and_overrides(ca_store: Path) -> None:
     meta = ScanStore.open(ca_store).meta
     m = SeriesModel.from_meta(meta)
     ph = _physics()
-    assert m.pipette_resistance_ohm == pytest.approx(
-        ph.pipette_resistance(50e-9, 5.0, 1.0)
-    )
+    assert m.pipette_resistance_ohm == pytest.approx(ph.pipette_resistance(50e-9, 5.0, 1.0))
     assert float(m.film_resistance_ohm(0.0)) == pytest.approx(
         float(ph.film_resistance(20e-6, 1e-7, 0.1, 50e-9))
     )
@@ -530,12 +505,8 @@ def test_line_profile_on_a_ramp_with_width_and_nan() -> None:
     expect = 3.0 * prof["x_um"] - 2.0 * prof["y_um"]
     np.testing.assert_allclose(prof["value"], expect, atol=1e-9)
     assert prof["distance_um"][-1] == pytest.approx(math.hypot(5, 3))
-    wide = line_profile(
-        img, (-1.0, 2.0), (4.0, 5.0), x0_um=x0, y0_um=y0, pitch_um=p, width_um=1.0
-    )
-    np.testing.assert_allclose(
-        wide["value"], expect, atol=1e-9
-    )  # a plane averages to itself
+    wide = line_profile(img, (-1.0, 2.0), (4.0, 5.0), x0_um=x0, y0_um=y0, pitch_um=p, width_um=1.0)
+    np.testing.assert_allclose(wide["value"], expect, atol=1e-9)  # a plane averages to itself
     assert (wide["n"] > 1).all() and np.nanmax(wide["std"]) > 0
     img[15, :] = np.nan
     prof = line_profile(img, (-1.0, 2.0), (4.0, 5.0), x0_um=x0, y0_um=y0, pitch_um=p)
@@ -622,9 +593,7 @@ def test_grain_boundary_contrast_against_noise() -> None:
     assert r["resolution"]["min_detectable_width_nm"] < 40.0
     # the same line on a film without boundaries: nothing significant
     _, g0, *_ = _grain_map(0.0)
-    r0 = boundary_contrast(
-        g0, tuple(a), tuple(b), x0_um=x0, y0_um=y0, pitch_um=p, position_um=1.2
-    )
+    r0 = boundary_contrast(g0, tuple(a), tuple(b), x0_um=x0, y0_um=y0, pitch_um=p, position_um=1.2)
     assert not r0["significant"]
 
 
@@ -634,15 +603,11 @@ def test_footprint_resolution_numbers() -> None:
     assert r["resolution_um"] == pytest.approx(0.6)  # 2 x pitch dominates
     assert r["hit_fraction"] == pytest.approx(2 / 3)
     # 3 x 1e-3 = (2 w / (pi a)) -> w = 1.5e-3 pi a
-    assert r["min_detectable_width_nm"] == pytest.approx(
-        1.5e-3 * math.pi * 100, rel=1e-9
-    )
+    assert r["min_detectable_width_nm"] == pytest.approx(1.5e-3 * math.pi * 100, rel=1e-9)
 
 
 # -------------------------------------------------------------------- CLI
-def test_cli_analyze_json(
-    ca_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_analyze_json(ca_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     exe = Path(sys.executable).parent / "napari-seccm"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_seccm.cli"]
     r = subprocess.run(

@@ -22,9 +22,7 @@ from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
 from napari_seccm.acquisition.store import ScanStore, StoreLockedError
 
 # a plan that runs a couple of seconds on the simulated rig: 25 x 25 = 625 points
-LONG_PLAN = ScanPlan(
-    name="long", area=RectangleArea(width_um=10.0, height_um=10.0), pitch_um=0.4
-)
+LONG_PLAN = ScanPlan(name="long", area=RectangleArea(width_um=10.0, height_um=10.0), pitch_um=0.4)
 
 
 def test_plan_scan_info_and_refusing_to_overwrite(tmp_path):
@@ -39,9 +37,7 @@ def test_plan_scan_info_and_refusing_to_overwrite(tmp_path):
     text = plan_file.read_text()
     assert "width_um: 12.0" in text and "height_um: 12.0" in text
     plan_file.write_text(
-        text.replace("width_um: 12.0", "width_um: 3.0").replace(
-            "height_um: 12.0", "height_um: 3.0"
-        )
+        text.replace("width_um: 12.0", "width_um: 3.0").replace("height_um: 12.0", "height_um: 3.0")
     )
     assert ScanPlan.load(plan_file).n_points() == 100
 
@@ -90,8 +86,7 @@ def test_bad_plans_are_rejected_with_clear_messages(tmp_path):
             ["pitch_um", "greater than 0", "-1.0"],
         ),
         "travel.yaml": (
-            "area: {kind: rectangle, center_x_um: 48.0,"
-            " width_um: 6.0, height_um: 6.0}\n",
+            "area: {kind: rectangle, center_x_um: 48.0, width_um: 6.0, height_um: 6.0}\n",
             ["scan area X up to 51 um is beyond the stage travel", "maximum is 50 um"],
         ),
         "filter.json": (
@@ -139,9 +134,7 @@ def test_sigkill_leaves_a_readable_store_that_resume_completes(tmp_path):
     n = LONG_PLAN.n_points()
     victim = tmp_path / "killed.seccm.zarr"
     reference = tmp_path / "reference.seccm.zarr"
-    ref = start_cli(
-        "scan", "--plan", str(plan_file), "--out", str(reference), "--quiet"
-    )
+    ref = start_cli("scan", "--plan", str(plan_file), "--out", str(reference), "--quiet")
     proc = start_cli("scan", "--plan", str(plan_file), "--out", str(victim), "--quiet")
     try:
         wait_for(

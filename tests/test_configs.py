@@ -188,9 +188,7 @@ def test_simulated_config_loads(sim_core: UniMMCore) -> None:
     assert sim_core.getXYStageDevice() == "PiezoXY"
     assert sim_core.getFocusDevice() == "PiezoZ"
     assert sim_core.getCameraDevice() == "OpticalCamera"
-    assert {"Potential", "CurrentRange", "Cell"} <= set(
-        sim_core.getAvailableConfigGroups()
-    )
+    assert {"Potential", "CurrentRange", "Cell"} <= set(sim_core.getAvailableConfigGroups())
 
 
 def test_simulated_pixel_size_is_0_1_um(sim_core: UniMMCore) -> None:
@@ -337,9 +335,7 @@ def test_demo_camera_snaps_while_seccm_works(demo_core: UniMMCore) -> None:
 
 
 @pytest.mark.parametrize("config", [SIMULATED, DEMO], ids=["simulated", "demo"])
-def test_config_groups_switch_potentiostat(
-    make_core: Callable[..., Any], config: Path
-) -> None:
+def test_config_groups_switch_potentiostat(make_core: Callable[..., Any], config: Path) -> None:
     core = make_core(config)
     for preset, volts in [("0.0 V", 0.0), ("1.5 V", 1.5), ("0.5 V", 0.5)]:
         core.setConfig("Potential", preset)
@@ -396,9 +392,7 @@ def test_saved_config_loads_in_plain_cmmcoreplus(
     raises=RuntimeError,
     strict=True,
 )
-def test_saved_config_reloads_to_same_state(
-    demo_core: UniMMCore, tmp_path: Path
-) -> None:
+def test_saved_config_reloads_to_same_state(demo_core: UniMMCore, tmp_path: Path) -> None:
     before = _state(demo_core)
     saved = tmp_path / "rig.cfg"
     demo_core.saveSystemConfiguration(str(saved))

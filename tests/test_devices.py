@@ -323,9 +323,7 @@ def test_clock_z_moves(core):
     for target in (z + 14.0, z - 3.5, z - 3.5, 95.0):
         t0 = sim_time(core)
         core.setPosition(target)
-        assert sim_time(core) - t0 == pytest.approx(
-            abs(target - z) / speed, rel=1e-9, abs=1e-12
-        )
+        assert sim_time(core) - t0 == pytest.approx(abs(target - z) / speed, rel=1e-9, abs=1e-12)
         z = target
 
 
@@ -377,12 +375,8 @@ def test_approach_stops_near_contact_height(core, lander, speed, confirm):
     approach_s = sim_time(core) - t0
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     # the stage moved at constant speed for exactly the time the clock shows
-    assert (res["start_z_um"] - res["final_z_um"]) / speed == pytest.approx(
-        approach_s, rel=1e-9
-    )
-    z_contact = res["surface_um"] + core.getProperty(
-        "Sample", "Pipette_MeniscusHeight_um"
-    )
+    assert (res["start_z_um"] - res["final_z_um"]) / speed == pytest.approx(approach_s, rel=1e-9)
+    z_contact = res["surface_um"] + core.getProperty("Sample", "Pipette_MeniscusHeight_um")
     overshoot = speed * (confirm + 1) / fs
     assert z_contact - overshoot - 1e-9 <= res["final_z_um"] <= z_contact + 1e-9
     # the detected height lies within one sample's travel above the true one
@@ -444,9 +438,7 @@ def test_retract_hysteresis(landed_core):
 def test_height_offset_moves_surface(core):
     s0 = core.getProperty("Sample", "SurfaceHeight_um")
     core.setProperty("Sample", "HeightOffset_um", 25.0)
-    assert core.getProperty("Sample", "SurfaceHeight_um") == pytest.approx(
-        s0 + 5.0, abs=1e-9
-    )
+    assert core.getProperty("Sample", "SurfaceHeight_um") == pytest.approx(s0 + 5.0, abs=1e-9)
 
 
 def test_stripe_period_takes_effect(core, lander):

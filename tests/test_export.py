@@ -98,14 +98,10 @@ def read_gsf(path: Path) -> tuple[dict[str, str], np.ndarray]:
             name, value = line.split("=", 1)
             meta[name.strip()] = value.strip()
     start = (end // 4 + 1) * 4  # one to four NULs: the next multiple of 4
-    assert raw[end:start] == b"\0" * (start - end), (
-        "NUL padding must align the data to 4"
-    )
+    assert raw[end:start] == b"\0" * (start - end), "NUL padding must align the data to 4"
     xres, yres = int(meta["XRes"]), int(meta["YRes"])
     assert len(raw) == start + 4 * xres * yres
-    data = np.frombuffer(raw, dtype="<f4", count=xres * yres, offset=start).reshape(
-        yres, xres
-    )
+    data = np.frombuffer(raw, dtype="<f4", count=xres * yres, offset=start).reshape(yres, xres)
     return meta, data
 
 
@@ -142,9 +138,7 @@ def test_gsf_header_padding_for_every_header_length(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- GWY
-def test_gwy_read_back_with_gwyfile(
-    store: Path, expected: dict, tmp_path: Path
-) -> None:
+def test_gwy_read_back_with_gwyfile(store: Path, expected: dict, tmp_path: Path) -> None:
     import gwyfile
 
     out = export_store(store, tmp_path / "all.gwy")
@@ -175,9 +169,7 @@ def test_gwy_read_back_with_gwyfile(
 
 
 # --------------------------------------------------------------------- TIFF
-def test_tiff_read_back_with_tifffile(
-    store: Path, expected: dict, tmp_path: Path
-) -> None:
+def test_tiff_read_back_with_tifffile(store: Path, expected: dict, tmp_path: Path) -> None:
     import tifffile
 
     out = export_store(store, tmp_path / "g.tif", channel="conductance")
@@ -191,9 +183,7 @@ def test_tiff_read_back_with_tifffile(
     np.testing.assert_array_equal(data, want)
     _nan_at_bad_points(data, store)
     assert ij["unit"] in ("um", "micron")
-    assert xres[1] / xres[0] == pytest.approx(PITCH) and yres[1] / yres[
-        0
-    ] == pytest.approx(PITCH)
+    assert xres[1] / xres[0] == pytest.approx(PITCH) and yres[1] / yres[0] == pytest.approx(PITCH)
     g = expected["grid"]
     # ImageJ calibration: x = (pixel - xorigin) * pitch
     assert (0.5 - ij["xorigin"]) * PITCH == pytest.approx(g["x0_um"] + PITCH / 2)
@@ -212,14 +202,9 @@ def test_csv_point_table(store: Path, tmp_path: Path) -> None:
     for i in (1, 50, 200):
         r = rows[i]
         assert int(r["index"]) == i
-        assert (
-            int(r["row"]) == root["points/row"][i]
-            and int(r["col"]) == root["points/col"][i]
-        )
+        assert int(r["row"]) == root["points/row"][i] and int(r["col"]) == root["points/col"][i]
         assert float(r["x_um"]) == pytest.approx(root["results/x_um"][i], rel=1e-9)
-        assert float(r["value_A"]) == pytest.approx(
-            root["results/value_A"][i], rel=1e-9
-        )
+        assert float(r["value_A"]) == pytest.approx(root["results/value_A"][i], rel=1e-9)
         assert float(r["conductance_S"]) == pytest.approx(
             root["results/value_A"][i] / 1.0, rel=1e-9
         )
@@ -260,9 +245,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "napari-seccm"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_seccm.cli"]
     env = dict(os.environ, NO_COLOR="1")
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=120, env=env
-    )
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_cli_export(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -288,12 +271,7 @@ def test_cli_export(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert r.returncode == 2 and "exists" in r.stderr and "--overwrite" in r.stderr
     assert out.read_bytes() == before
     # the same entry point in this process (quicker): --overwrite, bad input
-    assert (
-        main(
-            ["export", str(store), "--format", "gsf", "--out", str(out), "--overwrite"]
-        )
-        == 0
-    )
+    assert main(["export", str(store), "--format", "gsf", "--out", str(out), "--overwrite"]) == 0
     assert read_gsf(out)[0]["ZUnits"] == "A"
     capsys.readouterr()
     cases = [
@@ -336,8 +314,6 @@ def test_cli_export(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) 
         err = capsys.readouterr().err
         assert err.startswith("error: ") and msg in err, (args, err)
     with pytest.raises(SystemExit) as e:  # argparse: an unknown --format
-        main(
-            ["export", str(store), "--out", str(tmp_path / "f.gsf"), "--format", "jpeg"]
-        )
+        main(["export", str(store), "--out", str(tmp_path / "f.gsf"), "--format", "jpeg"])
     assert e.value.code == 2
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.gsf"]

@@ -78,9 +78,7 @@ def shown_viewer(request, qtbot):
 def test_viewer_renders_gradient(shown_viewer, qtbot):
     viewer = shown_viewer
     gradient = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (128, 1))
-    layer = viewer.add_image(
-        gradient, name="gradient", colormap="gray", contrast_limits=(0.0, 1.0)
-    )
+    layer = viewer.add_image(gradient, name="gradient", colormap="gray", contrast_limits=(0.0, 1.0))
     assert viewer.layers[0] is layer
     viewer.reset_view()
     qtbot.wait(50)  # let the canvas draw once

@@ -111,9 +111,7 @@ def test_dm3_pixel_size_comes_from_the_file() -> None:
     assert img.scaled and img.unit_source == "DM file" and img.unit_in_file == "nm"
     # the file says 0.01775... nm per pixel: 1.775e-5 um
     assert img.pixel_size_um == pytest.approx((1.775e-5, 1.775e-5), rel=1e-3)
-    scale_nm = next(s for s in file_reader(str(DM3)) if s["data"].ndim == 2)["axes"][1][
-        "scale"
-    ]
+    scale_nm = next(s for s in file_reader(str(DM3)) if s["data"].ndim == 2)["axes"][1]["scale"]
     assert img.pixel_size_um[1] == pytest.approx(scale_nm * 1e-3, rel=1e-12)
     kw = img.layer_kwargs()
     assert kw["scale"] == pytest.approx(img.pixel_size_um)
@@ -121,11 +119,7 @@ def test_dm3_pixel_size_comes_from_the_file() -> None:
     md = kw["metadata"]["seccm_image"]
     assert md["path"] == str(DM3.resolve()) and md["sha256"] == _sha(DM3)
     assert md["pixel_size_um"] == pytest.approx([1.775e-5, 1.775e-5], rel=1e-3)
-    assert (
-        md["unit_in_file"] == "nm"
-        and md["signal"] == 0
-        and md["signal_title"] == "HAADF"
-    )
+    assert md["unit_in_file"] == "nm" and md["signal"] == 0 and md["signal_title"] == "HAADF"
 
 
 @needs_data
@@ -175,9 +169,7 @@ def test_dm3_signal_choice() -> None:
     assert [(i.title, i.kind) for i in infos] == [("HAADF", "image"), ("Plot", "1-D")]
     default = load_image(DM3)
     assert default.signal == 0 and default.signal_title == "HAADF"
-    assert any(
-        "'Plot'" in n and "1-D" in n for n in default.notes
-    )  # the plot is reported
+    assert any("'Plot'" in n and "1-D" in n for n in default.notes)  # the plot is reported
     for choice in (0, "HAADF", "haadf"):
         assert load_image(DM3, signal=choice).signal_title == "HAADF"
     for choice in (1, "Plot"):
@@ -212,10 +204,7 @@ def test_dm4_without_unit_needs_a_pixel_size() -> None:
     assert unscaled.pixel_size_um is None and not unscaled.scaled
     kw = unscaled.layer_kwargs()
     assert kw["units"] == ("pixel", "pixel") and kw["scale"] == (1.0, 1.0)
-    assert (
-        "[unscaled]" in kw["name"]
-        and kw["metadata"]["seccm_image"]["pixel_size_um"] is None
-    )
+    assert "[unscaled]" in kw["name"] and kw["metadata"]["seccm_image"]["pixel_size_um"] is None
 
 
 def test_napari_reader_claims_only_images(tmp_path: Path) -> None:
@@ -243,11 +232,7 @@ def test_reader_function_warns_and_skips(monkeypatch: pytest.MonkeyPatch) -> Non
     said.clear()
     (layer,) = read_images([str(DM3)])
     assert layer[1]["units"] == ("micrometer", "micrometer")
-    assert (
-        said == [("info", said[0][1])]
-        and "'Plot'" in said[0][1]
-        and "skipped" in said[0][1]
-    )
+    assert said == [("info", said[0][1])] and "'Plot'" in said[0][1] and "skipped" in said[0][1]
 
 
 # ------------------------------------------------------------------- TIFF
@@ -260,9 +245,7 @@ def _img(shape: tuple[int, int] = (6, 8)) -> np.ndarray:
 def test_tiff_resolution_tags_centimetre(tmp_path: Path) -> None:
     p = tmp_path / "res_cm.tif"
     # 0.5 um per pixel in x, 0.25 um in y: 20000 and 40000 pixels per cm
-    tifffile.imwrite(
-        p, _img(), resolution=(1e4 / 0.5, 1e4 / 0.25), resolutionunit="CENTIMETER"
-    )
+    tifffile.imwrite(p, _img(), resolution=(1e4 / 0.5, 1e4 / 0.25), resolutionunit="CENTIMETER")
     img = load_image(p)
     assert img.pixel_size_um == pytest.approx((0.25, 0.5))
     assert img.unit_source == "TIFF resolution tags" and img.unit_in_file == "cm"
@@ -328,18 +311,14 @@ def test_tiff_fei_metadata(tmp_path: Path) -> None:
 def test_tiff_without_unit_raises(tmp_path: Path) -> None:
     p = tmp_path / "plain.tif"
     tifffile.imwrite(p, _img())  # resolution 1/1, ResolutionUnit NONE
-    with pytest.raises(
-        MissingScaleError, match=r"plain\.tif.*no length unit.*ResolutionUnit"
-    ):
+    with pytest.raises(MissingScaleError, match=r"plain\.tif.*no length unit.*ResolutionUnit"):
         load_image(p)
     assert load_image(p, pixel_size_um=0.1).pixel_size_um == (0.1, 0.1)
 
 
 def test_diffraction_unit_is_refused_as_a_length(tmp_path: Path) -> None:
     p = tmp_path / "diffraction.tif"
-    tifffile.imwrite(
-        p, _img(), imagej=True, resolution=(50.0, 50.0), metadata={"unit": "1/nm"}
-    )
+    tifffile.imwrite(p, _img(), imagej=True, resolution=(50.0, 50.0), metadata={"unit": "1/nm"})
     with pytest.raises(MissingScaleError) as exc:
         load_image(p)
     assert exc.value.unit == "1/nm"
@@ -376,10 +355,7 @@ def test_emd_round_trip_and_reciprocal_unit(tmp_path: Path) -> None:
 
     write(tmp_path / "stem.emd", "nm")
     img = load_image(tmp_path / "stem.emd")
-    assert (
-        img.pixel_size_um == pytest.approx((0.4e-3, 0.2e-3))
-        and img.unit_source == "EMD file"
-    )
+    assert img.pixel_size_um == pytest.approx((0.4e-3, 0.2e-3)) and img.unit_source == "EMD file"
     write(tmp_path / "dp.emd", "1/nm")
     with pytest.raises(MissingScaleError, match=r"reciprocal-space unit \('1 ?/ ?nm'"):
         load_image(tmp_path / "dp.emd")
@@ -422,9 +398,7 @@ def test_tem_hidden_transform_matches_the_film() -> None:
     fov = 512 * s
     assert 8.0 <= fov <= 10.0 and fov / film.params.stripe_period_um >= 4
     # +col points 23 deg CCW from +x: d(x, y)/dcol = s (cos, sin)
-    assert math.degrees(math.atan2(transform[0, 1], transform[1, 1])) == pytest.approx(
-        23.0
-    )
+    assert math.degrees(math.atan2(transform[0, 1], transform[1, 1])) == pytest.approx(23.0)
 
     from skimage.filters import threshold_otsu
 
@@ -459,9 +433,7 @@ def test_tem_mirror_and_other_frames() -> None:
     x, y = pixel_to_stage(t, rows, cols)
     truth = film.domain_label(x.ravel(), y.ravel()).reshape(x.shape) == DOMAIN_001
     assert ((image > threshold_otsu(image)) == truth).mean() > 0.95
-    np.testing.assert_allclose(
-        t, tem_transform((200, 300), 25.0, -140.0, (-3.0, 4.0), True)
-    )
+    np.testing.assert_allclose(t, tem_transform((200, 300), 25.0, -140.0, (-3.0, 4.0), True))
 
 
 def test_write_tem_tiff_imports_with_its_pixel_size(tmp_path: Path) -> None:
@@ -512,15 +484,11 @@ def test_optical_mosaic_places_tiles_in_stage_coordinates(sim_core: Any) -> None
     assert (h, w, ps) == (512, 512, pytest.approx(0.1))
     core.setXYPosition(3.0, -4.0)
     mosaic, affine = optical_mosaic(core, (-45.0, 45.0), (-40.0, 40.0), overlap=0.1)
-    assert tuple(core.getXYPosition()) == pytest.approx(
-        (3.0, -4.0)
-    )  # back where it was
+    assert tuple(core.getXYPosition()) == pytest.approx((3.0, -4.0))  # back where it was
     step = math.floor(512 * 0.9)
     assert mosaic.shape == (512 + step, 512 + step)  # 2 x 2 tiles
     # the mosaic covers the area asked for
-    corners = (
-        affine @ np.array([[0, 0, 1], [mosaic.shape[0] - 1, mosaic.shape[1] - 1, 1]]).T
-    )
+    corners = affine @ np.array([[0, 0, 1], [mosaic.shape[0] - 1, mosaic.shape[1] - 1, 1]]).T
     assert corners[1, 0] <= -45 + ps and corners[1, 1] >= 45 - ps
     assert corners[0, 0] <= -40 + ps and corners[0, 1] >= 40 - ps
 
@@ -528,9 +496,7 @@ def test_optical_mosaic_places_tiles_in_stage_coordinates(sim_core: Any) -> None
     core.setXYPosition(-20.0, 10.0)
     core.snapImage()
     snap = np.asarray(core.getImage(), dtype=float)
-    snap_affine = optical_affine(
-        -20.0, 10.0, snap.shape, ps, tuple(core.getPixelSizeAffine())
-    )
+    snap_affine = optical_affine(-20.0, 10.0, snap.shape, ps, tuple(core.getPixelSizeAffine()))
 
     # (a) the pad edge is at the same world x in both (and where the film has it)
     def edge_x(img: np.ndarray, aff: np.ndarray, row: int) -> float:
@@ -570,9 +536,7 @@ def test_optical_mosaic_places_tiles_in_stage_coordinates(sim_core: Any) -> None
 class _FakeCore:
     """A camera on a rotated, flipped pixel grid looking at bright spots."""
 
-    def __init__(
-        self, spots: np.ndarray, shape: tuple[int, int], mm_affine: tuple
-    ) -> None:
+    def __init__(self, spots: np.ndarray, shape: tuple[int, int], mm_affine: tuple) -> None:
         self.spots, self.shape, self.aff = spots, shape, mm_affine
         self.xy = (0.0, 0.0)
         self.moves: list[tuple[float, float]] = []
@@ -636,9 +600,7 @@ def test_optical_mosaic_with_a_rotated_flipped_camera(angle: float, flip: bool) 
     rng = np.random.default_rng(0)
     # isolated spots (>= 3 um apart): a 4 um grid, jittered
     gx, gy = np.meshgrid(np.arange(-12.0, 12.1, 4.0), np.arange(-12.0, 12.1, 4.0))
-    spots = np.stack([gx.ravel(), gy.ravel()], axis=1) + rng.uniform(
-        -0.5, 0.5, (gx.size, 2)
-    )
+    spots = np.stack([gx.ravel(), gy.ravel()], axis=1) + rng.uniform(-0.5, 0.5, (gx.size, 2))
     core = _FakeCore(spots, (40, 56), aff)
     core.xy = (1.0, 2.0)
     mosaic, affine = optical_mosaic(core, (-10.0, 10.0), (-8.0, 8.0), overlap=0.2)
@@ -714,9 +676,7 @@ def test_viewer_opens_dm4_unscaled_with_a_warning(viewer: Any) -> None:
     assert "micrometer" not in [str(u) for u in layer.units]
     assert "[unscaled]" in layer.name
     warned = _warnings_since(n)
-    assert any(
-        "test-1.dm4" in m and "UNSCALED" in m and "before aligning" in m for m in warned
-    )
+    assert any("test-1.dm4" in m and "UNSCALED" in m and "before aligning" in m for m in warned)
 
 
 @pytest.mark.gui
@@ -734,6 +694,4 @@ def test_viewer_opens_tiff_and_the_tem_sample(viewer: Any, tmp_path: Path) -> No
     assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
     (tem,) = viewer.open_sample("napari-seccm", "llto_tem")
     assert tuple(tem.scale) == pytest.approx((0.018, 0.018))
-    np.testing.assert_allclose(
-        tem.affine.affine_matrix, np.eye(3)
-    )  # pose not given away
+    np.testing.assert_allclose(tem.affine.affine_matrix, np.eye(3))  # pose not given away

@@ -48,13 +48,7 @@ def g_spreading(a: float, sx: float, sy: float, sz: float) -> float:
     """
     alpha = a / math.sqrt(min(sx, sy))
     beta = a / math.sqrt(max(sx, sy))
-    return (
-        math.sqrt(sx * sy * sz)
-        * 2.0
-        * math.pi
-        * alpha
-        / ellipk(1 - (beta / alpha) ** 2)
-    )
+    return math.sqrt(sx * sy * sz) * 2.0 * math.pi * alpha / ellipk(1 - (beta / alpha) ** 2)
 
 
 def g_001(a: float, s_fast: float, s_slow: float) -> float:
@@ -293,9 +287,7 @@ def test_landing_spike_charge(core, lander):
     assert baseline == pytest.approx(volts / r, rel=0.01)
 
     # landing time from the trace: z(t) = z0 - speed t reaches surface + meniscus
-    z_contact = res["surface_um"] + core.getProperty(
-        "Sample", "Pipette_MeniscusHeight_um"
-    )
+    z_contact = res["surface_um"] + core.getProperty("Sample", "Pipette_MeniscusHeight_um")
     t_land = (tr[1, 0] - z_contact) / speed
     t_end = tr[0, -1] + dt
     # sum of the filtered samples; the one-pole filter (a = exp(-2 pi fc/fs))
@@ -324,9 +316,7 @@ def test_noise_without_contact(core, range_A, fc, fs, n):
     r_f = 10.0 / range_A
     b = enbw(fc, fs)
     sigma = johnson_rms(r_f, b)
-    assert core.getProperty("Potentiostat", "NoiseRMS_A") == pytest.approx(
-        sigma, rel=0.01
-    )
+    assert core.getProperty("Potentiostat", "NoiseRMS_A") == pytest.approx(sigma, rel=0.01)
     i = acquire(core, f'[{{"hold": 1.0, "t": {n / fs}}}]')[2]
     assert i.size == n
     i = i[50:]  # let the filter forget its start

@@ -64,9 +64,7 @@ def _custom_plan() -> ScanPlan:
         order="shuffled",
         shuffle_seed=7,
         approach=ApproachSettings(potential_V=0.8, threshold_A=5e-12, detection="rise"),
-        measurement=CyclicVoltammetry(
-            start_V=0.0, vertex_V=1.5, scan_rate_V_per_s=5.0, cycles=2
-        ),
+        measurement=CyclicVoltammetry(start_V=0.0, vertex_V=1.5, scan_rate_V_per_s=5.0, cycles=2),
         readout_start_s=0.1,
         readout_end_s=0.2,
         hold_s=0.05,
@@ -114,16 +112,13 @@ def test_plan_file_must_be_a_mapping():
 def _centres(plan: ScanPlan) -> set[tuple[float, float]]:
     pts = plan.points()
     return {
-        (round(float(x), 9), round(float(y), 9))
-        for x, y in zip(pts.x_um, pts.y_um, strict=True)
+        (round(float(x), 9), round(float(y), 9)) for x, y in zip(pts.x_um, pts.y_um, strict=True)
     }
 
 
 def test_rectangle_geometry():
     plan = ScanPlan(
-        area=RectangleArea(
-            center_x_um=1.0, center_y_um=-2.0, width_um=6.0, height_um=4.0
-        ),
+        area=RectangleArea(center_x_um=1.0, center_y_um=-2.0, width_um=6.0, height_um=4.0),
         pitch_um=0.5,
         order="raster",
     )
@@ -150,9 +145,7 @@ def test_rectangle_geometry():
 
 
 def test_rectangle_not_a_multiple_of_the_pitch_stays_centred():
-    plan = ScanPlan(
-        area=RectangleArea(center_x_um=3.0, width_um=1.0, height_um=1.0), pitch_um=0.3
-    )
+    plan = ScanPlan(area=RectangleArea(center_x_um=3.0, width_um=1.0, height_um=1.0), pitch_um=0.3)
     pts = plan.points()
     assert len(pts) == 9  # round(1.0 / 0.3) = 3 per side
     assert float(np.mean(pts.x_um)) == pytest.approx(3.0)
@@ -174,9 +167,7 @@ def test_points_area_lands_each_point_in_its_pixel():
     # pixels centred on the lower-left extreme: x0 = 0 - 0.25, 5 columns, 3 rows
     assert (g.x0_um, g.y0_um, g.nx, g.ny) == pytest.approx((-0.25, -0.25, 5, 3))
     # the points are visited where they are, not at pixel centres
-    assert {
-        (float(x), float(y)) for x, y in zip(pts.x_um, pts.y_um, strict=True)
-    } == set(pts_um)
+    assert {(float(x), float(y)) for x, y in zip(pts.x_um, pts.y_um, strict=True)} == set(pts_um)
     for x, y, r, c in zip(pts.x_um, pts.y_um, pts.row, pts.col, strict=True):
         cx, cy = g.centers(r, c)
         assert abs(x - cx) <= g.pitch_um / 2 + 1e-12
@@ -194,9 +185,7 @@ def test_polygon_keeps_the_grid_points_inside():
     s = np.abs(xx) + np.abs(yy)
     assert np.abs(s - 3.0).min() > 0.05  # the test itself: no ambiguous point
     inside = s < 3.0
-    expected = {
-        (round(x, 9), round(y, 9)) for x, y in zip(xx[inside], yy[inside], strict=True)
-    }
+    expected = {(round(x, 9), round(y, 9)) for x, y in zip(xx[inside], yy[inside], strict=True)}
     assert _centres(plan) == expected
     assert plan.n_points() == len(expected) == int(inside.sum())
     g = plan.grid()
@@ -225,9 +214,7 @@ def _order_plan(order: str, seed: int = 0) -> ScanPlan:
 
 
 def test_raster_serpentine_shuffled_orders():
-    raster, serp, shuf = (
-        _order_plan(o).points() for o in ("raster", "serpentine", "shuffled")
-    )
+    raster, serp, shuf = (_order_plan(o).points() for o in ("raster", "serpentine", "shuffled"))
     nx, ny = 6, 4
     pairs = {
         name: list(zip(p.row.tolist(), p.col.tolist(), strict=True))
@@ -236,16 +223,12 @@ def test_raster_serpentine_shuffled_orders():
     # the same points, visited in different orders
     assert set(pairs["raster"]) == set(pairs["serpentine"]) == set(pairs["shuffled"])
     assert len(set(pairs["shuffled"])) == nx * ny
-    assert (
-        pairs["raster"] != pairs["serpentine"] != pairs["shuffled"] != pairs["raster"]
-    )
+    assert pairs["raster"] != pairs["serpentine"] != pairs["shuffled"] != pairs["raster"]
     # raster: row by row, every row left to right
     assert pairs["raster"] == [(r, c) for r in range(ny) for c in range(nx)]
     # serpentine: every row, alternating direction; each step is to a neighbour
     assert pairs["serpentine"] == [
-        (r, c)
-        for r in range(ny)
-        for c in (range(nx) if r % 2 == 0 else reversed(range(nx)))
+        (r, c) for r in range(ny) for c in (range(nx) if r % 2 == 0 else reversed(range(nx)))
     ]
     steps = np.hypot(np.diff(serp.x_um), np.diff(serp.y_um))
     np.testing.assert_allclose(steps, 0.5)
@@ -262,10 +245,7 @@ def test_raster_serpentine_shuffled_orders():
 # ----------------------------------------------------------------- estimate
 def test_estimate_time_is_positive_and_scales_with_points():
     sizes = (2.0, 4.0, 8.0)
-    plans = [
-        ScanPlan(area=RectangleArea(width_um=w, height_um=w), pitch_um=0.5)
-        for w in sizes
-    ]
+    plans = [ScanPlan(area=RectangleArea(width_um=w, height_um=w), pitch_um=0.5) for w in sizes]
     n = np.array([p.n_points() for p in plans], dtype=float)
     t = np.array([p.estimate_time_s() for p in plans])
     assert n.tolist() == [16, 64, 256]
@@ -275,9 +255,7 @@ def test_estimate_time_is_positive_and_scales_with_points():
     assert per_point[0] == pytest.approx(per_point[1], rel=1e-9)  # linear in the points
     # a point costs at least its program; a longer program costs more
     assert per_point[0] > plans[0].program_duration_s
-    longer = plans[1].model_copy(
-        update={"measurement": Chronoamperometry(duration_s=0.1)}
-    )
+    longer = plans[1].model_copy(update={"measurement": Chronoamperometry(duration_s=0.1)})
     assert longer.estimate_time_s() - t[1] == pytest.approx(64 * 0.08, rel=1e-9)
 
 
@@ -332,11 +310,7 @@ def test_pitch_below_twice_the_footprint_warns():
             r"PiezoXY X maximum is 50 um",
         ),
         (
-            {
-                "area": EdgesArea(
-                    x_min_um=0.0, x_max_um=5.0, y_min_um=-52.0, y_max_um=-40.0
-                )
-            },
+            {"area": EdgesArea(x_min_um=0.0, x_max_um=5.0, y_min_um=-52.0, y_max_um=-40.0)},
             r"scan area Y from -52 um is beyond the stage travel: "
             r"PiezoXY Y minimum is -50 um",
         ),
@@ -368,15 +342,13 @@ def test_pitch_below_twice_the_footprint_warns():
         "label",
     ],
 )
-def test_plan_that_does_not_fit_the_rig_changes_nothing(
-    seccm_core, tmp_path, plan_kw, message
-):
+def test_plan_that_does_not_fit_the_rig_changes_nothing(seccm_core, tmp_path, plan_kw, message):
     core = seccm_core
     core.setXYPosition(3.0, -2.0)
     core.setPosition(40.0)
-    plan = ScanPlan(
-        area=RectangleArea(width_um=2.0, height_um=2.0), pitch_um=0.5
-    ).model_copy(update=plan_kw)
+    plan = ScanPlan(area=RectangleArea(width_um=2.0, height_um=2.0), pitch_um=0.5).model_copy(
+        update=plan_kw
+    )
     plan = ScanPlan.model_validate(plan.model_dump())
     before = rig_state(core)
     with pytest.raises(PlanError, match=message):
@@ -389,9 +361,7 @@ def test_plan_that_does_not_fit_the_rig_changes_nothing(
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
     after = rig_state(core)
-    assert (
-        after == before
-    )  # nothing moved, cell and potential as they were, no time passed
+    assert after == before  # nothing moved, cell and potential as they were, no time passed
     assert after["xy"] == pytest.approx((3.0, -2.0))
 
 

@@ -67,9 +67,7 @@ def stripe_scan(tmp_path_factory):
         core.setProperty("Sample", "StripeAngle_deg", STRIPE_ANGLE_DEG)
         plan = ScanPlan(area=RectangleArea(width_um=12.0, height_um=12.0), pitch_um=0.5)
         calls: list[tuple[int, int]] = []
-        scan = run_scan(
-            core, plan, path, on_point=lambda done, total: calls.append((done, total))
-        )
+        scan = run_scan(core, plan, path, on_point=lambda done, total: calls.append((done, total)))
         # keep facts, not the Scan (it holds the core, which must be released)
         outcome = {
             "final_status": scan.final_status,
@@ -168,9 +166,7 @@ def test_contact_heights_follow_the_simulated_surface(stripe_scan):
         assert cz[i] == pytest.approx(surface + t["meniscus"], abs=0.02), f"point {i}"
     # and every landing against the simulated film
     np.testing.assert_allclose(cz, t["surface"] + t["meniscus"], atol=0.02)
-    np.testing.assert_allclose(
-        hmap[pts["row"], pts["col"]], cz.astype(np.float32), atol=1e-4
-    )
+    np.testing.assert_allclose(hmap[pts["row"], pts["col"]], cz.astype(np.float32), atol=1e-4)
     # the surface is tilted: the heights really vary (the test is not trivially true)
     assert np.ptp(cz) > 0.05
 
@@ -265,9 +261,7 @@ def test_cancel_while_paused_ends_safe(seccm_core, tmp_path):
 
 
 # ------------------------------------------------------------------ cancel
-def test_cancel_retracts_switches_off_keeps_data_and_resume_completes(
-    seccm_core, tmp_path
-):
+def test_cancel_retracts_switches_off_keeps_data_and_resume_completes(seccm_core, tmp_path):
     core = seccm_core
     plan = small_plan()
     n = plan.n_points()
@@ -287,13 +281,9 @@ def test_cancel_retracts_switches_off_keeps_data_and_resume_completes(
         assert s.meta["reason"] == "canceled by the user"
         done = s.done_mask()
         before = s.results()
-    assert np.flatnonzero(done).tolist() == list(
-        range(20)
-    )  # the first 20 in visiting order
+    assert np.flatnonzero(done).tolist() == list(range(20))  # the first 20 in visiting order
     assert_done_points_intact(path)
-    np.testing.assert_allclose(
-        before["value_A"][:20], [m["value_A"] for m in counter.metas]
-    )
+    np.testing.assert_allclose(before["value_A"][:20], [m["value_A"] for m in counter.metas])
 
     resumed = Scan.resume(core, path)
     assert resumed.pending.size == n - 20
@@ -315,9 +305,7 @@ def test_cancel_retracts_switches_off_keeps_data_and_resume_completes(
 
 # ------------------------------------------------------- injected failures
 @pytest.mark.parametrize("device", ["xy", "potentiostat", "z"])
-def test_injected_device_failure_ends_safe_with_data_intact(
-    seccm_core, tmp_path, device
-):
+def test_injected_device_failure_ends_safe_with_data_intact(seccm_core, tmp_path, device):
     core = seccm_core
     plan = small_plan()
     path = tmp_path / f"fail-{device}.seccm.zarr"
@@ -351,9 +339,7 @@ def test_injected_device_failure_ends_safe_with_data_intact(
     # the points measured before the failure are all there, and only they
     assert np.flatnonzero(done).tolist() == list(range(12))
     assert (res["status"][:12] == OK).all()
-    np.testing.assert_allclose(
-        res["value_A"][:12], [m["value_A"] for m in counter.metas]
-    )
+    np.testing.assert_allclose(res["value_A"][:12], [m["value_A"] for m in counter.metas])
     np.testing.assert_allclose(res["contact_z_um"][:12], contacts)
     assert_done_points_intact(path)
     # repaired, the scan resumes to the end

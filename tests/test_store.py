@@ -174,9 +174,7 @@ def test_the_lock_holds_across_processes(tmp_path):
         held = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
         )
-    free = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
+    free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert held.stdout.startswith("locked:"), held.stderr
     assert free.stdout.strip() == "opened", free.stderr
 
@@ -295,14 +293,9 @@ def test_metadata_holds_plan_rig_and_versions(scanned):
     assert meta["sample_rate_Hz"] == plan.potentiostat.sample_rate_Hz
     assert meta["readout_window_s"] == pytest.approx(list(plan.readout_window_s()))
     rig = meta["rig"]
-    assert {"Sample", "PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera"} <= set(
-        rig["devices"]
-    )
+    assert {"Sample", "PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera"} <= set(rig["devices"])
     assert rig["devices"]["PiezoXY"]["XMax_um"] == 50.0
-    assert (
-        rig["devices"]["Potentiostat"]["CurrentRange_A"]
-        == plan.potentiostat.current_range_A
-    )
+    assert rig["devices"]["Potentiostat"]["CurrentRange_A"] == plan.potentiostat.current_range_A
     assert rig["devices"]["Sample"]["StripePeriod_um"] == 2.0
     assert Path(rig["config_file"]).resolve() == SIMULATED_CFG.resolve()
     assert rig["config_text"] == SIMULATED_CFG.read_text()
@@ -358,9 +351,7 @@ def test_status_counts_and_point_records_round_trip(tmp_path):
         cur = np.linspace(1e-9, 2e-9, n)
         s.write_points(
             [
-                PointRecord(
-                    2, 1, 1.5e-9, 20.1, 0.25, 0.25, 1.0, 2.0, cur, np.full(n, 1.0)
-                ),
+                PointRecord(2, 1, 1.5e-9, 20.1, 0.25, 0.25, 1.0, 2.0, cur, np.full(n, 1.0)),
                 PointRecord(0, 2, np.nan, np.nan, -0.25, -0.25, 0.5, 1.0),
             ]
         )
@@ -379,8 +370,6 @@ def test_status_counts_and_point_records_round_trip(tmp_path):
         pts = s.points()
         m = s.current_map()
         assert m[pts["row"][2], pts["col"][2]] == np.float32(1.5e-9)
-        assert np.isnan(
-            m[pts["row"][0], pts["col"][0]]
-        )  # a miss leaves its pixel empty
+        assert np.isnan(m[pts["row"][0], pts["col"][0]])  # a miss leaves its pixel empty
         s.reset_points(np.array([2]))
         assert s.done_mask().tolist() == [True, False, False, False]

@@ -151,10 +151,17 @@ class HoppingEngine(PMDAEngine):
         ):
             if has(self.ps, prop):
                 # the filter must stay below half the rate at every step
-                if prop == "SampleRate_Hz" and float(core.getProperty(self.ps, "Filter_Hz")) > val / 2:
+                if (
+                    prop == "SampleRate_Hz"
+                    and float(core.getProperty(self.ps, "Filter_Hz")) > val / 2
+                ):
                     self._set_prop(self.ps, "Filter_Hz", pst.filter_Hz)
                 self._set_prop(self.ps, prop, val)
-        self._range = float(core.getProperty(self.ps, "CurrentRange_A")) if has(self.ps, "CurrentRange_A") else math.inf
+        self._range = (
+            float(core.getProperty(self.ps, "CurrentRange_A"))
+            if has(self.ps, "CurrentRange_A")
+            else math.inf
+        )
         if self._hw_waveform:
             self._set_prop(self.ps, "Waveform", plan.waveform_json())
         if self._use_device_approach:
@@ -275,14 +282,24 @@ class HoppingEngine(PMDAEngine):
         self.consecutive_failures = 0
         xa, ya = core.getXYPosition(self.xy_dev)
         rec = PointRecord(
-            i, status, value, contact_z, xa, ya, t_start, time.time(),
-            current_A=cur, potential_V=trace[1],
+            i,
+            status,
+            value,
+            contact_z,
+            xa,
+            ya,
+            t_start,
+            time.time(),
+            current_A=cur,
+            potential_V=trace[1],
         )
         if self.writer is not None:
             self.writer.put(rec)
         return rec, trace[1:]  # rows [E_V, I_A] (a view: the payload of frameReady)
 
-    def _miss(self, i: int, x: float, y: float, t_start: float, status: int) -> tuple[PointRecord, None]:
+    def _miss(
+        self, i: int, x: float, y: float, t_start: float, status: int
+    ) -> tuple[PointRecord, None]:
         self.consecutive_failures += 1
         rec = PointRecord(i, status, math.nan, math.nan, x, y, t_start, time.time())
         if self.writer is not None:
@@ -367,7 +384,11 @@ class HoppingEngine(PMDAEngine):
         for seg in self.plan.waveform_segments():
             n = max(1, int(round(seg["t"] * fs)))
             for k in range(n):
-                e = seg["hold"] if "hold" in seg else seg["ramp"][0] + (seg["ramp"][1] - seg["ramp"][0]) * (k + 0.5) / n
+                e = (
+                    seg["hold"]
+                    if "hold" in seg
+                    else seg["ramp"][0] + (seg["ramp"][1] - seg["ramp"][0]) * (k + 0.5) / n
+                )
                 self._set_prop(ps, "Potential_V", e)
                 rows.append((t, e, float(core.getProperty(ps, "Current_A"))))
                 t += 1.0 / fs

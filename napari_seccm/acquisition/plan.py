@@ -96,9 +96,7 @@ class PolygonArea(_Model):
         return p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()
 
 
-Area = Annotated[
-    RectangleArea | EdgesArea | PointsArea | PolygonArea, Field(discriminator="kind")
-]
+Area = Annotated[RectangleArea | EdgesArea | PointsArea | PolygonArea, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------- measurement
@@ -171,10 +169,24 @@ class ApproachSettings(_Model):
     """How the pipette comes down to each landing."""
 
     potential_V: float = Field(1.0, description="potential applied while approaching")
-    fast_speed_um_per_s: float = Field(20.0, gt=0, le=500, description='ordinary moves far from the surface (retract, fast descent)')
-    search_speed_um_per_s: float = Field(5.0, gt=0, le=100, description='the first landing, with no surface prediction yet')
-    slow_speed_um_per_s: float = Field(1.0, gt=0, le=20, description='near the surface; above 1 um/s risks a crash')
-    slow_zone_um: float = Field(0.3, ge=0.01, le=100, description='the slow approach starts this far above the predicted contact height')
+    fast_speed_um_per_s: float = Field(
+        20.0,
+        gt=0,
+        le=500,
+        description="ordinary moves far from the surface (retract, fast descent)",
+    )
+    search_speed_um_per_s: float = Field(
+        5.0, gt=0, le=100, description="the first landing, with no surface prediction yet"
+    )
+    slow_speed_um_per_s: float = Field(
+        1.0, gt=0, le=20, description="near the surface; above 1 um/s risks a crash"
+    )
+    slow_zone_um: float = Field(
+        0.3,
+        ge=0.01,
+        le=100,
+        description="the slow approach starts this far above the predicted contact height",
+    )
     detection: Literal["absolute", "rise", "either"] = Field(
         "absolute",
         description="contact when |I| >= threshold (absolute), I - baseline >= threshold "
@@ -184,9 +196,19 @@ class ApproachSettings(_Model):
     confirm_samples: int = Field(
         3, ge=0, le=1000, description="further samples that must confirm a contact"
     )
-    max_depth_um: float = Field(1.5, gt=0, le=100, description='give up this far below the predicted contact height (no contact)')
-    method: Literal["auto", "device", "software"] = Field("auto", description="where contact detection runs: the device's own loop, or steps + reads through the core; ``auto`` uses the device when it offers one")
-    software_step_um: float = Field(0.005, gt=0, le=1, description='software fallback: Z step between current reads')
+    max_depth_um: float = Field(
+        1.5,
+        gt=0,
+        le=100,
+        description="give up this far below the predicted contact height (no contact)",
+    )
+    method: Literal["auto", "device", "software"] = Field(
+        "auto",
+        description="where contact detection runs: the device's own loop, or steps + reads through the core; ``auto`` uses the device when it offers one",
+    )
+    software_step_um: float = Field(
+        0.005, gt=0, le=1, description="software fallback: Z step between current reads"
+    )
 
     @field_validator("slow_speed_um_per_s")
     @classmethod
@@ -205,11 +227,16 @@ class SurfaceSettings(_Model):
     model: Literal["none", "plane"] = Field(
         "plane", description="none: last height only; plane: least-squares plane of the landings"
     )
-    min_landings: int = Field(3, ge=1, description='landings needed before the plane is trusted (fewer: the last height)')
+    min_landings: int = Field(
+        3, ge=1, description="landings needed before the plane is trusted (fewer: the last height)"
+    )
 
 
 class SafetySettings(_Model):
-    z_floor_um: float | None = Field(None, description="the engine never commands Z below this, um (None: the stage's lower travel)")
+    z_floor_um: float | None = Field(
+        None,
+        description="the engine never commands Z below this, um (None: the stage's lower travel)",
+    )
     max_consecutive_failures: int = Field(
         5, ge=1, le=1_000_000, description="stop the scan after this many misses in a row"
     )
@@ -267,18 +294,37 @@ class ScanPlan(_Model):
     area: Area = Field(default_factory=RectangleArea)
     pitch_um: float = Field(0.3, gt=0, le=1000, description="distance between neighbouring points")
     order: Literal["raster", "serpentine", "shuffled"] = Field(
-        "serpentine", description="visiting order: raster, serpentine, or shuffled (spreads residue effects)"
+        "serpentine",
+        description="visiting order: raster, serpentine, or shuffled (spreads residue effects)",
     )
     shuffle_seed: int = Field(0, description="seed of the shuffled order")
     approach: ApproachSettings = Field(default_factory=ApproachSettings)
     surface: SurfaceSettings = Field(default_factory=SurfaceSettings)
     measurement: Measurement = Field(default_factory=Chronoamperometry)
-    readout_start_s: float | None = Field(None, description='the map value is the mean current over [start, end] s of the program (None: the second half of the program)')
-    readout_end_s: float | None = Field(None, description="end of the readout window (None: the end of the program)")
-    hold_s: float = Field(0.0, ge=0, le=3600, description='wait after landing before the program starts (settling), s')
-    retract_um: float = Field(1.0, gt=0, le=100, description='lift above the contact height after each point (must clear the meniscus)')
-    flyback_extra_um: float = Field(2.0, ge=0, le=100, description='extra lift when a raster jumps back to the start of a row')
-    footprint_diameter_um: float = Field(0.15, gt=0, description='your estimate of the droplet footprint (diameter), for the pitch check')
+    readout_start_s: float | None = Field(
+        None,
+        description="the map value is the mean current over [start, end] s of the program (None: the second half of the program)",
+    )
+    readout_end_s: float | None = Field(
+        None, description="end of the readout window (None: the end of the program)"
+    )
+    hold_s: float = Field(
+        0.0, ge=0, le=3600, description="wait after landing before the program starts (settling), s"
+    )
+    retract_um: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="lift above the contact height after each point (must clear the meniscus)",
+    )
+    flyback_extra_um: float = Field(
+        2.0, ge=0, le=100, description="extra lift when a raster jumps back to the start of a row"
+    )
+    footprint_diameter_um: float = Field(
+        0.15,
+        gt=0,
+        description="your estimate of the droplet footprint (diameter), for the pitch check",
+    )
     potentiostat: PotentiostatSettings = Field(default_factory=PotentiostatSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
 
@@ -294,8 +340,7 @@ class ScanPlan(_Model):
         start, end = self.readout_window_s()
         if not 0 <= start < end <= dur + 1e-12:
             raise ValueError(
-                f"readout window [{start:g}, {end:g}] s must lie inside the program "
-                f"[0, {dur:g}] s"
+                f"readout window [{start:g}, {end:g}] s must lie inside the program [0, {dur:g}] s"
             )
         if self.pitch_um < 2 * self.footprint_diameter_um:
             warnings.warn(
@@ -326,7 +371,11 @@ class ScanPlan(_Model):
 
     def readout_window_s(self) -> tuple[float, float]:
         dur = self.program_duration_s
-        start = self.readout_start_s if self.readout_start_s is not None else self.hold_s + (dur - self.hold_s) / 2
+        start = (
+            self.readout_start_s
+            if self.readout_start_s is not None
+            else self.hold_s + (dur - self.hold_s) / 2
+        )
         end = self.readout_end_s if self.readout_end_s is not None else dur
         return float(start), float(end)
 
@@ -372,8 +421,12 @@ class ScanPlan(_Model):
         g = self.grid()
         if self.area.kind == "points":
             pts = np.asarray(self.area.points_um, dtype=float)
-            col = np.clip(np.floor((pts[:, 0] - g.x0_um) / g.pitch_um), 0, g.nx - 1).astype(np.int32)
-            row = np.clip(np.floor((pts[:, 1] - g.y0_um) / g.pitch_um), 0, g.ny - 1).astype(np.int32)
+            col = np.clip(np.floor((pts[:, 0] - g.x0_um) / g.pitch_um), 0, g.nx - 1).astype(
+                np.int32
+            )
+            row = np.clip(np.floor((pts[:, 1] - g.y0_um) / g.pitch_um), 0, g.ny - 1).astype(
+                np.int32
+            )
             x, y = pts[:, 0], pts[:, 1]
             order = self._order(row, col)
             return ScanPoints(x[order], y[order], row[order], col[order], g)
@@ -501,9 +554,7 @@ def check_plan_against_core(plan: ScanPlan, core: CMMCorePlus) -> None:
         if pmin_v < lo_v or pmax_v > hi_v:
             bad = pmin_v if pmin_v < lo_v else pmax_v
             lim = f"minimum {lo_v:g} V" if pmin_v < lo_v else f"maximum {hi_v:g} V"
-            raise PlanError(
-                f"potential {bad:g} V is beyond the potentiostat's compliance ({lim})"
-            )
+            raise PlanError(f"potential {bad:g} V is beyond the potentiostat's compliance ({lim})")
     if core.hasProperty(ps, "SampleRate_Hz") and core.hasPropertyLimits(ps, "SampleRate_Hz"):
         hi_fs = core.getPropertyUpperLimit(ps, "SampleRate_Hz")
         if plan.potentiostat.sample_rate_Hz > hi_fs:
@@ -515,8 +566,13 @@ def check_plan_against_core(plan: ScanPlan, core: CMMCorePlus) -> None:
 
 # ---------------------------------------------------------- plan template
 _UNITS = {
-    "_um_per_s": "um/s", "_V_per_s": "V/s", "_um": "um", "_s": "s", "_V": "V",
-    "_A": "A", "_Hz": "Hz",
+    "_um_per_s": "um/s",
+    "_V_per_s": "V/s",
+    "_um": "um",
+    "_s": "s",
+    "_V": "V",
+    "_A": "A",
+    "_Hz": "Hz",
 }
 
 

@@ -136,7 +136,11 @@ class Scan:
         self._last_checkpoint = time.monotonic()
         self.writer = StoreWriter(store, on_batch=self._checkpoint)
         self.engine = HoppingEngine(
-            self.core, self.plan, self.writer, points=self.points, previous_landings=prev,
+            self.core,
+            self.plan,
+            self.writer,
+            points=self.points,
+            previous_landings=prev,
             time_offset_s=self._base_instrument_s,
         )
         sessions = list(meta.get("sessions", []))

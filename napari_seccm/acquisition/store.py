@@ -105,7 +105,7 @@ class StoreLockedError(RuntimeError):
 
 
 def _now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def software_versions() -> dict[str, str]:
@@ -201,7 +201,13 @@ class ScanStore:
             "started": None,
             "ended": None,
             "plan": json.loads(plan.to_json()),
-            "grid": {"x0_um": g.x0_um, "y0_um": g.y0_um, "pitch_um": g.pitch_um, "nx": g.nx, "ny": g.ny},
+            "grid": {
+                "x0_um": g.x0_um,
+                "y0_um": g.y0_um,
+                "pitch_um": g.pitch_um,
+                "nx": g.nx,
+                "ny": g.ny,
+            },
             "n_points": n,
             "n_samples": ns,
             "sample_rate_Hz": plan.potentiostat.sample_rate_Hz,
@@ -214,7 +220,12 @@ class ScanStore:
         }
         pchunk = min(max(n, 1), 1 << 16)
         grp = root.create_group("points")
-        for name, arr in (("x_um", pts.x_um), ("y_um", pts.y_um), ("row", pts.row), ("col", pts.col)):
+        for name, arr in (
+            ("x_um", pts.x_um),
+            ("y_um", pts.y_um),
+            ("row", pts.row),
+            ("col", pts.col),
+        ):
             a = grp.create_array(name, shape=(n,), chunks=(pchunk,), dtype=arr.dtype)
             a[:] = arr
         res = root.create_group("results")
@@ -225,8 +236,12 @@ class ScanStore:
         for name in ("current_A", "potential_V"):
             # noisy float32 hardly compresses: store raw, spend no CPU on it
             tr.create_array(
-                name, shape=(n, ns), chunks=(cp, max(ns, 1)), dtype="f4",
-                fill_value=np.nan, compressors=None,
+                name,
+                shape=(n, ns),
+                chunks=(cp, max(ns, 1)),
+                dtype="f4",
+                fill_value=np.nan,
+                compressors=None,
             )
         t = tr.create_array("time_s", shape=(ns,), chunks=(max(ns, 1),), dtype="f8")
         t[:] = np.arange(ns) / plan.potentiostat.sample_rate_Hz
@@ -234,9 +249,17 @@ class ScanStore:
         mchunk = (min(g.ny, 256), min(g.nx, 256))
         for name, unit in (("current", "A"), ("contact_height", "um")):
             m = maps.create_group(name)
-            m.attrs.update(_ngff_attrs(name, g.pitch_um, g.y0_um + g.pitch_um / 2, g.x0_um + g.pitch_um / 2, unit))
+            m.attrs.update(
+                _ngff_attrs(
+                    name, g.pitch_um, g.y0_um + g.pitch_um / 2, g.x0_um + g.pitch_um / 2, unit
+                )
+            )
             m.create_array(
-                "0", shape=g.shape, chunks=mchunk, dtype="f4", fill_value=np.nan,
+                "0",
+                shape=g.shape,
+                chunks=mchunk,
+                dtype="f4",
+                fill_value=np.nan,
                 dimension_names=("y", "x"),
             )
         store = cls(path, root, writable=True)
@@ -447,7 +470,15 @@ class ScanStore:
             tidx = np.fromiter((r.i for r in with_trace), dtype=np.int64)
             self._write_rows("traces/current_A", tidx, cur)
             self._write_rows("traces/potential_V", tidx, pot)
-        for name in ("status", "value_A", "contact_z_um", "x_um", "y_um", "t_start_s", "wall_time_s"):
+        for name in (
+            "status",
+            "value_A",
+            "contact_z_um",
+            "x_um",
+            "y_um",
+            "t_start_s",
+            "wall_time_s",
+        ):
             vals = np.array([getattr(r, name) for r in records])
             self._write_1d(f"results/{name}", idx, vals)
         rows, cols = self._rows_cols(idx)

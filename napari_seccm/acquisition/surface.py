@@ -84,7 +84,10 @@ class SurfaceModel:
             c0, c1, c2 = c
             # sum (z - c0 - c1 x - c2 y)^2 expanded in the running sums
             ss = (
-                self._szz + c0 * c0 * self.n + c1 * c1 * self._sxx + c2 * c2 * self._syy
+                self._szz
+                + c0 * c0 * self.n
+                + c1 * c1 * self._sxx
+                + c2 * c2 * self._syy
                 - 2 * (c0 * self._sz + c1 * self._sxz + c2 * self._syz)
                 + 2 * (c0 * c1 * self._sx + c0 * c2 * self._sy + c1 * c2 * self._sxy)
             )

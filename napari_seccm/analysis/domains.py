@@ -97,9 +97,7 @@ def segment_domains(
             if np.array_equal(new[ok], high[ok]):
                 break
             high = new
-        plane = {
-            k: fit[k] for k in ("offset", "slope_x_per_um", "slope_y_per_um", "step")
-        }
+        plane = {k: fit[k] for k in ("offset", "slope_x_per_um", "slope_y_per_um", "step")}
     else:
         flat = z.copy()
         thr = otsu_threshold(flat[ok])
@@ -111,9 +109,7 @@ def segment_domains(
             "step": 0.0,
         }
     is100 = high if high_is_100 else ~high
-    labels = np.where(ok, np.where(is100, LABEL_100, LABEL_001), LABEL_NONE).astype(
-        np.int8
-    )
+    labels = np.where(ok, np.where(is100, LABEL_100, LABEL_001), LABEL_NONE).astype(np.int8)
     n_lab = int((labels >= 0).sum())
     return {
         "labels": labels,
@@ -154,9 +150,7 @@ def class_statistics(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def domain_statistics(
-    values: np.ndarray, labels: np.ndarray
-) -> dict[str, dict[str, float]]:
+def domain_statistics(values: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
     """:func:`class_statistics` of the values in each class: ``{"100": ..., "001": ...}``."""
     v = np.asarray(values, dtype=float)
     lab = np.asarray(labels)

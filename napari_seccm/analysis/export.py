@@ -125,9 +125,7 @@ def gsf_bytes(
     return header + b"\0" * pad + np.ascontiguousarray(z, dtype="<f4").tobytes()
 
 
-def write_gsf(
-    path: str | Path, image: np.ndarray, *, overwrite: bool = False, **kw: Any
-) -> Path:
+def write_gsf(path: str | Path, image: np.ndarray, *, overwrite: bool = False, **kw: Any) -> Path:
     """Write one map as GSF (see :func:`gsf_bytes` for the keywords)."""
     data = gsf_bytes(image, **kw)
     with _atomic(path, overwrite) as tmp:
@@ -362,27 +360,17 @@ CHANNELS: dict[str, Channel] = {
     "offset": Channel("offset_A", "I-V offset", "A"),
     "r2": Channel("r2", "I-V fit R^2", ""),
     "height": Channel("height_um", "Contact height", "m", 1e-6),
-    "height_flat": Channel(
-        "height_flat_um", "Contact height, plane removed", "m", 1e-6
-    ),
-    "spreading_conductance": Channel(
-        "spreading_conductance_S", "Spreading conductance", "S"
-    ),
-    "conductivity": Channel(
-        "conductivity_S_per_cm", "Local conductivity", "S/m", 100.0
-    ),
+    "height_flat": Channel("height_flat_um", "Contact height, plane removed", "m", 1e-6),
+    "spreading_conductance": Channel("spreading_conductance_S", "Spreading conductance", "S"),
+    "conductivity": Channel("conductivity_S_per_cm", "Local conductivity", "S/m", 100.0),
     "domains": Channel("labels", "Domains (0 [100], 1 [001])", ""),
     "quality": Channel("quality", "Quality code", ""),
 }
 
 
-def _channel_image(
-    maps: dict[str, np.ndarray], name: str
-) -> tuple[np.ndarray, Channel]:
+def _channel_image(maps: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, Channel]:
     if name not in CHANNELS:
-        raise ValueError(
-            f"unknown channel {name!r}; choose one of {', '.join(CHANNELS)}"
-        )
+        raise ValueError(f"unknown channel {name!r}; choose one of {', '.join(CHANNELS)}")
     ch = CHANNELS[name]
     if ch.key not in maps:
         raise ValueError(
@@ -426,13 +414,9 @@ def store_maps(
     want = set(channels) if channels is not None else set(CHANNELS)
     unknown = want - set(CHANNELS)
     if unknown:
-        raise ValueError(
-            f"unknown channel(s) {sorted(unknown)}; choose from {', '.join(CHANNELS)}"
-        )
+        raise ValueError(f"unknown channel(s) {sorted(unknown)}; choose from {', '.join(CHANNELS)}")
     with open_store(store) as s:
-        cm = conductance_maps(
-            s, **{k: v for k, v in analysis.items() if k in _MAP_KEYS}
-        )
+        cm = conductance_maps(s, **{k: v for k, v in analysis.items() if k in _MAP_KEYS})
         maps = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
         g = s.grid
         meta = s.meta
@@ -472,9 +456,7 @@ def point_table_columns(store: Any, **analysis: Any) -> dict[str, np.ndarray]:
     with open_store(store) as s:
         pts = s.points()
         res = s.results()
-        pc = point_conductance(
-            s, **{k: v for k, v in analysis.items() if k in _MAP_KEYS}
-        )
+        pc = point_conductance(s, **{k: v for k, v in analysis.items() if k in _MAP_KEYS})
     n = pts["x_um"].shape[0]
     cols: dict[str, np.ndarray] = {
         "index": np.arange(n),
@@ -553,9 +535,7 @@ def export_store(
         g = s.grid
         geo = {"x0_um": g.x0_um, "y0_um": g.y0_um, "pitch_um": g.pitch_um}
         if fmt == "csv":
-            return write_point_table(
-                out, point_table_columns(s, **analysis), overwrite=overwrite
-            )
+            return write_point_table(out, point_table_columns(s, **analysis), overwrite=overwrite)
         wanted = (channels or None) if fmt == "gwy" else [channel]
         maps = store_maps(s, wanted, series=series, **analysis)
         potential = s.plan().measurement
@@ -571,13 +551,9 @@ def export_store(
     if channel == "current" and getattr(potential, "kind", "") == "ca":
         title = f"{title} at {potential.potential_V:g} V"
     if fmt == "gsf":
-        return write_gsf(
-            out, img, z_unit=ch.unit, title=title, overwrite=overwrite, **geo
-        )
+        return write_gsf(out, img, z_unit=ch.unit, title=title, overwrite=overwrite, **geo)
     if fmt == "tiff":
-        return write_tiff(
-            out, img, value_unit=ch.unit, title=title, overwrite=overwrite, **geo
-        )
+        return write_tiff(out, img, value_unit=ch.unit, title=title, overwrite=overwrite, **geo)
     return write_png(
         out, img, label=ch.title, unit=ch.unit, title=title, overwrite=overwrite, **geo
     )

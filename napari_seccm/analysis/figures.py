@@ -49,7 +49,11 @@ def show_map(
         ax.plot([xb, xb + length], [yb, yb], color="white", lw=4, solid_capstyle="butt")
         ax.plot([xb, xb + length], [yb, yb], color="black", lw=1.5, solid_capstyle="butt")
         ax.text(
-            xb + length / 2, yb - 0.03 * ny * pitch_um, f"{length:g} um",
-            ha="center", va="bottom", color="black",
+            xb + length / 2,
+            yb - 0.03 * ny * pitch_um,
+            f"{length:g} um",
+            ha="center",
+            va="bottom",
+            color="black",
             bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
         )

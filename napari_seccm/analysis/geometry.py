@@ -75,9 +75,7 @@ def plane_fit(
         ok &= np.isfinite(lab) & (lab >= 0)
     ncoef = 3 + (lab is not None)
     if ok.sum() < ncoef:
-        raise ValueError(
-            f"a plane fit needs at least {ncoef} valid pixels, got {int(ok.sum())}"
-        )
+        raise ValueError(f"a plane fit needs at least {ncoef} valid pixels, got {int(ok.sum())}")
     cols = [np.ones(z.shape), x - xc, y - yc]
     if lab is not None:
         cols.append(np.where(ok, lab, 0.0))

@@ -211,8 +211,13 @@ def program_samples(plan: ScanPlan) -> dict[str, np.ndarray]:
     if not pot:
         z = np.empty(0)
         return {
-            "time_s": z, "potential_V": z, "segment": z.astype(int), "fraction": z,
-            "segment_time_s": z, "hold": z.astype(bool), "direction": z.astype(np.int8),
+            "time_s": z,
+            "potential_V": z,
+            "segment": z.astype(int),
+            "fraction": z,
+            "segment_time_s": z,
+            "hold": z.astype(bool),
+            "direction": z.astype(np.int8),
             "pre_hold": z.astype(bool),
         }
     seg_arr = np.concatenate(seg_i)

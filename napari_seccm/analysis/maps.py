@@ -280,9 +280,7 @@ def point_mean_current(
         if window_s is not None:
             t0, t1 = (float(v) for v in window_s)
             if not t1 > t0:
-                raise ValueError(
-                    f"time window must have end > start, got [{t0:g}, {t1:g}] s"
-                )
+                raise ValueError(f"time window must have end > start, got [{t0:g}, {t1:g}] s")
             mask &= (p["time_s"] >= t0 - 1e-12) & (p["time_s"] < t1 - 1e-12)
         if potential_V is not None:
             tol = tol_V if tol_V is not None else _default_tol_V(p["potential_V"])
@@ -296,11 +294,7 @@ def point_mean_current(
                 f"(program potentials {p['potential_V'].min():g}..{p['potential_V'].max():g} V, "
                 f"duration {p['time_s'][-1] if p['time_s'].size else 0:g} s)"
             )
-        cur = (
-            trace_array(s, "current_A")[:, _columns(mask)]
-            .astype(np.float64)
-            .mean(axis=1)
-        )
+        cur = trace_array(s, "current_A")[:, _columns(mask)].astype(np.float64).mean(axis=1)
         (vals,) = _compute(cur, scheduler=scheduler)
     return {"current_A": vals, "samples_used": mask}
 
@@ -480,9 +474,7 @@ def conductance_maps(
             if isinstance(v, np.ndarray) and k != "quality":
                 out[k] = points_to_map(s, v, valid=ok)
         out["current_A"] = points_to_map(s, value, valid=q_land == QUALITY_OK)
-        out["quality"] = points_to_map(
-            s, q_pt, fill=QUALITY_NOT_MEASURED, dtype=np.uint8
-        )
+        out["quality"] = points_to_map(s, q_pt, fill=QUALITY_NOT_MEASURED, dtype=np.uint8)
         measured = q_pt != QUALITY_NOT_MEASURED
         g_ = s.grid
         xc, yc = pixel_centers(g_.shape, g_.x0_um, g_.y0_um, g_.pitch_um)

@@ -82,11 +82,7 @@ def line_profile(
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         mean = np.nanmean(vals, axis=0)
-        std = (
-            np.nanstd(vals, axis=0, ddof=1)
-            if vals.shape[0] > 1
-            else np.zeros_like(mean)
-        )
+        std = np.nanstd(vals, axis=0, ddof=1) if vals.shape[0] > 1 else np.zeros_like(mean)
     return {
         "distance_um": d,
         "value": np.where(n > 0, mean, np.nan),
@@ -135,12 +131,7 @@ def footprint_resolution(
         "hit_fraction": min(1.0, 2 * a / p),
     }
     if relative_noise is not None:
-        drop_per_um = (
-            (1 - gb_conductivity_factor)
-            * 2
-            / (math.pi * a)
-            * max(series_fraction, 1e-12)
-        )
+        drop_per_um = (1 - gb_conductivity_factor) * 2 / (math.pi * a) * max(series_fraction, 1e-12)
         out["min_detectable_width_nm"] = float(snr * relative_noise / drop_per_um * 1e3)
     return out
 

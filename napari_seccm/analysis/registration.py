@@ -95,8 +95,11 @@ def estimate(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> Reg
         m = np.eye(3)
         m[:2, 2] = (dst - src).mean(0)
     else:
-        cls = {"euclidean": EuclideanTransform, "similarity": SimilarityTransform,
-               "affine": AffineTransform}[model]
+        cls = {
+            "euclidean": EuclideanTransform,
+            "similarity": SimilarityTransform,
+            "affine": AffineTransform,
+        }[model]
         m = np.asarray(cls.from_estimate(src, dst).params, dtype=float)
         if not np.all(np.isfinite(m)):
             raise RegistrationError(f"the {model} fit failed (degenerate landmarks)")

@@ -233,9 +233,7 @@ def analyze_store(
             result["maps"] = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
         return result
     # stripes
-    st = stripe_period_angle(
-        G, **geo, min_period_um=min_period_um, max_period_um=max_period_um
-    )
+    st = stripe_period_angle(G, **geo, min_period_um=min_period_um, max_period_um=max_period_um)
     out.update(
         {
             "period_um": st["period_um"],
@@ -280,19 +278,13 @@ def analyze_store(
         gsp = model.spreading_conductance_S(G, cm["x_um"])
         sigma = model.conductivity_S_per_cm(gsp)
         out["conductivity_S_per_cm"] = {
-            d: float(np.nanmedian(sigma[labels == lab]))
-            if (labels == lab).any()
-            else None
+            d: float(np.nanmedian(sigma[labels == lab])) if (labels == lab).any() else None
             for d, lab in (("100", LABEL_100), ("001", LABEL_001))
         }
         if anisotropy is not None:
-            sigma_fast = model.conductivity_S_per_cm(
-                gsp, anisotropy=anisotropy, orientation=labels
-            )
+            sigma_fast = model.conductivity_S_per_cm(gsp, anisotropy=anisotropy, orientation=labels)
             out["sigma_fast_S_per_cm"] = {
-                d: float(np.nanmedian(sigma_fast[labels == lab]))
-                if (labels == lab).any()
-                else None
+                d: float(np.nanmedian(sigma_fast[labels == lab])) if (labels == lab).any() else None
                 for d, lab in (("100", LABEL_100), ("001", LABEL_001))
             }
             out["anisotropy"] = anisotropy
@@ -387,8 +379,7 @@ def summary_text(result: dict[str, Any]) -> str:
         f"{r['store']}  ({r['name']})",
         f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
         f"{r['measurement']} ({r['method']}), {r['n_valid']} valid pixels",
-        "  quality          "
-        + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
+        "  quality          " + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
         f"  stripes          period {f(r['period_um'])} +- {f(r['period_um_err'], '{:.2g}')} um, "
         f"angle {f(r['angle_deg'], '{:.2f}')} +- {f(r['angle_deg_err'], '{:.2g}')} deg "
         "(along the stripes, CCW from +x); "
@@ -415,9 +406,7 @@ def summary_text(result: dict[str, Any]) -> str:
                 f"(anisotropy {r.get('anisotropy'):g})"
             )
     else:
-        lines.append(
-            f"  spreading ratio  n/a: series model {r.get('series_model_source')}"
-        )
+        lines.append(f"  spreading ratio  n/a: series model {r.get('series_model_source')}")
     if r.get("resolution"):
         res = r["resolution"]
         lines.append(

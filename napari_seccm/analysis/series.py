@@ -53,10 +53,7 @@ def pipette_resistance_ohm(
 ) -> float:
     """``rho / (pi r tan(theta))`` of a conical pipette, Ohm."""
     return 1.0 / (
-        conductivity_S_per_m
-        * math.pi
-        * tip_radius_m
-        * math.tan(math.radians(half_angle_deg))
+        conductivity_S_per_m * math.pi * tip_radius_m * math.tan(math.radians(half_angle_deg))
     )
 
 
@@ -104,9 +101,7 @@ def llto_axes(anisotropy: float, orientation: str) -> tuple[float, float, float]
     in the plane (fast, slow, fast).
     """
     if anisotropy < 1:
-        raise ValueError(
-            f"anisotropy (sigma_fast / sigma_slow) must be >= 1, got {anisotropy}"
-        )
+        raise ValueError(f"anisotropy (sigma_fast / sigma_slow) must be >= 1, got {anisotropy}")
     slow = 1.0 / anisotropy
     if orientation == "001":
         return 1.0, 1.0, slow
@@ -145,9 +140,7 @@ class SeriesModel:
         for f in fields(self):
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(
-                    f"series model: {f.name} must be a finite number, got {v!r}"
-                )
+                raise ValueError(f"series model: {f.name} must be a finite number, got {v!r}")
             if f.name not in ("pad_edge_x_um", "asr_ohm_cm2") and v <= 0:
                 raise ValueError(f"series model: {f.name} must be > 0, got {v!r}")
             if f.name == "asr_ohm_cm2" and v < 0:
@@ -155,17 +148,13 @@ class SeriesModel:
 
     # ------------------------------------------------------------ building
     @classmethod
-    def from_meta(
-        cls, meta: dict[str, Any] | None, **overrides: float | None
-    ) -> SeriesModel:
+    def from_meta(cls, meta: dict[str, Any] | None, **overrides: float | None) -> SeriesModel:
         """Parameters from ``meta["rig"]["devices"]["Sample"]``, overridden by
         the keyword arguments that are not None. Raises ``ValueError`` naming
         every parameter found in neither."""
         sample: dict[str, Any] = {}
         if meta:
-            sample = dict(
-                ((meta.get("rig") or {}).get("devices") or {}).get("Sample") or {}
-            )
+            sample = dict(((meta.get("rig") or {}).get("devices") or {}).get("Sample") or {})
         unknown = set(overrides) - set(RIG_PROPERTIES)
         if unknown:
             raise ValueError(f"unknown series-model parameters: {sorted(unknown)}")
@@ -184,9 +173,7 @@ class SeriesModel:
             try:
                 values[name] = float(v)
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"series model: {name} = {v!r} is not a number"
-                ) from None
+                raise ValueError(f"series model: {name} = {v!r} is not a number") from None
         if missing:
             raise ValueError(
                 "the series model needs parameters that the store's rig snapshot does not "
@@ -221,9 +208,7 @@ class SeriesModel:
 
     @property
     def interface_resistance_ohm(self) -> float:
-        return interface_resistance_ohm(
-            self.asr_ohm_cm2 * 1e-4, self.footprint_radius_m
-        )
+        return interface_resistance_ohm(self.asr_ohm_cm2 * 1e-4, self.footprint_radius_m)
 
     def film_resistance_ohm(self, x_um: np.ndarray | float) -> np.ndarray:
         """Film (collection) term at stage x, Ohm (distance to the pad edge)."""

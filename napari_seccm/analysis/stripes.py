@@ -18,21 +18,15 @@ import numpy as np
 from .geometry import map_center_um, pixel_centers, plane_fit
 
 
-def _prepare(
-    image: np.ndarray, x0_um: float, y0_um: float, pitch_um: float, detrend: bool
-):
+def _prepare(image: np.ndarray, x0_um: float, y0_um: float, pitch_um: float, detrend: bool):
     z = np.asarray(image, dtype=float)
     if z.ndim != 2:
         raise ValueError(f"a map must be 2-D, got shape {z.shape}")
     ok = np.isfinite(z)
     if ok.sum() < 16:
-        raise ValueError(
-            f"too few valid pixels for a stripe analysis ({int(ok.sum())})"
-        )
+        raise ValueError(f"too few valid pixels for a stripe analysis ({int(ok.sum())})")
     if detrend:
-        r = plane_fit(z, x0_um=x0_um, y0_um=y0_um, pitch_um=pitch_um, robust=False)[
-            "residual"
-        ]
+        r = plane_fit(z, x0_um=x0_um, y0_um=y0_um, pitch_um=pitch_um, robust=False)["residual"]
     else:
         r = z - np.nanmean(z)
     return np.where(ok, r, 0.0), ok
@@ -109,9 +103,7 @@ def autocorrelation(
 
 
 # ----------------------------------------------------------------- the model
-def _design(
-    fx: float, fy: float, x: np.ndarray, y: np.ndarray, harmonics: list[int]
-) -> np.ndarray:
+def _design(fx: float, fy: float, x: np.ndarray, y: np.ndarray, harmonics: list[int]) -> np.ndarray:
     ph = 2 * np.pi * (fx * x + fy * y)
     cols = [np.ones_like(x), x, y]
     for h in harmonics:
@@ -223,9 +215,7 @@ def stripe_period_angle(
     xc, yc = map_center_um(z.shape, x0_um, y0_um, pitch_um)
     xs, ys, zs = (x - xc)[ok], (y - yc)[ok], z[ok]
     if zs.size > MAX_FIT_PIXELS:
-        pick = np.sort(
-            np.random.default_rng(0).choice(zs.size, MAX_FIT_PIXELS, replace=False)
-        )
+        pick = np.sort(np.random.default_rng(0).choice(zs.size, MAX_FIT_PIXELS, replace=False))
         xs, ys, zs = xs[pick], ys[pick], zs[pick]
     scale = float(np.std(zs)) or 1.0
     zs = (zs - np.mean(zs)) / scale
@@ -309,9 +299,7 @@ def stripe_period_angle(
         "wavevector_angle_deg": wv % 180.0,
         "frequency_per_um": (fx, fy),
         "amplitude": amp,
-        "amplitude_to_noise": float(amp / (math.sqrt(s2) * scale))
-        if s2 > 0
-        else math.inf,
+        "amplitude_to_noise": float(amp / (math.sqrt(s2) * scale)) if s2 > 0 else math.inf,
         "harmonics": harm,
         "fft_period_um": 1.0 / fft_fr,
         "fft_angle_deg": (math.degrees(math.atan2(fft_f[1], fft_f[0])) + 90.0) % 180.0,
@@ -323,9 +311,7 @@ def stripe_period_angle(
         "n_pixels": int(n),
     }
     try:
-        out["acf"] = stripe_period_angle_acf(
-            z, pitch_um=pitch_um, period_hint_um=period
-        )
+        out["acf"] = stripe_period_angle_acf(z, pitch_um=pitch_um, period_hint_um=period)
     except ValueError:
         out["acf"] = {"period_um": math.nan, "angle_deg": math.nan}
     return out
@@ -344,21 +330,15 @@ def _residual_inflation(
 ) -> float:
     """Residual power near +-f over its mean power (>= 1)."""
     img = np.zeros(shape)
-    col = np.clip(
-        np.round((x_um - x0_um) / pitch_um - 0.5).astype(int), 0, shape[1] - 1
-    )
-    row = np.clip(
-        np.round((y_um - y0_um) / pitch_um - 0.5).astype(int), 0, shape[0] - 1
-    )
+    col = np.clip(np.round((x_um - x0_um) / pitch_um - 0.5).astype(int), 0, shape[1] - 1)
+    row = np.clip(np.round((y_um - y0_um) / pitch_um - 0.5).astype(int), 0, shape[0] - 1)
     img[row, col] = res
     P = _pad_size(max(shape), factor=4, minimum=128)
     S = np.abs(np.fft.fft2(img, s=(P, P))) ** 2
     fa = np.fft.fftfreq(P, d=pitch_um)
     FX, FY = np.meshgrid(fa, fa)
     rad = 1.0 / extent
-    near = (np.hypot(FX - f[0], FY - f[1]) <= rad) | (
-        np.hypot(FX + f[0], FY + f[1]) <= rad
-    )
+    near = (np.hypot(FX - f[0], FY - f[1]) <= rad) | (np.hypot(FX + f[0], FY + f[1]) <= rad)
     if not near.any():
         return 1.0
     ratio = float(S[near].mean() / S.mean()) if S.mean() > 0 else 1.0
@@ -392,9 +372,7 @@ def stripe_period_angle_acf(
     rmax = 0.5 * min(ny2, nx2) * pitch_um
     step = pitch_um / 4
     d = np.arange(0.0, rmax, step)
-    coords = np.array(
-        [cy + d * math.sin(nrm) / pitch_um, cx + d * math.cos(nrm) / pitch_um]
-    )
+    coords = np.array([cy + d * math.sin(nrm) / pitch_um, cx + d * math.cos(nrm) / pitch_um])
     prof = ndimage.map_coordinates(
         np.nan_to_num(acf, nan=0.0), coords, order=1, mode="constant", cval=0.0
     )

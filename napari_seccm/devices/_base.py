@@ -26,12 +26,16 @@ class BackendMixin(Device):
     def __init__(self) -> None:
         super().__init__()
         register(
-            self, BACKEND_PROP, "simulated",
+            self,
+            BACKEND_PROP,
+            "simulated",
             "hardware behind this device: 'simulated' or a registered hardware backend",
             is_pre_init=True,
         )
         register(
-            self, RIG_PROP, "default",
+            self,
+            RIG_PROP,
+            "default",
             "name of the shared instrument: devices with the same Rig share one",
             is_pre_init=True,
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .backends import register_backend
 from .simulation import SimulatedRig, Waveform, optics
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _RIGS: dict[str, SimulatedRig] = {}
 _LOCK = threading.Lock()

@@ -69,9 +69,7 @@ def register_backend(name: str, factory: Callable[[str], Any]) -> None:
 
 def get_backend(name: str, rig: str) -> Any:
     if name not in _BACKENDS:
-        raise ValueError(
-            f"unknown backend {name!r}; available: {sorted(_BACKENDS)}"
-        )
+        raise ValueError(f"unknown backend {name!r}; available: {sorted(_BACKENDS)}")
     return _BACKENDS[name](rig)
 
 

@@ -24,8 +24,17 @@ class OpticalCamera(BackendMixin, SimpleCameraDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        register(self, "SensorWidth_px", 512, "sensor width, pixels", limits=(8, 8192), is_pre_init=True)
-        register(self, "SensorHeight_px", 512, "sensor height, pixels", limits=(8, 8192), is_pre_init=True)
+        register(
+            self, "SensorWidth_px", 512, "sensor width, pixels", limits=(8, 8192), is_pre_init=True
+        )
+        register(
+            self,
+            "SensorHeight_px",
+            512,
+            "sensor height, pixels",
+            limits=(8, 8192),
+            is_pre_init=True,
+        )
         self._exposure = 10.0
         self._pixel_um = 0.1
 

@@ -24,10 +24,38 @@ class PiezoXY(BackendMixin, XYStageDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        register(self, "XMin_um", -50.0, "lower end of the X travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
-        register(self, "XMax_um", 50.0, "upper end of the X travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
-        register(self, "YMin_um", -50.0, "lower end of the Y travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
-        register(self, "YMax_um", 50.0, "upper end of the Y travel, um (moves beyond it raise)", limits=(-1e4, 1e4), is_pre_init=True)
+        register(
+            self,
+            "XMin_um",
+            -50.0,
+            "lower end of the X travel, um (moves beyond it raise)",
+            limits=(-1e4, 1e4),
+            is_pre_init=True,
+        )
+        register(
+            self,
+            "XMax_um",
+            50.0,
+            "upper end of the X travel, um (moves beyond it raise)",
+            limits=(-1e4, 1e4),
+            is_pre_init=True,
+        )
+        register(
+            self,
+            "YMin_um",
+            -50.0,
+            "lower end of the Y travel, um (moves beyond it raise)",
+            limits=(-1e4, 1e4),
+            is_pre_init=True,
+        )
+        register(
+            self,
+            "YMax_um",
+            50.0,
+            "upper end of the Y travel, um (moves beyond it raise)",
+            limits=(-1e4, 1e4),
+            is_pre_init=True,
+        )
         self._speed = 50.0
 
     @pymm_property(limits=(0.1, 1000.0))
@@ -42,7 +70,12 @@ class PiezoXY(BackendMixin, XYStageDevice):
     def initialize(self) -> None:
         super().initialize()
         g = self.get_property_value  # pre-init: fixed once initialized
-        self._travel = (float(g("XMin_um")), float(g("XMax_um")), float(g("YMin_um")), float(g("YMax_um")))
+        self._travel = (
+            float(g("XMin_um")),
+            float(g("XMax_um")),
+            float(g("YMin_um")),
+            float(g("YMax_um")),
+        )
 
     def travel(self) -> tuple[float, float, float, float]:
         return self._travel
@@ -82,8 +115,22 @@ class PiezoZ(BackendMixin, StageDevice):
 
     def __init__(self) -> None:
         super().__init__()
-        register(self, "ZMin_um", 0.0, "lower end of the Z travel, um (closest to the sample; the default Approach_StopZ_um)", limits=(-1e4, 1e4), is_pre_init=True)
-        register(self, "ZMax_um", 100.0, "upper end of the Z travel, um (home position)", limits=(-1e4, 1e4), is_pre_init=True)
+        register(
+            self,
+            "ZMin_um",
+            0.0,
+            "lower end of the Z travel, um (closest to the sample; the default Approach_StopZ_um)",
+            limits=(-1e4, 1e4),
+            is_pre_init=True,
+        )
+        register(
+            self,
+            "ZMax_um",
+            100.0,
+            "upper end of the Z travel, um (home position)",
+            limits=(-1e4, 1e4),
+            is_pre_init=True,
+        )
         self._speed = 20.0
         self._ap_speed = 1.0
         self._ap_stop = 0.0
@@ -99,7 +146,10 @@ class PiezoZ(BackendMixin, StageDevice):
 
     def initialize(self) -> None:
         super().initialize()
-        self._travel = (float(self.get_property_value("ZMin_um")), float(self.get_property_value("ZMax_um")))
+        self._travel = (
+            float(self.get_property_value("ZMin_um")),
+            float(self.get_property_value("ZMax_um")),
+        )
         self._ap_stop = self._travel[0]
 
     # ------------------------------------------------------------ plain moves

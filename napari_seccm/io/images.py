@@ -138,9 +138,7 @@ def length_unit_to_um(unit: Any) -> float | None:
 
 def _is_reciprocal(s: str) -> bool:
     t = s.replace(" ", "").lower()
-    return (
-        t.startswith("1/") or t.endswith("^-1") or t.endswith("-1") or t.endswith("⁻¹")
-    )
+    return t.startswith("1/") or t.endswith("^-1") or t.endswith("-1") or t.endswith("⁻¹")
 
 
 def _describe_unit(unit: str) -> str:
@@ -148,10 +146,7 @@ def _describe_unit(unit: str) -> str:
     if s.lower() in _NO_UNIT:
         return "no length unit"
     if _is_reciprocal(s):
-        return (
-            f"a reciprocal-space unit ({unit!r}: a diffraction pattern or an FFT?), "
-            "not a length"
-        )
+        return f"a reciprocal-space unit ({unit!r}: a diffraction pattern or an FFT?), not a length"
     return f"a unit that is not a length ({unit!r})"
 
 
@@ -307,11 +302,7 @@ class _Raw:
 
     def kind(self) -> str:
         n_sig = sum(1 for a in self.axes if not a.navigate)
-        if (
-            n_sig == 2
-            and len(self.axes) >= 2
-            and not any(a.navigate for a in self.axes[-2:])
-        ):
+        if n_sig == 2 and len(self.axes) >= 2 and not any(a.navigate for a in self.axes[-2:]):
             return "image"
         if n_sig == 0:
             return "scalar"
@@ -323,9 +314,7 @@ class _Raw:
 
     def info(self, index: int) -> SignalInfo:
         shape = tuple(int(s) for s in np.shape(self.data))
-        return SignalInfo(
-            index, self.title, shape, self.kind(), tuple(a.units for a in self.axes)
-        )
+        return SignalInfo(index, self.title, shape, self.kind(), tuple(a.units for a in self.axes))
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -339,9 +328,7 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def _rsciio_signals(path: Path, reader: Any, source: str, **kw: Any) -> list[_Raw]:
     out = []
     for sig in reader(str(path), **kw):
-        axes_d = sorted(
-            sig.get("axes", []), key=lambda a: int(a.get("index_in_array", 0))
-        )
+        axes_d = sorted(sig.get("axes", []), key=lambda a: int(a.get("index_in_array", 0)))
         axes = [
             _Axis(
                 scale=float(1.0 if a.get("scale") is None else a["scale"]),
@@ -414,9 +401,7 @@ def _tiff_scale(tif: Any) -> tuple[tuple[_Axis, _Axis], str, dict[str, Any], str
             px = float(pix["PhysicalSizeX"])
             py = float(pix.get("PhysicalSizeY") or px)
             ux = pix.get("PhysicalSizeXUnit", "µm")
-            uy = pix.get(
-                "PhysicalSizeYUnit", ux if pix.get("PhysicalSizeY") is None else "µm"
-            )
+            uy = pix.get("PhysicalSizeYUnit", ux if pix.get("PhysicalSizeY") is None else "µm")
             return (_Axis(py, 0.0, uy), _Axis(px, 0.0, ux)), "OME PhysicalSize", md, ""
     # 2. ImageJ: unit in the description, pixel size = 1 / resolution
     if tif.is_imagej:
@@ -539,8 +524,7 @@ def _read_raw(path: Path) -> list[_Raw]:
     if suffix in _PLAIN:
         return _read_plain(path)
     raise ValueError(
-        f"{path.name}: not an image file this importer reads "
-        f"({', '.join(IMAGE_SUFFIXES)})"
+        f"{path.name}: not an image file this importer reads ({', '.join(IMAGE_SUFFIXES)})"
     )
 
 
@@ -549,18 +533,14 @@ def list_signals(path: str | Path) -> list[SignalInfo]:
     return [r.info(i) for i, r in enumerate(_read_raw(Path(path)))]
 
 
-def _choose(
-    raws: list[_Raw], signal: int | str | None, path: Path
-) -> tuple[int, list[str]]:
+def _choose(raws: list[_Raw], signal: int | str | None, path: Path) -> tuple[int, list[str]]:
     infos = [r.info(i) for i, r in enumerate(raws)]
     listing = "; ".join(i.describe() for i in infos)
     notes: list[str] = []
     if signal is None:
         images = [i for i in infos if i.is_image]
         if not images:
-            raise ValueError(
-                f"{path.name}: no 2-D image signal in the file ({listing})"
-            )
+            raise ValueError(f"{path.name}: no 2-D image signal in the file ({listing})")
         idx = images[0].index
         others = [i for i in infos if i.index != idx]
         if others:
@@ -581,9 +561,7 @@ def _choose(
         if not matches:
             matches = [i.index for i in infos if i.title.lower() == str(signal).lower()]
         if not matches:
-            raise ValueError(
-                f"{path.name}: no signal titled {signal!r}; the file holds {listing}"
-            )
+            raise ValueError(f"{path.name}: no signal titled {signal!r}; the file holds {listing}")
         idx = matches[0]
     if not infos[idx].is_image:
         raise ValueError(
@@ -600,15 +578,12 @@ def _pixel_pair(pixel_size_um: float | Sequence[float]) -> tuple[float, float]:
         vals = [float(v) for v in pixel_size_um]  # type: ignore[union-attr]
         if len(vals) != 2:
             raise ValueError(
-                "pixel_size_um must be a number or a (y, x) pair, "
-                f"got {pixel_size_um!r}"
+                f"pixel_size_um must be a number or a (y, x) pair, got {pixel_size_um!r}"
             )
         py, px = vals
     for v in (py, px):
         if not (math.isfinite(v) and v > 0):
-            raise ValueError(
-                f"pixel_size_um must be positive and finite, got {pixel_size_um!r}"
-            )
+            raise ValueError(f"pixel_size_um must be positive and finite, got {pixel_size_um!r}")
     return py, px
 
 
@@ -624,9 +599,7 @@ def _build(
 ) -> ImportedImage:
     raw = raws[idx]
     ay, ax = raw.axes[-2], raw.axes[-1]
-    unit_in_file = (
-        ax.units if ax.units == ay.units else f"{ay.units} (y), {ax.units} (x)"
-    )
+    unit_in_file = ax.units if ax.units == ay.units else f"{ay.units} (y), {ax.units} (x)"
     fy, fx = length_unit_to_um(ay.units), length_unit_to_um(ax.units)
     file_scaled = (
         fy is not None
@@ -656,9 +629,7 @@ def _build(
         what = ""
         if fy is not None and fx is not None:  # a length, but a zero/NaN scale
             what = f"an invalid scale ({ay.scale:g}, {ax.scale:g} {found}/pixel)"
-        err = MissingScaleError(
-            path, found, hint=raw.hint, signal=signal_desc, what=what
-        )
+        err = MissingScaleError(path, found, hint=raw.hint, signal=signal_desc, what=what)
         if not allow_unscaled:
             raise err
         pix = None
@@ -750,9 +721,7 @@ def _notify(message: str, severity: str = "warning") -> None:
     except ImportError:
         warnings.warn(message, UserWarning, stacklevel=3)
         return
-    (notifications.show_warning if severity == "warning" else notifications.show_info)(
-        message
-    )
+    (notifications.show_warning if severity == "warning" else notifications.show_info)(message)
 
 
 def read_images(path: str | list[str]) -> list[tuple[np.ndarray, dict[str, Any], str]]:
@@ -815,9 +784,7 @@ def _pixel_matrix(core: Any) -> np.ndarray:
     elif ps > 0:
         m = np.array([[ps, 0.0], [0.0, ps]])
     else:
-        raise RuntimeError(
-            "the core has no pixel size calibration for the current camera setup"
-        )
+        raise RuntimeError("the core has no pixel size calibration for the current camera setup")
     if abs(np.linalg.det(m)) < 1e-18:
         raise RuntimeError(f"the pixel-size affine is singular: {aff}")
     return m
@@ -870,9 +837,7 @@ def optical_mosaic(
         for j in range(nv):
             cols = range(nu) if j % 2 == 0 else range(nu - 1, -1, -1)  # serpentine
             for i in cols:
-                off_px = np.array(
-                    [(i - (nu - 1) / 2) * step_u, (j - (nv - 1) / 2) * step_v]
-                )
+                off_px = np.array([(i - (nu - 1) / 2) * step_u, (j - (nv - 1) / 2) * step_v])
                 target = centre + m @ off_px
                 core.setXYPosition(float(target[0]), float(target[1]))
                 if xy_dev:
@@ -907,7 +872,5 @@ def optical_mosaic(
     mosaic = np.where(cnt_b > 0, acc / np.maximum(cnt_b, 1), 0.0).astype(np.float32)
     # mosaic (R, C) is first-tile pixel (R + r_min, C + c_min)
     first = optical_affine(ref[0], ref[1], (h, w), ps or 1.0, aff or None)
-    shift = np.array(
-        [[1.0, 0.0, float(r_min)], [0.0, 1.0, float(c_min)], [0.0, 0.0, 1.0]]
-    )
+    shift = np.array([[1.0, 0.0, float(r_min)], [0.0, 1.0, float(c_min)], [0.0, 0.0, 1.0]])
     return mosaic, first @ shift

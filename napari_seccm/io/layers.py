@@ -56,7 +56,7 @@ def _limits(values: np.ndarray, pad: float = 0.0) -> tuple[float, float]:
 
 def map_layer_kwargs(store: Any, kind: str, *, stem: str | None = None) -> dict[str, Any]:
     """napari Image kwargs that place a store's map in stage coordinates."""
-    path, unit, factor, cmap = MAPS[kind]
+    _path, unit, factor, cmap = MAPS[kind]
     g = store.grid
     p = g.pitch_um
     stem = stem or Path(store.path).name.removesuffix(".seccm.zarr")
@@ -102,15 +102,25 @@ def aligned_image_layer_data(
             continue
         if rec.get("sha256") and file_sha256(path) != rec["sha256"]:
             if notes is not None:
-                notes.append(f"aligned image {name!r} changed since it was aligned ({path}); not placed")
+                notes.append(
+                    f"aligned image {name!r} changed since it was aligned ({path}); not placed"
+                )
             continue
         ps = rec.get("pixel_size_um")
-        img = load_image(path, pixel_size_um=tuple(ps) if ps else None,
-                         signal=rec.get("signal"), allow_unscaled=True)
+        img = load_image(
+            path,
+            pixel_size_um=tuple(ps) if ps else None,
+            signal=rec.get("signal"),
+            allow_unscaled=True,
+        )
         kw = img.layer_kwargs()
-        kw.update(name=name, scale=(1.0, 1.0), translate=(0.0, 0.0),
-                  affine=np.asarray(rec["matrix"], dtype=float),
-                  units=("micrometer", "micrometer"))
+        kw.update(
+            name=name,
+            scale=(1.0, 1.0),
+            translate=(0.0, 0.0),
+            affine=np.asarray(rec["matrix"], dtype=float),
+            units=("micrometer", "micrometer"),
+        )
         out.append((img.data, kw, "image"))
     return out
 

@@ -23,9 +23,12 @@ def simulated_llto_scan(out_dir: str | Path | None = None) -> list[tuple[Any, di
         core.setXYPosition(0.0, 0.0)
         core.snapImage()
         img = core.getImage()
-        affine = optical_affine(0.0, 0.0, img.shape, core.getPixelSizeUm() or 0.1,
-                                tuple(core.getPixelSizeAffine()))
-        plan = ScanPlan(name="sample: LLTO map", area=RectangleArea(width_um=12, height_um=12), pitch_um=0.4)
+        affine = optical_affine(
+            0.0, 0.0, img.shape, core.getPixelSizeUm() or 0.1, tuple(core.getPixelSizeAffine())
+        )
+        plan = ScanPlan(
+            name="sample: LLTO map", area=RectangleArea(width_um=12, height_um=12), pitch_um=0.4
+        )
         scan = Scan.create(core, plan, out / "sample_llto.seccm.zarr")
         status = scan.run()
         if status != "complete":
@@ -34,8 +37,16 @@ def simulated_llto_scan(out_dir: str | Path | None = None) -> list[tuple[Any, di
         core.unloadAllDevices()
         del core
         gc.collect()
-    optical = (img, {"name": "optical (simulated)", "affine": affine, "colormap": "gray",
-                     "units": ("micrometer", "micrometer")}, "image")
+    optical = (
+        img,
+        {
+            "name": "optical (simulated)",
+            "affine": affine,
+            "colormap": "gray",
+            "units": ("micrometer", "micrometer"),
+        },
+        "image",
+    )
     return [optical, *scan_layer_data(out / "sample_llto.seccm.zarr")]
 
 

@@ -25,10 +25,7 @@ if TYPE_CHECKING:
 
 def find_store_layers(viewer: napari.Viewer, path: str | Path) -> list[Any]:
     key = str(Path(path).resolve())
-    return [
-        lay for lay in viewer.layers
-        if lay.metadata.get("seccm", {}).get("store") == key
-    ]
+    return [lay for lay in viewer.layers if lay.metadata.get("seccm", {}).get("store") == key]
 
 
 def add_store_layers(viewer: napari.Viewer, path: str | Path) -> list[Any]:

@@ -176,19 +176,31 @@ class AlignWidget(QWidget):
             self._say(str(e), error=True)
             return
         if REF_POINTS not in self.viewer.layers:
-            self.viewer.add_points(np.empty((0, 2)), name=REF_POINTS, face_color="cyan",
-                                   size=0.3, border_color="black",
-                                   units=("micrometer", "micrometer"))
+            self.viewer.add_points(
+                np.empty((0, 2)),
+                name=REF_POINTS,
+                face_color="cyan",
+                size=0.3,
+                border_color="black",
+                units=("micrometer", "micrometer"),
+            )
         if MOV_POINTS in self.viewer.layers:
             self.viewer.layers.remove(MOV_POINTS)
-        pts = self.viewer.add_points(np.empty((0, 2)), name=MOV_POINTS, face_color="magenta",
-                                     size=0.3, border_color="black",
-                                     units=("micrometer", "micrometer"))
+        pts = self.viewer.add_points(
+            np.empty((0, 2)),
+            name=MOV_POINTS,
+            face_color="magenta",
+            size=0.3,
+            border_color="black",
+            units=("micrometer", "micrometer"),
+        )
         set_data_to_world(pts, data_to_world_matrix(mov))
         self.viewer.layers.selection.active = self.viewer.layers[REF_POINTS]
         self.viewer.layers[REF_POINTS].mode = "add"
-        self._say("click landmarks on the reference (cyan), then the same features in the "
-                  "same order on the moving image (magenta, select its layer first)")
+        self._say(
+            "click landmarks on the reference (cyan), then the same features in the "
+            "same order on the moving image (magenta, select its layer first)"
+        )
 
     def estimate_and_apply(self) -> Any:
         """Estimate the transform from the landmark pairs and apply it."""
@@ -232,7 +244,9 @@ class AlignWidget(QWidget):
         if name in self.viewer.layers:
             _set_transform_state(self.viewer.layers[name], st)
             if MOV_POINTS in self.viewer.layers:
-                set_data_to_world(self.viewer.layers[MOV_POINTS], data_to_world_matrix(self.viewer.layers[name]))
+                set_data_to_world(
+                    self.viewer.layers[MOV_POINTS], data_to_world_matrix(self.viewer.layers[name])
+                )
         self.last = None
         self.table.setRowCount(0)
         self.rms_label.setText("")
@@ -265,8 +279,12 @@ class AlignWidget(QWidget):
                 residuals_um=[float(r) for r in self.last.residuals],
             )
         if REF_POINTS in self.viewer.layers and MOV_POINTS in self.viewer.layers:
-            rec["landmarks_reference_um"] = np.asarray(self.viewer.layers[REF_POINTS].data)[:, -2:].tolist()
-            rec["landmarks_moving_px"] = np.asarray(self.viewer.layers[MOV_POINTS].data)[:, -2:].tolist()
+            rec["landmarks_reference_um"] = np.asarray(self.viewer.layers[REF_POINTS].data)[
+                :, -2:
+            ].tolist()
+            rec["landmarks_moving_px"] = np.asarray(self.viewer.layers[MOV_POINTS].data)[
+                :, -2:
+            ].tolist()
         return rec
 
     def save_with_scan(self, store_path: str | None = None) -> bool:
@@ -274,7 +292,9 @@ class AlignWidget(QWidget):
 
         store_path = store_path or self._scan_store_path()
         if not store_path:
-            self._say("open or run a scan first: the alignment is saved with a scan store", error=True)
+            self._say(
+                "open or run a scan first: the alignment is saved with a scan store", error=True
+            )
             return False
         try:
             rec = self.alignment_record()

@@ -47,7 +47,9 @@ class AnalysisWidget(QWidget):
 
         self.viewer = napari_viewer
         self.store_combo = QComboBox()
-        self.r2_spin = spin(0.9, 0.0, 1.0, step=0.05, decimals=2, tooltip="I-V fits below this R² are masked (NaN)")
+        self.r2_spin = spin(
+            0.9, 0.0, 1.0, step=0.05, decimals=2, tooltip="I-V fits below this R² are masked (NaN)"
+        )
         self.run_btn = QPushButton("Analyze")
         self.run_btn.clicked.connect(self.analyze)
         form = QFormLayout()
@@ -65,7 +67,9 @@ class AnalysisWidget(QWidget):
         self.summary.setMinimumHeight(160)
         res_box = group("Results", self.summary)
 
-        self.width_spin = spin(0.0, 0.0, 100.0, step=0.1, suffix="um", tooltip="average across this width")
+        self.width_spin = spin(
+            0.0, 0.0, 100.0, step=0.1, suffix="um", tooltip="average across this width"
+        )
         self.profile_btn = QPushButton("Profile along the last drawn line")
         self.profile_btn.clicked.connect(self.profile_from_shapes)
         self.hist_btn = QPushButton("Histogram by domain")
@@ -192,7 +196,11 @@ class AnalysisWidget(QWidget):
             data = np.asarray(maps[key], dtype=np.float32) * factor
             meta = {"seccm_analysis": {"store": result["store"], "key": key}}
             finite = data[np.isfinite(data)]
-            lims = (float(np.percentile(finite, 1)), float(np.percentile(finite, 99))) if finite.size else (0.0, 1.0)
+            lims = (
+                (float(np.percentile(finite, 1)), float(np.percentile(finite, 99)))
+                if finite.size
+                else (0.0, 1.0)
+            )
             if lims[1] <= lims[0]:
                 lims = (lims[0] - 0.5, lims[1] + 0.5)
             if name in self.viewer.layers:
@@ -200,8 +208,15 @@ class AnalysisWidget(QWidget):
                 layer.data = data
                 layer.contrast_limits = lims
             else:
-                self.viewer.add_image(data, name=name, colormap=cmap, contrast_limits=lims,
-                                      metadata=meta, visible=False, **kw)
+                self.viewer.add_image(
+                    data,
+                    name=name,
+                    colormap=cmap,
+                    contrast_limits=lims,
+                    metadata=meta,
+                    visible=False,
+                    **kw,
+                )
         if "labels" in maps:
             labels = np.asarray(maps["labels"])
             lab = np.where(labels < 0, 0, labels + 1).astype(np.uint8)  # 0 none, 1 [100], 2 [001]
@@ -209,7 +224,13 @@ class AnalysisWidget(QWidget):
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = lab
             else:
-                self.viewer.add_labels(lab, name=name, opacity=0.4, metadata={"seccm_analysis": {"store": result["store"], "key": "labels"}}, **kw)
+                self.viewer.add_labels(
+                    lab,
+                    name=name,
+                    opacity=0.4,
+                    metadata={"seccm_analysis": {"store": result["store"], "key": "labels"}},
+                    **kw,
+                )
         self._say(f"analysis of {stem}: {result.get('n_valid', 0)} valid pixels")
 
     # ------------------------------------------------------------- profiles
@@ -231,13 +252,16 @@ class AnalysisWidget(QWidget):
         d = prof["distance_um"]
         self.ax.plot(d, prof["value"], "-", lw=1.2)
         if "std" in prof and width > 0:
-            self.ax.fill_between(d, prof["value"] - prof["std"], prof["value"] + prof["std"], alpha=0.25)
+            self.ax.fill_between(
+                d, prof["value"] - prof["std"], prof["value"] + prof["std"], alpha=0.25
+            )
         self.ax.set_xlabel("distance along the line (um)")
         self.ax.set_ylabel(label)
         try:
             a_um = self._footprint_radius_um()
-            bc = boundary_contrast(image, start_xy, end_xy, width_um=width,
-                                   footprint_radius_um=a_um, **geo)
+            bc = boundary_contrast(
+                image, start_xy, end_xy, width_um=width, footprint_radius_um=a_um, **geo
+            )
             self.ax.axvline(bc["position_um"], color="gray", ls=":", lw=1)
             res = bc.get("resolution") or {}
             narrow = res.get("resolution_um") if isinstance(res, dict) else None
@@ -271,7 +295,14 @@ class AnalysisWidget(QWidget):
     def profile_from_shapes(self) -> None:
         from napari.layers import Shapes
 
-        layer = next((lay for lay in reversed(self.viewer.layers) if isinstance(lay, Shapes) and len(lay.data)), None)
+        layer = next(
+            (
+                lay
+                for lay in reversed(self.viewer.layers)
+                if isinstance(lay, Shapes) and len(lay.data)
+            ),
+            None,
+        )
         if layer is None:
             self._say("draw a line on a Shapes layer (line tool) first", error=True)
             return
@@ -293,7 +324,9 @@ class AnalysisWidget(QWidget):
         try:
             image, _g, label = self._map_for_profile()
             labels = self.result["maps"].get("labels") if self.result else None
-            h = histogram(image.ravel(), labels=None if labels is None else np.asarray(labels).ravel())
+            h = histogram(
+                image.ravel(), labels=None if labels is None else np.asarray(labels).ravel()
+            )
         except ValueError as e:
             self._say(str(e), error=True)
             return
@@ -318,7 +351,9 @@ class AnalysisWidget(QWidget):
             return
         fmt = self.fmt_combo.currentText()
         suggestion = str(Path(store).with_suffix("").with_suffix(f".{fmt}"))
-        path, _ = QFileDialog.getSaveFileName(self, "Export", suggestion, f"{fmt.upper()} (*.{fmt})")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export", suggestion, f"{fmt.upper()} (*.{fmt})"
+        )
         if path:
             self.export(path, fmt, self.channel_combo.currentText())
 

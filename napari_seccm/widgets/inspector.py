@@ -7,6 +7,7 @@ while it is written) and on a reopened one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,10 +47,8 @@ class InspectorWidget(QWidget):
         self.destroyed.connect(lambda *_: self._disconnect())
 
     def _disconnect(self) -> None:
-        try:
+        with contextlib.suppress(ValueError, RuntimeError):
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
-        except (ValueError, RuntimeError):
-            pass
 
     def _on_mouse(self, viewer: napari.Viewer, event: Any) -> Any:
         # a click, not a drag: wait for the release without movement
@@ -59,7 +58,9 @@ class InspectorWidget(QWidget):
         while event.type == "mouse_move":
             moved = True
             yield
-        if event.type == "mouse_release" and not (moved and np.linalg.norm(np.asarray(event.position) - start) > 1e-9):
+        if event.type == "mouse_release" and not (
+            moved and np.linalg.norm(np.asarray(event.position) - start) > 1e-9
+        ):
             self.inspect_world(tuple(event.position))
 
     def _store(self, path: str) -> Any:
@@ -125,7 +126,9 @@ class InspectorWidget(QWidget):
             self.ax_t.legend(loc="best", fontsize="small")
             self.ax_iv.plot(e, cur * 1e9, ".", ms=2)
         else:
-            self.ax_t.text(0.5, 0.5, "no trace", ha="center", va="center", transform=self.ax_t.transAxes)
+            self.ax_t.text(
+                0.5, 0.5, "no trace", ha="center", va="center", transform=self.ax_t.transAxes
+            )
         self.ax_t.set_xlabel("t (ms)")
         self.ax_t.set_ylabel("I (nA)")
         self.ax_iv.set_xlabel("E (V)")

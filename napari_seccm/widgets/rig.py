@@ -33,7 +33,13 @@ if TYPE_CHECKING:
     import napari
     from pymmcore_plus import CMMCorePlus
 
-CURRENT_RANGES = (("100 pA", 1e-10), ("1 nA", 1e-9), ("10 nA", 1e-8), ("100 nA", 1e-7), ("1 uA", 1e-6))
+CURRENT_RANGES = (
+    ("100 pA", 1e-10),
+    ("1 nA", 1e-9),
+    ("10 nA", 1e-8),
+    ("100 nA", 1e-7),
+    ("1 uA", 1e-6),
+)
 
 
 def _fmt_current(a: float) -> str:
@@ -76,8 +82,17 @@ class RigWidget(QWidget):
         self.pos_label = QLabel("X — um   Y — um   Z — um")
         self.x_spin = spin(0.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target X")
         self.y_spin = spin(0.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target Y")
-        self.z_spin = spin(50.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target Z (larger is farther from the sample)")
-        self.step_spin = spin(1.0, 0.001, 100.0, step=0.1, suffix="um", tooltip="step of the arrow buttons")
+        self.z_spin = spin(
+            50.0,
+            -1e4,
+            1e4,
+            step=1.0,
+            suffix="um",
+            tooltip="target Z (larger is farther from the sample)",
+        )
+        self.step_spin = spin(
+            1.0, 0.001, 100.0, step=0.1, suffix="um", tooltip="step of the arrow buttons"
+        )
         move_xy = QPushButton("Move XY")
         move_xy.clicked.connect(lambda: self._move_xy(self.x_spin.value(), self.y_spin.value()))
         move_z = QPushButton("Move Z")
@@ -104,7 +119,9 @@ class RigWidget(QWidget):
         stage_box = group("Stages (stage frame, um)", layout=grid)
 
         # -- potentiostat
-        self.pot_spin = spin(1.0, -5.0, 5.0, step=0.1, decimals=3, suffix="V", tooltip="potential vs Li/Li+ QRCE")
+        self.pot_spin = spin(
+            1.0, -5.0, 5.0, step=0.1, decimals=3, suffix="V", tooltip="potential vs Li/Li+ QRCE"
+        )
         set_pot = QPushButton("Set")
         set_pot.clicked.connect(self._set_potential)
         self.cell_check = QCheckBox("Cell on")
@@ -129,9 +146,20 @@ class RigWidget(QWidget):
         pot_box = group("Potentiostat", layout=pgrid)
 
         # -- approach / retract
-        self.speed_spin = spin(1.0, 0.01, 20.0, step=0.1, suffix="um/s", tooltip="approach speed (above 1 um/s risks a crash)")
-        self.depth_spin = spin(30.0, 0.1, 100.0, step=1.0, suffix="um", tooltip="give up after descending this far")
-        self.thr_spin = spin(3.0, 0.01, 1e6, step=0.5, decimals=2, suffix="pA", tooltip="contact threshold")
+        self.speed_spin = spin(
+            1.0,
+            0.01,
+            20.0,
+            step=0.1,
+            suffix="um/s",
+            tooltip="approach speed (above 1 um/s risks a crash)",
+        )
+        self.depth_spin = spin(
+            30.0, 0.1, 100.0, step=1.0, suffix="um", tooltip="give up after descending this far"
+        )
+        self.thr_spin = spin(
+            3.0, 0.01, 1e6, step=0.5, decimals=2, suffix="pA", tooltip="contact threshold"
+        )
         self.retract_spin = spin(1.0, 0.1, 100.0, step=0.5, suffix="um", tooltip="lift on retract")
         self.approach_btn = QPushButton("Approach")
         self.approach_btn.clicked.connect(self._approach)
@@ -167,7 +195,15 @@ class RigWidget(QWidget):
             lay.addWidget(w)
         lay.addStretch()
 
-        self._buttons = [move_xy, move_z, set_pot, read, self.approach_btn, self.retract_btn, self.snap_btn]
+        self._buttons = [
+            move_xy,
+            move_z,
+            set_pot,
+            read,
+            self.approach_btn,
+            self.retract_btn,
+            self.snap_btn,
+        ]
         self.session.coreChanged.connect(self._on_core)
         self._poll = QTimer(self)
         self._poll.setInterval(500)
@@ -220,7 +256,9 @@ class RigWidget(QWidget):
 
     # ---------------------------------------------------------------- config
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Micro-Manager config", str(config_dir()), "Config (*.cfg)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Micro-Manager config", str(config_dir()), "Config (*.cfg)"
+        )
         if path:
             self.config_edit.setText(path)
 
@@ -281,12 +319,17 @@ class RigWidget(QWidget):
 
     def _set_cell(self, on: bool) -> None:
         core = self.core
-        self._run(f"cell {'on' if on else 'off'}", lambda: core.setProperty(self.ps, "Cell", "On" if on else "Off"))
+        self._run(
+            f"cell {'on' if on else 'off'}",
+            lambda: core.setProperty(self.ps, "Cell", "On" if on else "Off"),
+        )
 
     def _set_range(self, _idx: int) -> None:
         core, val = self.core, self.range_combo.currentData()
-        self._run(f"current range {self.range_combo.currentText()}",
-                  lambda: core.setProperty(self.ps, "CurrentRange_A", val))
+        self._run(
+            f"current range {self.range_combo.currentText()}",
+            lambda: core.setProperty(self.ps, "CurrentRange_A", val),
+        )
 
     def _read_current(self) -> None:
         core = self.core
@@ -304,18 +347,28 @@ class RigWidget(QWidget):
 
         def approach() -> str:
             if not core.hasProperty(zdev, "Approach"):
-                raise RuntimeError(f"{zdev} has no device-side approach; use a scan's software approach")
+                raise RuntimeError(
+                    f"{zdev} has no device-side approach; use a scan's software approach"
+                )
             if core.getProperty(self.ps, "Cell") != "On":
-                raise RuntimeError("switch the cell on first: with no potential there is no contact current")
+                raise RuntimeError(
+                    "switch the cell on first: with no potential there is no contact current"
+                )
             z = core.getPosition()
-            zmin = float(core.getProperty(zdev, "ZMin_um")) if core.hasProperty(zdev, "ZMin_um") else z - depth
+            zmin = (
+                float(core.getProperty(zdev, "ZMin_um"))
+                if core.hasProperty(zdev, "ZMin_um")
+                else z - depth
+            )
             core.setProperty(zdev, "Approach_StopZ_um", max(z - depth, zmin))
             core.setProperty(zdev, "Approach_Speed_um_per_s", speed)
             core.setProperty(zdev, "Approach_Threshold_A", thr)
             core.setProperty(zdev, "Approach", "Start")
             result = core.getProperty(zdev, "Approach_Result")
             if result == "contact":
-                return f"contact at Z = {float(core.getProperty(zdev, 'Approach_ContactZ_um')):.3f} um"
+                return (
+                    f"contact at Z = {float(core.getProperty(zdev, 'Approach_ContactZ_um')):.3f} um"
+                )
             return f"{result} (stopped at Z = {core.getPosition():.3f} um)"
 
         self._run("approach", approach)
@@ -346,8 +399,13 @@ class RigWidget(QWidget):
                 layer.data = img
                 layer.affine = affine
             else:
-                layer = self.viewer.add_image(img, name=name, affine=affine, colormap="gray",
-                                              units=("micrometer", "micrometer"))
+                layer = self.viewer.add_image(
+                    img,
+                    name=name,
+                    affine=affine,
+                    colormap="gray",
+                    units=("micrometer", "micrometer"),
+                )
                 self.viewer.layers.move(self.viewer.layers.index(layer), 0)  # keep it below maps
             self._say(f"snapped optical image at ({x:.2f}, {y:.2f}) um, {ps:g} um/px")
 

@@ -84,7 +84,9 @@ class ScanWidget(QWidget):
         self.order = QComboBox()
         self.order.addItems(["serpentine", "raster", "shuffled"])
         from_shape = QPushButton("Area from selected shape")
-        from_shape.setToolTip("rectangle or polygon drawn on a Shapes layer (stage coordinates, um)")
+        from_shape.setToolTip(
+            "rectangle or polygon drawn on a Shapes layer (stage coordinates, um)"
+        )
         from_shape.clicked.connect(self.area_from_shapes)
         self.area_label = QLabel("rectangle")
         af = QFormLayout()
@@ -126,7 +128,9 @@ class ScanWidget(QWidget):
 
         # -- approach
         self.slow = spin(p.approach.slow_speed_um_per_s, 0.01, 20.0, step=0.1, suffix="um/s")
-        self.threshold = spin(p.approach.threshold_A * 1e12, 0.01, 1e6, step=0.5, decimals=2, suffix="pA")
+        self.threshold = spin(
+            p.approach.threshold_A * 1e12, 0.01, 1e6, step=0.5, decimals=2, suffix="pA"
+        )
         self.retract = spin(p.retract_um, 0.1, 100.0, step=0.5, suffix="um")
         self.e_approach = spin(p.approach.potential_V, -5.0, 5.0, step=0.1, suffix="V")
         apf = QFormLayout()
@@ -181,9 +185,24 @@ class ScanWidget(QWidget):
             lay.addWidget(wdg)
         lay.addStretch()
 
-        for s in (self.cx, self.cy, self.w, self.h, self.pitch, self.e_hold, self.duration,
-                  self.e_start, self.e_end, self.rate, self.steps, self.step_hold, self.slow,
-                  self.threshold, self.retract, self.e_approach):
+        for s in (
+            self.cx,
+            self.cy,
+            self.w,
+            self.h,
+            self.pitch,
+            self.e_hold,
+            self.duration,
+            self.e_start,
+            self.e_end,
+            self.rate,
+            self.steps,
+            self.step_hold,
+            self.slow,
+            self.threshold,
+            self.retract,
+            self.e_approach,
+        ):
             s.valueChanged.connect(self._on_edit)
         for c in (self.order, self.kind):
             c.currentIndexChanged.connect(self._on_edit)
@@ -205,30 +224,50 @@ class ScanWidget(QWidget):
         """The plan as the form shows it (raises ValueError if invalid)."""
         kind = self.kind.currentData()
         if kind == "ca":
-            meas: Any = Chronoamperometry(potential_V=self.e_hold.value(), duration_s=self.duration.value())
+            meas: Any = Chronoamperometry(
+                potential_V=self.e_hold.value(), duration_s=self.duration.value()
+            )
         elif kind == "lsv":
-            meas = LinearSweep(start_V=self.e_start.value(), end_V=self.e_end.value(),
-                               scan_rate_V_per_s=self.rate.value())
+            meas = LinearSweep(
+                start_V=self.e_start.value(),
+                end_V=self.e_end.value(),
+                scan_rate_V_per_s=self.rate.value(),
+            )
         elif kind == "cv":
-            meas = CyclicVoltammetry(start_V=self.e_start.value(), vertex_V=self.e_end.value(),
-                                     scan_rate_V_per_s=self.rate.value())
+            meas = CyclicVoltammetry(
+                start_V=self.e_start.value(),
+                vertex_V=self.e_end.value(),
+                scan_rate_V_per_s=self.rate.value(),
+            )
         else:
-            meas = Staircase(start_V=self.e_start.value(), end_V=self.e_end.value(),
-                             steps=int(self.steps.value()), hold_s=self.step_hold.value())
+            meas = Staircase(
+                start_V=self.e_start.value(),
+                end_V=self.e_end.value(),
+                steps=int(self.steps.value()),
+                hold_s=self.step_hold.value(),
+            )
         area: Any
         if self._polygon is not None:
             area = PolygonArea(vertices_um=self._polygon)
         else:
-            area = RectangleArea(center_x_um=self.cx.value(), center_y_um=self.cy.value(),
-                                 width_um=self.w.value(), height_um=self.h.value())
+            area = RectangleArea(
+                center_x_um=self.cx.value(),
+                center_y_um=self.cy.value(),
+                width_um=self.w.value(),
+                height_um=self.h.value(),
+            )
         base = self.base_plan
         data = base.model_dump()
         data.update(
-            area=area.model_dump(), pitch_um=self.pitch.value(), order=self.order.currentText(),
-            measurement=meas.model_dump(), retract_um=self.retract.value(),
+            area=area.model_dump(),
+            pitch_um=self.pitch.value(),
+            order=self.order.currentText(),
+            measurement=meas.model_dump(),
+            retract_um=self.retract.value(),
         )
         data["approach"].update(
-            slow_speed_um_per_s=self.slow.value(), threshold_A=self.threshold.value() * 1e-12,
+            slow_speed_um_per_s=self.slow.value(),
+            threshold_A=self.threshold.value() * 1e-12,
             potential_V=self.e_approach.value(),
         )
         with warnings.catch_warnings(record=True) as caught:
@@ -239,9 +278,15 @@ class ScanWidget(QWidget):
 
     def _on_edit(self, *_: Any) -> None:
         kind = self.kind.currentData()
-        for w, kinds in ((self.e_hold, "ca"), (self.duration, "ca"), (self.e_start, "lsv cv staircase"),
-                         (self.e_end, "lsv cv staircase"), (self.rate, "lsv cv"),
-                         (self.steps, "staircase"), (self.step_hold, "staircase")):
+        for w, kinds in (
+            (self.e_hold, "ca"),
+            (self.duration, "ca"),
+            (self.e_start, "lsv cv staircase"),
+            (self.e_end, "lsv cv staircase"),
+            (self.rate, "lsv cv"),
+            (self.steps, "staircase"),
+            (self.step_hold, "staircase"),
+        ):
             w.setEnabled(kind in kinds.split())
         try:
             plan = self.plan()
@@ -311,7 +356,9 @@ class ScanWidget(QWidget):
 
         layer = self.viewer.layers.selection.active
         if not isinstance(layer, Shapes):
-            layer = next((lay for lay in reversed(self.viewer.layers) if isinstance(lay, Shapes)), None)
+            layer = next(
+                (lay for lay in reversed(self.viewer.layers) if isinstance(lay, Shapes)), None
+            )
         if layer is None or len(layer.data) == 0:
             self._say("draw a rectangle or polygon on a Shapes layer first", error=True)
             return
@@ -324,7 +371,12 @@ class ScanWidget(QWidget):
             self._polygon = None
             x0, y0 = xy.min(0)
             x1, y1 = xy.max(0)
-            for w, v in ((self.cx, (x0 + x1) / 2), (self.cy, (y0 + y1) / 2), (self.w, x1 - x0), (self.h, y1 - y0)):
+            for w, v in (
+                (self.cx, (x0 + x1) / 2),
+                (self.cy, (y0 + y1) / 2),
+                (self.w, x1 - x0),
+                (self.h, y1 - y0),
+            ):
                 w.blockSignals(True)
                 w.setValue(float(v))
                 w.blockSignals(False)
@@ -338,14 +390,18 @@ class ScanWidget(QWidget):
         self._on_edit()
 
     def _browse_out(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Scan store", self.out_edit.text(), "SECCM store (*.seccm.zarr)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Scan store", self.out_edit.text(), "SECCM store (*.seccm.zarr)"
+        )
         if path:
             if not path.endswith(".seccm.zarr"):
                 path += ".seccm.zarr"
             self.out_edit.setText(path)
 
     def _load_plan(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Plan", str(Path.home()), "Plan (*.yaml *.yml *.json)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Plan", str(Path.home()), "Plan (*.yaml *.yml *.json)"
+        )
         if path:
             try:
                 self.set_plan(ScanPlan.load(path))
@@ -353,7 +409,9 @@ class ScanWidget(QWidget):
                 self._say(f"could not load {path}: {_short_error(e)}", error=True)
 
     def _save_plan(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Plan", str(Path.home() / "plan.yaml"), "Plan (*.yaml *.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Plan", str(Path.home() / "plan.yaml"), "Plan (*.yaml *.json)"
+        )
         if path:
             try:
                 self.plan().save(path)
@@ -414,7 +472,9 @@ class ScanWidget(QWidget):
             return
         self.scan.set_paused(paused)
         self.pause_btn.setText("Resume" if paused else "Pause")
-        self._say("paused after the point in progress (pipette retracted)" if paused else "scanning")
+        self._say(
+            "paused after the point in progress (pipette retracted)" if paused else "scanning"
+        )
 
     def stop(self) -> None:
         if self.scan is not None and self._running():
@@ -435,8 +495,10 @@ class ScanWidget(QWidget):
             self._timer.stop()
             self._set_running(False)
             reason = scan.store.meta.get("reason", "")
-            self._say(f"scan {scan.final_status}" + (f": {reason}" if reason else ""),
-                      error=scan.final_status == "error")
+            self._say(
+                f"scan {scan.final_status}" + (f": {reason}" if reason else ""),
+                error=scan.final_status == "error",
+            )
             self.session.scanFinished.emit(scan.final_status)
             self.out_edit.setText(str(default_output_path()))
 
@@ -445,5 +507,7 @@ def _short_error(e: BaseException) -> str:
     from pydantic import ValidationError
 
     if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
     return str(e)

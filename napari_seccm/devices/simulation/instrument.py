@@ -136,7 +136,7 @@ class Amplifier:
             t = t0 + np.arange(n) / fs
             x = x + self.mains_A * np.sin(2 * np.pi * self.mains_hz * t)
         a = math.exp(-2 * math.pi * self.filter_hz / fs)
-        y, zf = lfilter([1 - a], [1, -a], x, zi=[a * self._state])
+        y, _ = lfilter([1 - a], [1, -a], x, zi=[a * self._state])
         self._state = float(y[-1]) if n else self._state
         fs_a = self.range_A
         saturated = np.abs(y) >= fs_a

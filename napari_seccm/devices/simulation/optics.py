@@ -10,11 +10,14 @@ pipette's shadow, defocused by its height above the surface.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .sample import DOMAIN_001, LLTOFilm
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def pixel_grid(

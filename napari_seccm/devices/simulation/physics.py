@@ -113,14 +113,10 @@ def film_resistance(
     resistance when the contact sits on the pad edge).
     """
     L = np.maximum(np.asarray(distance_m, dtype=float), footprint_radius_m)
-    return np.log(L / footprint_radius_m) / (
-        2.0 * np.pi * sigma_inplane_S_per_m * thickness_m
-    )
+    return np.log(L / footprint_radius_m) / (2.0 * np.pi * sigma_inplane_S_per_m * thickness_m)
 
 
-def double_layer_charge(
-    cdl_F_per_m2: float, footprint_radius_m: float, delta_v: float
-) -> float:
+def double_layer_charge(cdl_F_per_m2: float, footprint_radius_m: float, delta_v: float) -> float:
     """Charge that flows when the droplet lands, C: ``C_dl * pi a^2 * dV``."""
     return cdl_F_per_m2 * math.pi * footprint_radius_m**2 * delta_v
 

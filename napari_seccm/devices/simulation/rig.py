@@ -303,7 +303,9 @@ class SimulatedRig:
         i = i + cdl * steps / dt
         if fp.leakage_enabled:
             below = potential < fp.leakage_onset_V
-            i = i + np.where(below, (potential - fp.leakage_onset_V) / fp.leakage_resistance_ohm, 0.0)
+            i = i + np.where(
+                below, (potential - fp.leakage_onset_V) / fp.leakage_resistance_ohm, 0.0
+            )
         return i
 
     def _landing_charge(self, probe: Probe, x_um: float, y_um: float) -> float:
@@ -347,7 +349,10 @@ class SimulatedRig:
         _, a = probe.pipette.effective(probe.state)
         self.residues.append((self.x_um, self.y_um, a * 1e6))
         return Contact(
-            self.x_um, self.y_um, self.clock.now, self.series_resistance(self.x_um, self.y_um, probe)
+            self.x_um,
+            self.y_um,
+            self.clock.now,
+            self.series_resistance(self.x_um, self.y_um, probe),
         )
 
     def _update_contact_state(self, probe: Probe) -> None:
@@ -433,7 +438,9 @@ class SimulatedRig:
                 t = (start + np.arange(n)) * dt
                 z = z0 - speed_um_s * t
                 i_true = np.zeros(n)
-                land_idx = int(math.floor(t_contact * fs)) - start if math.isfinite(t_contact) else n
+                land_idx = (
+                    int(math.floor(t_contact * fs)) - start if math.isfinite(t_contact) else n
+                )
                 if land_idx < n:
                     li = max(land_idx, 0)
                     if probe.contact is None:
@@ -441,9 +448,7 @@ class SimulatedRig:
                         q = self._landing_charge(probe, self.x_um, self.y_um)
                         t_off = t_contact - (start + li) * dt
                         i_true[li:] += self._spike(probe, n - li, dt, t_off, q)
-                    i_true[li:] += self._cell_current(
-                        probe, np.full(n - li, e_now), dt, e_now
-                    )
+                    i_true[li:] += self._cell_current(probe, np.full(n - li, e_now), dt, e_now)
                 meas, _ = amp.measure(i_true, self.clock.now + start * dt)
                 hist = np.concatenate((history, meas))
                 fired = self._detector(hist, threshold_A, mode, baseline_samples)[history.size :]
@@ -461,9 +466,7 @@ class SimulatedRig:
                     z_stop = float(z[stop_k]) - speed_um_s * dt
                     traces.append(np.vstack((t[: stop_k + 1], z[: stop_k + 1], meas[: stop_k + 1])))
                     z_first = float(z0 - speed_um_s * ((start + k) * dt))
-                    result = ApproachResult(
-                        True, z_first, z_stop, float(t[stop_k]) + dt, "contact"
-                    )
+                    result = ApproachResult(True, z_first, z_stop, float(t[stop_k]) + dt, "contact")
                     break
                 traces.append(np.vstack((t, z, meas)))
                 history = hist[-baseline_samples:]
