@@ -185,7 +185,7 @@ class ScanStore:
         if path.exists():
             probe = cls._try_lock(path)
             if probe is None:
-                raise StoreLockedError(f"{path} is being written by another process")
+                raise StoreLockedError(f"{path} is being written by a running scan (lock held)")
             os.close(probe)
             shutil.rmtree(path)
         pts = plan.points()
