@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._format import format_duration
+
 if TYPE_CHECKING:
     from .acquisition.scan import Scan
 
 
 def _fmt_duration(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+    return format_duration(s, compact=True)
 
 
 # ------------------------------------------------------------------ running

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._format import format_duration
 from ..acquisition.plan import (
     Chronoamperometry,
     CyclicVoltammetry,
@@ -46,12 +47,7 @@ if TYPE_CHECKING:
 
 
 def _fmt_s(s: float) -> str:
-    if not np.isfinite(s):
-        return "—"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s" if m else f"{sec} s"
+    return format_duration(s)
 
 
 def default_output_path() -> Path:
