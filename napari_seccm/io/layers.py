@@ -29,11 +29,17 @@ class ScaledArray:
     def __init__(self, source: Any, factor: float = 1.0) -> None:
         self.source = source
         self.factor = float(factor)
+        #: while a scan writes the store, an in-memory copy (already scaled)
+        #: that a reader thread keeps current, so the GUI never waits on disk
+        self.snapshot: np.ndarray | None = None
         self.shape = tuple(source.shape)
         self.dtype = np.dtype(np.float32)
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        snap = self.snapshot
+        if snap is not None:
+            return snap[key]
         return (np.asarray(self.source[key], dtype=np.float32) * self.factor).astype(np.float32)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

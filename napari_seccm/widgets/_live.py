@@ -1,13 +1,18 @@
 """Scan layers in the viewer, and their live refresh while a scan writes them.
 
-The acquisition thread never touches layers. The store's writer thread puts
-pixels in the zarr arrays that the layers read; a main-thread timer (25 Hz)
-refreshes the layers when the number of written points has changed. Layers
-are never refreshed per pixel.
+The acquisition thread never touches layers, and the GUI thread never waits
+on the disk: the store's writer thread puts pixels into the zarr arrays; a
+reader thread here reads those arrays back (only after new points were
+written) into in-memory snapshots that the layers' lazy arrays serve while
+the scan runs; a main-thread timer (25 Hz) refreshes the layers when a new
+snapshot is there. Layers are never refreshed per pixel. When the scan ends
+the layers read the zarr arrays directly again.
 """
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
-from ..io.layers import MAPS, map_layer_kwargs, scan_layer_data
+from ..io.layers import MAPS, ScaledArray, scan_layer_data
 
 if TYPE_CHECKING:
     import napari
@@ -39,52 +44,100 @@ def add_store_layers(viewer: napari.Viewer, path: str | Path) -> list[Any]:
     return layers
 
 
+def _limits(values: np.ndarray) -> tuple[float, float] | None:
+    v = values[np.isfinite(values)]
+    if v.size < 2:
+        return None
+    lo, hi = (float(x) for x in np.percentile(v, [1, 99]))
+    return (lo, hi) if hi > lo else None
+
+
 class LiveScanLayers(QObject):
-    """Refreshes a running scan's layers on a main-thread timer."""
+    """Shows a running scan's maps as they fill in."""
 
     def __init__(self, viewer: napari.Viewer, scan: Scan, interval_ms: int = 40) -> None:
         super().__init__()
-        from ..acquisition.store import ScanStore
-
         self.viewer = viewer
         self.scan = scan
-        self.layers = add_store_layers(viewer, scan.store.path)
-        self._reader = ScanStore.open(scan.store.path)
-        self._seen = -1
-        self._last_limits = 0.0
+        self.layers = [
+            lay
+            for lay in add_store_layers(viewer, scan.store.path)
+            if lay.metadata.get("seccm", {}).get("kind") in MAPS
+        ]
         self.refreshes = 0
+        # A garbage collection holds the interpreter for as long as it walks
+        # every tracked object, and napari has hundreds of thousands: the
+        # scan's allocations would trigger collections that stall the GUI for
+        # ~100 ms. Objects that exist now are frozen out of collections until
+        # the scan ends.
+        gc.collect()
+        gc.freeze()
+        self._last_limits = 0.0
+        self._new = threading.Event()  # a snapshot the layers have not shown yet
+        self._stop = threading.Event()
+        self._limits: dict[int, tuple[float, float]] = {}
+        self._reader = threading.Thread(
+            target=self._read_loop, name="seccm-live-reader", daemon=True
+        )
+        self._reader.start()
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.tick)
         self.timer.start()
 
+    # ------------------------------------------------------- reader thread
+    def _read_loop(self) -> None:
+        seen = -1
+        while not self._stop.wait(0.04):
+            writer = self.scan.writer
+            written = writer.written if writer is not None else 0
+            if written == seen:
+                continue
+            seen = written
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        for layer in self.layers:
+            data = layer.data
+            if not isinstance(data, ScaledArray):
+                continue
+            snap = np.asarray(data.source[...], dtype=np.float32) * np.float32(data.factor)
+            data.snapshot = snap  # an atomic swap: the GUI reads old or new
+            lim = _limits(snap)
+            if lim is not None:
+                self._limits[id(layer)] = lim
+        self._new.set()
+
+    # ------------------------------------------------------------ GUI side
     def tick(self) -> None:
-        writer = self.scan.writer
-        written = writer.written if writer is not None else 0
-        if written != self._seen:
-            self._seen = written
+        if self._new.is_set():
+            self._new.clear()
+            now = time.monotonic()
+            new_limits = now - self._last_limits > 1.0  # contrast: once a second
+            if new_limits:
+                self._last_limits = now
             for layer in self.layers:
                 layer.refresh()
+                lim = self._limits.get(id(layer))
+                if new_limits and lim is not None and tuple(layer.contrast_limits) != lim:
+                    layer.contrast_limits = lim
             self.refreshes += 1
-            now = time.monotonic()
-            if now - self._last_limits > 1.0:
-                self._last_limits = now
-                self.update_contrast()
         if not self.scan.is_running() and self.scan.final_status is not None:
             self.stop()
 
-    def update_contrast(self) -> None:
-        for layer in self.layers:
-            kind = layer.metadata.get("seccm", {}).get("kind")
-            if kind in MAPS:
-                lo, hi = map_layer_kwargs(self._reader, kind)["contrast_limits"]
-                if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
-                    layer.contrast_limits_range = (lo, hi)
-                    layer.contrast_limits = (lo, hi)
-
     def stop(self) -> None:
-        if self.timer.isActive():
-            self.timer.stop()
-            for layer in self.layers:
-                layer.refresh()
-            self.update_contrast()
+        """Last update, then the layers read the store directly again."""
+        if not self.timer.isActive():
+            return
+        self.timer.stop()
+        gc.unfreeze()
+        self._stop.set()
+        self._reader.join(timeout=5)
+        self._snapshot()  # everything the writer flushed
+        for layer in self.layers:
+            if isinstance(layer.data, ScaledArray):
+                layer.data.snapshot = None
+            layer.refresh()
+            lim = self._limits.get(id(layer))
+            if lim is not None:
+                layer.contrast_limits = lim

@@ -59,7 +59,8 @@ def run_in_thread(
     """Run ``func`` on a worker thread; callbacks arrive on the main thread."""
     from superqt.utils import create_worker
 
-    worker = create_worker(func)
+    # with our own error handler, superqt must not re-raise into the event loop
+    worker = create_worker(func, _ignore_errors=on_error is not None)
     if on_done is not None:
         worker.returned.connect(on_done)
     if on_error is not None:

@@ -81,6 +81,8 @@ class Session(QObject):
 
 
 def get_session(viewer: napari.Viewer) -> Session:
+    # napari hands each widget its own proxy of the viewer: key by the viewer
+    viewer = getattr(viewer, "__wrapped__", viewer)
     if viewer not in _SESSIONS:
         _SESSIONS[viewer] = Session(viewer)
     return _SESSIONS[viewer]

@@ -51,16 +51,14 @@ class InspectorWidget(QWidget):
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
 
     def _on_mouse(self, viewer: napari.Viewer, event: Any) -> Any:
-        # a click, not a drag: wait for the release without movement
-        start = np.asarray(event.position)
+        # a click, not a drag (a pan keeps the world point under the cursor, so
+        # movement is measured on the screen): more than 2 px is a drag
+        start = np.asarray(event.pos, dtype=float)
         yield
-        moved = False
         while event.type == "mouse_move":
-            moved = True
             yield
-        if event.type == "mouse_release" and not (
-            moved and np.linalg.norm(np.asarray(event.position) - start) > 1e-9
-        ):
+        moved = np.linalg.norm(np.asarray(event.pos, dtype=float) - start) > 2.0
+        if event.type == "mouse_release" and not moved:
             self.inspect_world(tuple(event.position))
 
     def _store(self, path: str) -> Any:

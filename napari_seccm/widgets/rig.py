@@ -205,9 +205,18 @@ class RigWidget(QWidget):
             self.snap_btn,
         ]
         self.session.coreChanged.connect(self._on_core)
-        self._poll = QTimer(self)
-        self._poll.setInterval(500)
-        self._poll.timeout.connect(self._update_positions)
+        # positions come from the core's events (which carry them) and are drawn
+        # at most 10 times a second: the slot never calls the core, which may
+        # hold a device lock while it emits, or be busy with a scan
+        self._pos = [math.nan, math.nan, math.nan]
+        self._xy = self._focus = ""
+        self._pos_dirty = False
+        self._core_events: Any = None
+        self._redraw = QTimer(self)
+        self._redraw.setInterval(100)
+        self._redraw.timeout.connect(self._draw_positions)
+        self._redraw.start()
+        self.destroyed.connect(lambda *_: self._disconnect_core())
         if self.session.core is not None:
             self._on_core(self.session.core)
 
@@ -276,9 +285,12 @@ class RigWidget(QWidget):
             f"{len(devs)} devices: {', '.join(devs)}\nXY stage: {core.getXYStageDevice() or '—'}, "
             f"focus: {core.getFocusDevice() or '—'}, camera: {core.getCameraDevice() or '—'}"
         )
-        core.events.XYStagePositionChanged.connect(self._update_positions)
-        core.events.stagePositionChanged.connect(self._update_positions)
-        self._poll.start()
+        self._disconnect_core()
+        core.events.XYStagePositionChanged.connect(self._on_xy_event)
+        core.events.stagePositionChanged.connect(self._on_z_event)
+        self._core_events = core.events
+        self._focus = core.getFocusDevice()
+        self._xy = core.getXYStageDevice()
         self._update_positions()
         if self.ps in core.getLoadedDevices():
             with contextlib.suppress(RuntimeError, ValueError):
@@ -287,16 +299,41 @@ class RigWidget(QWidget):
                 self.cell_check.setChecked(core.getProperty(self.ps, "Cell") == "On")
                 self.cell_check.blockSignals(False)
 
+    def _disconnect_core(self) -> None:
+        ev, self._core_events = self._core_events, None
+        if ev is not None:
+            with contextlib.suppress(TypeError, RuntimeError, ValueError):
+                ev.XYStagePositionChanged.disconnect(self._on_xy_event)
+                ev.stagePositionChanged.disconnect(self._on_z_event)
+
+    def _on_xy_event(self, label: str, x: float, y: float) -> None:
+        if label == self._xy:
+            self._pos[0], self._pos[1] = float(x), float(y)
+            self._pos_dirty = True
+
+    def _on_z_event(self, label: str, z: float) -> None:
+        if label == self._focus:
+            self._pos[2] = float(z)
+            self._pos_dirty = True
+
     def _update_positions(self, *_: Any) -> None:
+        """Ask the core for the positions (only when no scan is running)."""
         core = self.session.core
-        if core is None:
+        if core is None or (self.session.scan is not None and self.session.scan.is_running()):
             return
-        try:
-            x, y = core.getXYPosition() if core.getXYStageDevice() else (math.nan, math.nan)
-            z = core.getPosition() if core.getFocusDevice() else math.nan
-        except Exception:
-            return
-        self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
+        with contextlib.suppress(RuntimeError, ValueError):
+            if core.getXYStageDevice():
+                self._pos[0], self._pos[1] = core.getXYPosition()
+            if core.getFocusDevice():
+                self._pos[2] = core.getPosition()
+            self._pos_dirty = True
+        self._draw_positions()
+
+    def _draw_positions(self) -> None:
+        if self._pos_dirty:
+            self._pos_dirty = False
+            x, y, z = self._pos
+            self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
 
     # ------------------------------------------------------------- actions
     def _move_xy(self, x: float, y: float) -> None:
@@ -412,9 +449,9 @@ class RigWidget(QWidget):
         self._run("snap", snap, show)
 
     def _show_properties(self) -> None:
-        from pymmcore_widgets import PropertyBrowser
+        """Every device property, editable (offline: no icon downloads)."""
+        from ._properties import DevicePropertyTable
 
-        self._browser = PropertyBrowser(mmcore=self.core)
-        self._browser.setWindowTitle("SECCM device properties")
-        self._browser.resize(700, 600)
+        self._browser = DevicePropertyTable(self.core)
+        self._browser.resize(800, 600)
         self._browser.show()

@@ -64,6 +64,7 @@ class ScanWidget(QWidget):
         self.session = get_session(napari_viewer)
         self.base_plan = ScanPlan()
         self.scan: Scan | None = None
+        self._starting = False
         self._polygon: list[tuple[float, float]] | None = None
         self._t_start = 0.0
         self._done_start = 0
@@ -212,9 +213,11 @@ class ScanWidget(QWidget):
 
     # ----------------------------------------------------------------- plan
     def _forget_polygon(self) -> None:
+        """Editing the rectangle fields replaces a polygon area by the rectangle."""
         if self._polygon is not None and self.sender() is not None:
             self._polygon = None
             self.area_label.setText("rectangle")
+            self._on_edit()
 
     def plan(self) -> ScanPlan:
         """The plan as the form shows it (raises ValueError if invalid)."""
@@ -434,21 +437,46 @@ class ScanWidget(QWidget):
             self.pause_btn.blockSignals(False)
 
     def start(self) -> None:
-        """Check the plan against the rig, create the store, start the scan."""
+        """Check the plan against the rig, then create the store and start the
+        scan; the store (rig snapshot, zarr arrays) is made on a worker thread."""
+        from ..acquisition.plan import check_plan_against_core
         from ..acquisition.scan import Scan
-        from ._live import LiveScanLayers
+        from ..acquisition.store import ScanStore
+        from ._qt import run_in_thread
 
-        if self._running():
+        if self._running() or self._starting:
             return
         try:
             plan = self.plan()
             core = self.session.ensure_core()
             out = Path(self.out_edit.text()).expanduser()
             out.parent.mkdir(parents=True, exist_ok=True)
-            scan = Scan.create(core, plan, out)
+            # bad input is refused at once, before anything is written or moved
+            check_plan_against_core(plan, core)
+            ScanStore.check_creatable(out)
         except Exception as e:
             self._say(f"not started: {_short_error(e)}", error=True)
             return
+        self._starting = True
+        self.start_btn.setEnabled(False)
+        self._say(f"preparing {out.name}…")
+
+        def failed(e: BaseException) -> None:
+            self._say(f"not started: {_short_error(e)}", error=True)
+            self._set_running(False)
+
+        def finished() -> None:
+            self._starting = False
+
+        self._start_worker = run_in_thread(
+            lambda: Scan.create(core, plan, out), self._begin, failed, finished
+        )
+
+    def _begin(self, scan: Scan) -> None:
+        """The store exists: show its layers and run (main thread)."""
+        from ._live import LiveScanLayers
+
+        out = scan.store.path
         self.scan = scan
         self.session.scan = scan
         self.progress.setRange(0, scan.n_total)
