@@ -190,3 +190,78 @@ def test_save_without_a_file_backed_image_is_refused(make_napari_viewer, scan_an
     from napari_seccm.acquisition.store import ScanStore
 
     assert ScanStore.open(store).alignments() == []
+
+
+@pytest.mark.gui
+def test_align_widget_opens_images_with_scale_and_asks_for_one(
+    make_napari_viewer, tmp_path: Path
+) -> None:
+    """A file with no length unit is refused until a pixel size is entered; an
+    unscaled layer can be given one; a scaled file opens in um."""
+    import tifffile
+
+    from napari_seccm.widgets.align import data_to_world_matrix
+
+    viewer = make_napari_viewer(show=False)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    png = tmp_path / "optical.png"
+    from skimage.io import imsave
+
+    imsave(png, (np.random.default_rng(0).random((32, 48)) * 255).astype(np.uint8))
+    assert widget.open_image(png) is None
+    assert "pixel size" in widget.status.text()
+    assert not any(lay.name.startswith("optical") for lay in viewer.layers)
+    widget.pixel_spin.setValue(0.25)
+    layer = widget.open_image(png)
+    assert layer is not None
+    np.testing.assert_allclose(data_to_world_matrix(layer)[:2, :2], np.diag([0.25, 0.25]))
+
+    # a TIFF with its scale in the tags opens in um, whatever the spin box says
+    tif = tmp_path / "scaled.tif"
+    tifffile.imwrite(
+        tif,
+        np.zeros((16, 16), np.uint16),
+        imagej=True,
+        resolution=(1 / 0.02, 1 / 0.02),
+        metadata={"unit": "um"},
+    )
+    widget.pixel_spin.setValue(0.0)
+    t = widget.open_image(tif)
+    np.testing.assert_allclose(np.diag(data_to_world_matrix(t))[:2], [0.02, 0.02], rtol=1e-6)
+
+    # an unscaled layer (as the reader opens a unitless file) gets a scale
+    viewer.add_image(np.zeros((8, 8)), name="dm4 [unscaled]", metadata={"seccm_image": {}})
+    widget.mov_combo.setCurrentText("dm4 [unscaled]")
+    widget.pixel_spin.setValue(0.5)
+    widget.set_moving_scale()
+    lay = viewer.layers["dm4"]
+    np.testing.assert_allclose(data_to_world_matrix(lay)[:2, :2], np.diag([0.5, 0.5]))
+    assert lay.metadata["seccm_image"]["pixel_size_um"] == [0.5, 0.5]
+    widget.undo()
+    np.testing.assert_allclose(data_to_world_matrix(lay)[:2, :2], np.eye(2))
+
+
+@pytest.mark.gui
+def test_rig_mosaic_covers_the_area_in_stage_coordinates(make_napari_viewer, qtbot) -> None:
+    """Rig > Mosaic snaps tiles over a square around the stage and places one
+    layer in um; the Au pad edge (x = -20 um) lands where the film says."""
+    viewer = make_napari_viewer(show=False)
+    _, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    rig._load()
+    rig.core.setXYPosition(-10.0, 0.0)
+    rig.mosaic_spin.setValue(60.0)
+    rig._mosaic()
+    qtbot.waitUntil(lambda: not rig._busy, timeout=60_000)
+    assert "optical mosaic" in viewer.layers, rig.status.text()
+    layer = viewer.layers["optical mosaic"]
+    h, w = layer.data.shape
+    y0, x0 = layer.data_to_world((0, 0))
+    y1, x1 = layer.data_to_world((h - 1, w - 1))
+    assert x0 <= -40.0 and x1 >= 20.0 and y0 <= -30.0 and y1 >= 30.0
+    # the bright Au pad covers x < -20 um: find the edge along the middle row
+    row = np.asarray(layer.data[h // 2], dtype=float)
+    xs = np.array([layer.data_to_world((h // 2, c))[1] for c in range(w)])
+    bright = row > (np.nanmax(row) + np.nanmedian(row)) / 2
+    edge = xs[np.flatnonzero(~bright & (xs > -30))[0]]
+    assert edge == pytest.approx(-20.0, abs=0.5)
+    rig.core.unloadAllDevices()

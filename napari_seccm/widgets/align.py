@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..analysis.registration import MODELS, RegistrationError, estimate
-from ._qt import group, scroll_layout, status_label
+from ._qt import group, scroll_layout, spin, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -83,6 +83,28 @@ class AlignWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        # -- images: open with a scale, or give an unscaled one its scale
+        self.open_btn = QPushButton("Open image…")
+        self.open_btn.setToolTip("TEM/STEM (DM3, DM4, EMD), TIFF, PNG/JPEG; converted to um")
+        self.open_btn.clicked.connect(self._open_dialog)
+        self.pixel_spin = spin(
+            0.0,
+            0.0,
+            1e4,
+            step=0.001,
+            decimals=6,
+            suffix="um/px",
+            tooltip="pixel size for files without a length unit (0: use the file's)",
+        )
+        self.scale_btn = QPushButton("Set scale of the moving layer")
+        self.scale_btn.clicked.connect(self.set_moving_scale)
+        irow = QHBoxLayout()
+        irow.addWidget(self.open_btn)
+        irow.addWidget(self.pixel_spin)
+        irow.addWidget(self.scale_btn)
+        img_box = group("Images", layout=QVBoxLayout())
+        img_box.layout().addLayout(irow)
+
         self.ref_combo = QComboBox()
         self.mov_combo = QComboBox()
         self.model_combo = QComboBox()
@@ -129,11 +151,12 @@ class AlignWidget(QWidget):
 
         self.status = status_label()
         lay = scroll_layout(self)
-        for w in (pick_box, fit_box, save_box, self.status):
+        for w in (img_box, pick_box, fit_box, save_box, self.status):
             lay.addWidget(w)
         lay.addStretch()
 
-        self._undo: list[tuple[str, dict[str, Any]]] = []
+        # (layer, its placement before the change): by object, names may change
+        self._undo: list[tuple[Any, dict[str, Any]]] = []
         self.last = None
         self._refresh_layers()
         napari_viewer.layers.events.inserted.connect(self._refresh_layers)
@@ -166,6 +189,60 @@ class AlignWidget(QWidget):
         if name not in self.viewer.layers:
             raise RegistrationError(f"no layer named {name!r}")
         return self.viewer.layers[name]
+
+    # -------------------------------------------------------------- images
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Image",
+            str(Path.home()),
+            "Images (*.dm3 *.dm4 *.emd *.tif *.tiff *.png *.jpg *.jpeg)",
+        )
+        if path:
+            self.open_image(path)
+
+    def open_image(self, path: str | Path, signal: int | str | None = None) -> Any:
+        """Open an image with its scale in um; a file without a length unit needs
+        the pixel size entered here first (it is never taken as um silently)."""
+        from ..io.images import MissingScaleError, load_image
+
+        ps = self.pixel_spin.value() or None
+        try:
+            img = load_image(path, pixel_size_um=ps, signal=signal)
+        except MissingScaleError as e:
+            self._say(f"{e} — enter the pixel size (um/px) above and open it again", error=True)
+            return None
+        except (OSError, ValueError) as e:
+            self._say(f"could not open {path}: {e}", error=True)
+            return None
+        data, kw, _ = img.layer_data()
+        layer = self.viewer.add_image(data, **kw)
+        self.mov_combo.setCurrentText(layer.name)
+        py, px = img.pixel_size_um
+        self._say(f"opened {layer.name}: {py:.6g} x {px:.6g} um/px ({img.unit_source})")
+        return layer
+
+    def set_moving_scale(self) -> None:
+        """Give the moving layer (e.g. an unscaled image) the pixel size entered."""
+        ps = self.pixel_spin.value()
+        try:
+            layer = self._layer(self.mov_combo.currentText())
+        except RegistrationError as e:
+            self._say(str(e), error=True)
+            return
+        if ps <= 0:
+            self._say("enter a pixel size (um/px) first", error=True)
+            return
+        self._undo.append((layer, _transform_state(layer)))
+        set_data_to_world(layer, np.diag([ps, ps, 1.0]))
+        layer.units = ("micrometer", "micrometer")
+        info = layer.metadata.get("seccm_image")
+        if info is not None:
+            info["pixel_size_um"] = [ps, ps]
+            info["unit_source"] = "user"
+        if layer.name.endswith(" [unscaled]"):
+            layer.name = layer.name.removesuffix(" [unscaled]")
+        self._say(f"{layer.name}: {ps:g} um/px")
 
     # ------------------------------------------------------------- actions
     def add_landmark_layers(self) -> None:
@@ -218,7 +295,7 @@ class AlignWidget(QWidget):
         except RegistrationError as e:
             self._say(str(e), error=True)
             return None
-        self._undo.append((mov_layer.name, _transform_state(mov_layer)))
+        self._undo.append((mov_layer, _transform_state(mov_layer)))
         set_data_to_world(mov_layer, reg.matrix)
         set_data_to_world(pts_layer, reg.matrix)
         self.last = reg
@@ -240,17 +317,17 @@ class AlignWidget(QWidget):
         if not self._undo:
             self._say("nothing to undo")
             return
-        name, st = self._undo.pop()
-        if name in self.viewer.layers:
-            _set_transform_state(self.viewer.layers[name], st)
-            if MOV_POINTS in self.viewer.layers:
-                set_data_to_world(
-                    self.viewer.layers[MOV_POINTS], data_to_world_matrix(self.viewer.layers[name])
-                )
+        layer, st = self._undo.pop()
+        if layer not in self.viewer.layers:
+            self._say(f"layer {layer.name!r} is no longer in the viewer")
+            return
+        _set_transform_state(layer, st)
+        if MOV_POINTS in self.viewer.layers:
+            set_data_to_world(self.viewer.layers[MOV_POINTS], data_to_world_matrix(layer))
         self.last = None
         self.table.setRowCount(0)
         self.rms_label.setText("")
-        self._say(f"restored the previous placement of {name!r}")
+        self._say(f"restored the previous placement of {layer.name!r}")
 
     # ----------------------------------------------------------- keep it
     def _scan_store_path(self) -> str | None:

@@ -185,9 +185,25 @@ class RigWidget(QWidget):
         self.props_btn.clicked.connect(self._show_properties)
         orow = QHBoxLayout()
         orow.addWidget(self.snap_btn)
+        self.mosaic_spin = spin(
+            100.0,
+            1.0,
+            1000.0,
+            step=10.0,
+            suffix="um",
+            tooltip="side of the square area around the current XY to cover with snaps",
+        )
+        self.mosaic_btn = QPushButton("Mosaic")
+        self.mosaic_btn.setToolTip("snap a grid of optical images over the area and stitch them")
+        self.mosaic_btn.clicked.connect(self._mosaic)
         orow.addWidget(self.props_btn)
+        mrow = QHBoxLayout()
+        mrow.addWidget(QLabel("mosaic area"))
+        mrow.addWidget(self.mosaic_spin)
+        mrow.addWidget(self.mosaic_btn)
         opt_box = group("Camera and devices", layout=QVBoxLayout())
         opt_box.layout().addLayout(orow)
+        opt_box.layout().addLayout(mrow)
 
         self.status = status_label()
         lay = scroll_layout(self)
@@ -203,6 +219,7 @@ class RigWidget(QWidget):
             self.approach_btn,
             self.retract_btn,
             self.snap_btn,
+            self.mosaic_btn,
         ]
         self.session.coreChanged.connect(self._on_core)
         # positions come from the core's events (which carry them) and are drawn
@@ -447,6 +464,38 @@ class RigWidget(QWidget):
             self._say(f"snapped optical image at ({x:.2f}, {y:.2f}) um, {ps:g} um/px")
 
         self._run("snap", snap, show)
+
+    def _mosaic(self) -> None:
+        """Snap a grid of images over a square around the current XY; one layer."""
+        from ..io.images import optical_mosaic
+
+        core, side = self.core, self.mosaic_spin.value()
+
+        def run() -> tuple:
+            x, y = core.getXYPosition()
+            img, affine = optical_mosaic(
+                core, (x - side / 2, x + side / 2), (y - side / 2, y + side / 2)
+            )
+            return img, affine, x, y
+
+        def show(result: tuple) -> None:
+            img, affine, x, y = result
+            name = "optical mosaic"
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = img
+                self.viewer.layers[name].affine = affine
+            else:
+                layer = self.viewer.add_image(
+                    img,
+                    name=name,
+                    affine=affine,
+                    colormap="gray",
+                    units=("micrometer", "micrometer"),
+                )
+                self.viewer.layers.move(self.viewer.layers.index(layer), 0)
+            self._say(f"mosaic of {side:g} x {side:g} um around ({x:.1f}, {y:.1f}) um")
+
+        self._run("mosaic", run, show)
 
     def _show_properties(self) -> None:
         """Every device property, editable (offline: no icon downloads)."""
