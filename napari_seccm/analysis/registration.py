@@ -111,16 +111,3 @@ def estimate(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> Reg
 def apply(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
     pts = np.asarray(pts, dtype=float).reshape(-1, 2)
     return pts @ matrix[:2, :2].T + matrix[:2, 2]
-
-
-def translation_by_phase_correlation(
-    reference: np.ndarray, moving: np.ndarray, upsample: int = 10
-) -> tuple[np.ndarray, float]:
-    """Shift (rows, cols) that aligns ``moving`` onto ``reference`` (same pixel
-    grid), and the registration error estimate: a first guess to refine."""
-    from skimage.registration import phase_cross_correlation
-
-    ref = np.nan_to_num(np.asarray(reference, dtype=float), nan=float(np.nanmean(reference)))
-    mov = np.nan_to_num(np.asarray(moving, dtype=float), nan=float(np.nanmean(moving)))
-    shift, error, _ = phase_cross_correlation(ref, mov, upsample_factor=upsample)
-    return np.asarray(shift, dtype=float), float(error)
