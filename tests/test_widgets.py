@@ -556,8 +556,12 @@ def test_pause_resume_and_unscanned_pixels_are_nan(
     assert "elapsed" in sw.time_label.text()
     assert 0 < sw.progress.value() <= scan.points_done and sw.progress.maximum() == n
 
-    # mid-scan: measured pixels are finite, the others NaN
-    qtbot.waitUntil(lambda: scan.points_done >= 100, timeout=20000)
+    # mid-scan: measured pixels are finite, the others NaN (points reach the
+    # store in batches, at most 0.2 s apart, and the layers a moment later)
+    def shown() -> int:
+        return int(np.isfinite(np.asarray(layers["contact_height"].data[...])).sum())
+
+    qtbot.waitUntil(lambda: scan.points_done >= 100 and shown() > 0, timeout=20000)
     height = np.asarray(layers["contact_height"].data[...])
     assert scan.points_done < n, "the scan finished too fast to be seen running"
     finite = int(np.isfinite(height).sum())
