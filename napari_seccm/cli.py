@@ -10,7 +10,6 @@ import argparse
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -552,6 +551,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def describe_error(e: BaseException) -> str:
+    """One line per problem; a plan's validation errors name the field and value."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            got = f" (got {err['input']!r})" if "input" in err and loc else ""
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"plan field {loc}: {msg}{got}" if loc else msg)
+        return "invalid plan:\n  " + "\n  ".join(lines)
+    return str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -559,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         # bad input: a clear message, nothing changed
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {describe_error(e)}", file=sys.stderr)
         return 2
     finally:
         import gc
@@ -568,5 +582,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    t0 = time.perf_counter()
     sys.exit(main())
