@@ -210,3 +210,18 @@ def test_ctrl_c_cancels_cleanly(tmp_path):
     # the lock went with the process: the scan can be resumed
     with ScanStore.open(store, mode="r+") as s:
         assert s.writable
+
+
+def test_invalid_plan_fields_are_named_with_their_value(tmp_path, capsys):
+    """Bad plan fields come back one per line, with the value given; nothing is created."""
+    from napari_seccm.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pitch_um: -1\norder: zigzag\n")
+    out = tmp_path / "never.seccm.zarr"
+    assert main(["scan", "--plan", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "plan field pitch_um: Input should be greater than 0 (got -1)" in err
+    assert "plan field order:" in err and "'zigzag'" in err
+    assert "errors.pydantic.dev" not in err
+    assert not out.exists()
