@@ -168,6 +168,12 @@ class ScanWidget(QWidget):
         crow = QHBoxLayout()
         for b in (self.start_btn, self.pause_btn, self.stop_btn):
             crow.addWidget(b)
+        self.continue_btn = QPushButton("Continue a scan…")
+        self.continue_btn.setToolTip(
+            "measure the remaining points of an interrupted or stopped scan store"
+        )
+        self.continue_btn.clicked.connect(self._continue_dialog)
+        crow.addWidget(self.continue_btn)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m points")
         self.time_label = QLabel("")
@@ -428,6 +434,7 @@ class ScanWidget(QWidget):
 
     def _set_running(self, running: bool) -> None:
         self.start_btn.setEnabled(not running)
+        self.continue_btn.setEnabled(not running)
         self.pause_btn.setEnabled(running)
         self.stop_btn.setEnabled(running)
         if not running:
@@ -470,6 +477,40 @@ class ScanWidget(QWidget):
 
         self._start_worker = run_in_thread(
             lambda: Scan.create(core, plan, out), self._begin, failed, finished
+        )
+
+    def _continue_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "Scan store to continue (*.seccm.zarr)", str(default_output_path().parent)
+        )
+        if path:
+            self.continue_scan(path)
+
+    def continue_scan(self, path: str | Path) -> None:
+        """Reopen an interrupted or stopped store and measure its remaining points."""
+        from ..acquisition.scan import Scan
+        from ._qt import run_in_thread
+
+        if self._running() or self._starting:
+            return
+        try:
+            core = self.session.ensure_core()
+        except Exception as e:
+            self._say(f"not continued: {_short_error(e)}", error=True)
+            return
+        self._starting = True
+        self.start_btn.setEnabled(False)
+        self._say(f"reopening {Path(path).name}…")
+
+        def failed(e: BaseException) -> None:
+            self._say(f"not continued: {_short_error(e)}", error=True)
+            self._set_running(False)
+
+        def finished() -> None:
+            self._starting = False
+
+        self._start_worker = run_in_thread(
+            lambda: Scan.resume(core, path), self._begin, failed, finished
         )
 
     def _begin(self, scan: Scan) -> None:
