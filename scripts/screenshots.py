@@ -47,7 +47,7 @@ def main() -> None:
     scan.start()
     viewer.camera.center = (0.0, 0.0)
     viewer.camera.zoom = 38
-    wait(lambda: scan.scan.points_done > 800)
+    wait(lambda: scan.scan is not None and scan.scan.points_done > 800)
     QApplication.instance().processEvents()
     time.sleep(0.2)
     QApplication.instance().processEvents()
