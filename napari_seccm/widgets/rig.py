@@ -358,9 +358,16 @@ class RigWidget(QWidget):
         self._run(f"move XY to ({x:g}, {y:g}) um", lambda: core.setXYPosition(x, y))
 
     def _step_xy(self, dx: int, dy: int) -> None:
-        core = self.core
+        """Step from the last known position (kept from the core's events), so
+        the GUI thread never waits on the stage, e.g. while a scan holds it."""
+        self.session.ensure_core()
+        if self.session.scan is None or not self.session.scan.is_running():
+            self._update_positions()
+        x, y = self._pos[0], self._pos[1]
+        if not (math.isfinite(x) and math.isfinite(y)):
+            self._say("the XY position is not known yet", error=True)
+            return
         step = self.step_spin.value()
-        x, y = core.getXYPosition()
         self._move_xy(x + dx * step, y + dy * step)
 
     def _move_z(self, z: float) -> None:
