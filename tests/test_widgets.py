@@ -589,10 +589,14 @@ def test_pause_resume_and_unscanned_pixels_are_nan(
     assert int(done.sum()) == done_paused
     expected = np.zeros((32, 32), bool)
     expected[pts["row"][done], pts["col"][done]] = True
-    qtbot.wait(100)  # a live refresh
-    for kind in ("contact_height", "current"):
-        data = np.asarray(layers[kind].data[...])
-        np.testing.assert_array_equal(np.isfinite(data), expected, err_msg=kind)
+
+    def layers_match() -> None:
+        for kind in ("contact_height", "current"):
+            data = np.asarray(layers[kind].data[...])
+            np.testing.assert_array_equal(np.isfinite(data), expected, err_msg=kind)
+
+    # the live reader polls the writer every 40 ms, the layers refresh at 25 Hz
+    qtbot.waitUntil(layers_match, timeout=3000)
 
     # unscanned pixels are transparent: an image below shows through them
     under = viewer.add_image(

@@ -64,6 +64,7 @@ class ScanWidget(QWidget):
         self.session = get_session(napari_viewer)
         self.base_plan = ScanPlan()
         self.scan: Scan | None = None
+        self.live: Any = None  # the LiveScanLayers of the running scan
         self._starting = False
         self._polygon: list[tuple[float, float]] | None = None
         self._t_start = 0.0
@@ -558,6 +559,9 @@ class ScanWidget(QWidget):
         self.time_label.setText(f"elapsed {_fmt_s(dt)}, time left {_fmt_s(left)}")
         if not scan.is_running() and scan.final_status is not None:
             self._timer.stop()
+            if self.live is not None:
+                # the layers show the whole store before the status says so
+                self.live.stop()
             self._set_running(False)
             reason = scan.store.meta.get("reason", "")
             self._say(
