@@ -45,8 +45,8 @@ def main() -> None:
     # to catch it half-way
     rig.core.setProperty("Sample", "TimeScale", 0.004)
     scan.start()
-    viewer.camera.center = (0.0, 0.0)
-    viewer.camera.zoom = 38
+    viewer.scene.camera.center = (0.0, 0.0)
+    viewer.scene.camera.zoom = 38
     wait(lambda: scan.scan is not None and scan.scan.points_done > 800)
     QApplication.instance().processEvents()
     time.sleep(0.2)
@@ -60,7 +60,8 @@ def main() -> None:
     viewer.layers.selection.active = layer
     wait(lambda: False, 0.5)
     viewer.screenshot(str(OUT / "napari_scan_done.png"), canvas_only=False)
-    # the TEM-like image of the same film, aligned by four landmarks
+    # the TEM-like image of the same film: an automatic first guess, refined
+    # by four landmarks
     from napari_seccm.analysis.registration import apply
     from napari_seccm.devices._simulated import get_rig
     from napari_seccm.devices.simulation.tem import write_tem_tiff
@@ -73,6 +74,7 @@ def main() -> None:
     _, align = viewer.window.add_plugin_dock_widget("napari-seccm", "Align", tabify=True)
     align.ref_combo.setCurrentText(layer.name)
     align.mov_combo.setCurrentText(tem.name)
+    align.first_guess(block=True)
     align.add_landmark_layers()
     px = [[40.0, 60.0], [450.0, 90.0], [300.0, 470.0], [120.0, 380.0]]
     viewer.layers[REF_POINTS].data = apply(hidden, px)
@@ -80,8 +82,8 @@ def main() -> None:
     align.estimate_and_apply()
     layer.opacity = 0.6
     viewer.layers.selection.active = tem
-    viewer.camera.center = (-2.0, 1.5)
-    viewer.camera.zoom = 45
+    viewer.scene.camera.center = (-2.0, 1.5)
+    viewer.scene.camera.zoom = 45
     wait(lambda: False, 0.5)
     viewer.screenshot(str(OUT / "napari_aligned.png"), canvas_only=False)
     print(

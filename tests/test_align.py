@@ -161,6 +161,71 @@ def test_align_widget_places_tem_image_and_keeps_it_with_the_scan(
 
 
 @pytest.mark.gui
+def test_first_guess_turns_the_tem_image_onto_the_map_then_landmarks_refine(
+    make_napari_viewer, scan_and_tem, qtbot
+) -> None:
+    """The automatic first guess (on a worker thread) turns the TEM image to
+    the stripes' orientation on the map, says the stripes make the shift
+    ambiguous, offers other candidates, undoes in one step, and landmarks
+    clicked after it give the exact placement."""
+    from napari_seccm.widgets.align import data_to_world_matrix
+
+    store, tem_path, hidden = scan_and_tem
+    viewer = make_napari_viewer(show=False)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    viewer.open(str(store), plugin="napari-seccm")
+    viewer.open(str(tem_path), plugin="napari-seccm")
+    tem = next(lay for lay in viewer.layers if lay.name.startswith("tem"))
+    cur = next(lay for lay in viewer.layers if "current" in lay.name)
+    imported = data_to_world_matrix(tem)
+    widget.ref_combo.setCurrentText(cur.name)
+    widget.mov_combo.setCurrentText(tem.name)
+    assert not widget.next_btn.isEnabled()
+
+    widget.guess_btn.click()
+    assert not widget.guess_btn.isEnabled()  # searching, off the GUI thread
+    qtbot.waitUntil(lambda: widget.guess_btn.isEnabled(), timeout=30000)
+    assert len(widget.guesses) == 3, widget.status.text()
+    first = data_to_world_matrix(tem)
+    np.testing.assert_allclose(first, widget.guesses[0].matrix, atol=1e-9)
+    # the pixel size is kept, the orientation is the hidden one (modulo the
+    # stripes' 180 deg symmetry)
+    assert abs(np.linalg.det(first[:2, :2])) == pytest.approx(np.linalg.det(hidden[:2, :2]))
+
+    def angle(m: np.ndarray) -> float:
+        return float(np.degrees(np.arctan2(-m[0, 1], m[1, 1])))
+
+    off = (angle(first) - angle(hidden) + 90.0) % 180.0 - 90.0
+    assert abs(off) < 3.0, (angle(first), angle(hidden))
+    assert "first guess 1 of 3" in widget.rms_label.text()
+    assert "match almost as well" in widget.status.text()
+    # the other candidates, in turn, then back to the first
+    assert widget.next_btn.isEnabled()
+    widget.next_btn.click()
+    assert "first guess 2 of 3" in widget.rms_label.text()
+    assert not np.allclose(data_to_world_matrix(tem), first)
+    widget.next_guess()
+    widget.next_guess()
+    np.testing.assert_allclose(data_to_world_matrix(tem), first, atol=1e-9)
+    # one Undo goes back to the imported placement, whichever guess is shown
+    widget.next_guess()
+    widget.undo()
+    np.testing.assert_allclose(data_to_world_matrix(tem), imported, atol=1e-12)
+    assert not widget.next_btn.isEnabled()
+
+    # guess again, then refine with landmarks (clicked on the guessed image)
+    widget.first_guess(block=True)
+    _align_tem(viewer, widget, hidden)
+    np.testing.assert_allclose(data_to_world_matrix(tem), hidden, atol=1e-9)
+
+    # the same layer twice is refused, nothing moves
+    widget.ref_combo.setCurrentText(tem.name)
+    widget.first_guess(block=True)
+    assert "two different layers" in widget.status.text()
+    np.testing.assert_allclose(data_to_world_matrix(tem), hidden, atol=1e-9)
+
+
+@pytest.mark.gui
 def test_changed_image_is_not_placed_on_reopen(make_napari_viewer, scan_and_tem) -> None:
     store, tem_path, hidden = scan_and_tem
     viewer = make_napari_viewer(show=False)

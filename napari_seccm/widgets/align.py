@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -77,6 +78,22 @@ def set_data_to_world(layer: Any, matrix: np.ndarray) -> None:
     layer.affine = matrix
 
 
+def _level_and_matrix(layer: Any) -> tuple[Any, np.ndarray]:
+    """A 2-D image layer's data (its smallest level if multiscale) and that
+    level's data -> world matrix."""
+    m = data_to_world_matrix(layer)
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        full, data = data[0], data[-1]
+        f = np.asarray(full.shape[:2], float) / np.asarray(data.shape[:2], float)
+        m = m @ np.diag([f[0], f[1], 1.0])
+    if len(data.shape) - (1 if getattr(layer, "rgb", False) else 0) != 2:
+        raise RegistrationError(
+            f"layer {layer.name!r} has {layer.ndim} dimensions; the first guess needs a 2-D image"
+        )
+    return data, m
+
+
 class AlignWidget(QWidget):
     """Landmark alignment of a moving image onto a reference layer."""
 
@@ -129,12 +146,28 @@ class AlignWidget(QWidget):
         row = QHBoxLayout()
         for b in (self.points_btn, self.apply_btn, self.undo_btn):
             row.addWidget(b)
+        self.guess_btn = QPushButton("Automatic first guess")
+        self.guess_btn.setToolTip(
+            "turn and shift the moving image to where it correlates best with the "
+            "reference (pixel sizes kept); then refine with landmarks"
+        )
+        self.guess_btn.clicked.connect(self.first_guess)
+        self.next_btn = QPushButton("Next guess")
+        self.next_btn.setToolTip("the next best distinct placement (a stripe film repeats)")
+        self.next_btn.clicked.connect(self.next_guess)
+        self.next_btn.setEnabled(False)
+        self.mirror_check = QCheckBox("try mirrored")
+        self.mirror_check.setToolTip("also try the moving image flipped (seen from the back)")
+        grow = QHBoxLayout()
+        for w in (self.guess_btn, self.next_btn, self.mirror_check):
+            grow.addWidget(w)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["landmark", "residual (um)"])
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(120)
         self.rms_label = QLabel("")
         fit_box = group("Landmarks", layout=QVBoxLayout())
+        fit_box.layout().addLayout(grow)
         fit_box.layout().addLayout(row)
         fit_box.layout().addWidget(self.table)
         fit_box.layout().addWidget(self.rms_label)
@@ -158,6 +191,11 @@ class AlignWidget(QWidget):
         # (layer, its placement before the change): by object, names may change
         self._undo: list[tuple[Any, dict[str, Any]]] = []
         self.last = None
+        # candidates of the last automatic first guess, and the one shown
+        self.guesses: list[Any] = []
+        self._guess_i = 0
+        self._guess_layer: Any = None
+        self._worker: Any = None
         self._refresh_layers()
         napari_viewer.layers.events.inserted.connect(self._refresh_layers)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
@@ -279,6 +317,95 @@ class AlignWidget(QWidget):
             "same order on the moving image (magenta, select its layer first)"
         )
 
+    def first_guess(self, block: bool = False) -> None:
+        """Search rotations and shifts of the moving image on the reference (on a
+        worker thread; ``block`` waits, for scripts) and apply the best."""
+        from ..analysis.autoalign import first_guesses
+
+        try:
+            if self.ref_combo.currentText() == self.mov_combo.currentText():
+                raise RegistrationError("choose two different layers (names are unique)")
+            ref = self._layer(self.ref_combo.currentText())
+            mov = self._layer(self.mov_combo.currentText())
+            ref_data, ref_m = _level_and_matrix(ref)
+            mov_data, mov_m = _level_and_matrix(mov)
+        except RegistrationError as e:
+            self._say(str(e), error=True)
+            return
+        mirror = self.mirror_check.isChecked()
+
+        def work() -> list[Any]:
+            return first_guesses(
+                np.asarray(ref_data[...]),
+                ref_m,
+                np.asarray(mov_data[...]),
+                mov_m,
+                n=3,
+                mirror=mirror,
+            )
+
+        def done(guesses: list[Any]) -> None:
+            if mov not in self.viewer.layers:
+                self._say(f"layer {mov.name!r} was removed during the search", error=True)
+                return
+            self._undo.append((mov, _transform_state(mov)))
+            self.guesses, self._guess_i, self._guess_layer = guesses, 0, mov
+            self._show_guess()
+
+        def failed(e: BaseException) -> None:
+            self._say(f"no first guess: {e}", error=True)
+
+        def finished() -> None:
+            self.guess_btn.setEnabled(True)
+
+        self.guess_btn.setEnabled(False)
+        self.next_btn.setEnabled(False)
+        self._say(f"searching rotations and shifts of {mov.name!r} on {ref.name!r}…")
+        if block:
+            try:
+                result = work()
+            except ValueError as e:
+                failed(e)
+            else:
+                done(result)
+            finished()
+            return
+        from ._qt import run_in_thread
+
+        self._worker = run_in_thread(work, done, failed, finished)
+
+    def next_guess(self) -> None:
+        """Show the next candidate of the last first guess (cycles)."""
+        if not self.guesses:
+            self._say("no first guess yet")
+            return
+        self._guess_i = (self._guess_i + 1) % len(self.guesses)
+        self._show_guess()
+
+    def _show_guess(self) -> None:
+        layer = self._guess_layer
+        if layer not in self.viewer.layers:
+            self._say(f"layer {layer.name!r} is no longer in the viewer", error=True)
+            return
+        g = self.guesses[self._guess_i]
+        set_data_to_world(layer, g.matrix)
+        if MOV_POINTS in self.viewer.layers:
+            set_data_to_world(self.viewer.layers[MOV_POINTS], g.matrix)
+        self.last = None
+        self.table.setRowCount(0)
+        k = len(self.guesses)
+        self.rms_label.setText(f"first guess {self._guess_i + 1} of {k}: {g.describe()}")
+        self.next_btn.setEnabled(k > 1)
+        if g.ambiguous:
+            self._say(
+                f"placements up to {g.uncertainty_um:.2g} um apart match almost as well "
+                "(a repeating pattern such as stripes): check it, try Next guess, and "
+                "refine with landmarks",
+                error=True,
+            )
+        else:
+            self._say("first guess applied: refine it with landmarks, or Undo")
+
     def estimate_and_apply(self) -> Any:
         """Estimate the transform from the landmark pairs and apply it."""
         try:
@@ -325,6 +452,8 @@ class AlignWidget(QWidget):
         if MOV_POINTS in self.viewer.layers:
             set_data_to_world(self.viewer.layers[MOV_POINTS], data_to_world_matrix(layer))
         self.last = None
+        self.guesses = []
+        self.next_btn.setEnabled(False)
         self.table.setRowCount(0)
         self.rms_label.setText("")
         self._say(f"restored the previous placement of {layer.name!r}")
