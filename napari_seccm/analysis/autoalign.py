@@ -86,10 +86,20 @@ def _prepare(image: np.ndarray, scales: np.ndarray, p: float) -> tuple[np.ndarra
     fill = float(np.median(img[valid]))
     img = np.where(valid, img, fill)
     k = p / scales  # data pixels per resampled pixel, per axis
+    shape = tuple(max(2, int(math.floor(n / kk))) for n, kk in zip(img.shape, k, strict=True))
+    # a large image is first block-averaged (cheap), keeping >= 2 px per
+    # resampled pixel: data pixel i of the blocks' centres is b j + (b - 1) / 2,
+    # so the resampling below keeps the same o -> i mapping with k / b
+    b = np.maximum(np.floor(k / 2), 1).astype(int)
+    if np.any(b > 1):
+        h, w = (img.shape[0] // b[0]) * b[0], (img.shape[1] // b[1]) * b[1]
+        blocks = (h // b[0], b[0], w // b[1], b[1])
+        img = img[:h, :w].reshape(blocks).mean(axis=(1, 3))
+        valid = valid[:h, :w].reshape(blocks).all(axis=(1, 3))
+        k = k / b
     sigma = np.where(k > 1, 0.45 * k, 0.0)
     if np.any(sigma > 0):
         img = ndimage.gaussian_filter(img, sigma, mode="nearest")
-    shape = tuple(max(2, int(math.floor(n / kk))) for n, kk in zip(img.shape, k, strict=True))
     m = _scale_matrix(k)
     out = ndimage.affine_transform(img, m[:2, :2], m[:2, 2], output_shape=shape, order=1)
     mask = ndimage.affine_transform(valid.astype(float), m[:2, :2], m[:2, 2], shape, order=1) > 0.99
