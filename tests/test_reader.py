@@ -252,6 +252,44 @@ def test_drag_and_drop_opens_the_store(
     check_map_layers(list(viewer.layers), stores["a"])
 
 
+def test_once_a_widget_is_open_stores_open_without_asking_which_reader(
+    make_napari_viewer: Any, stores: dict[str, Path], qtbot: Any
+) -> None:
+    """napari's builtin reader claims every *.zarr, so napari asks which plugin
+    should open a store; a SECCM widget makes napari-seccm the reader of
+    *.seccm.zarr (only), and a user's own choice is kept."""
+    from napari.errors import MultipleReaderError
+    from napari.settings import get_settings
+
+    from napari_seccm.widgets._session import STORE_READER_PATTERN, prefer_store_reader
+
+    viewer = make_napari_viewer(show=True)  # fresh napari settings
+    prefs = get_settings().plugins
+    assert STORE_READER_PATTERN not in prefs.extension2reader
+    with pytest.raises(MultipleReaderError):
+        viewer.open(str(stores["a"]), plugin=None)  # None: napari chooses
+    viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    assert prefs.extension2reader[STORE_READER_PATTERN] == "napari-seccm"
+    assert set(prefs.extension2reader) == {STORE_READER_PATTERN}  # nothing else touched
+    answer = _ReaderDialogAnswerer()
+    try:
+        _drop(viewer.window._qt_viewer, stores["a"])
+        qtbot.wait(100)
+    finally:
+        answer.stop()
+    assert answer.offered == [], "napari still asked which reader to use"
+    check_map_layers(list(viewer.layers), stores["a"])
+    viewer.layers.clear()
+    viewer.open(str(stores["b"]), plugin=None)
+    check_map_layers(list(viewer.layers), stores["b"])
+
+    # a user who chose another reader keeps it
+    prefs.extension2reader = {STORE_READER_PATTERN: "napari"}
+    assert not prefer_store_reader()
+    viewer.window.add_plugin_dock_widget("napari-seccm", "Analysis")
+    assert prefs.extension2reader == {STORE_READER_PATTERN: "napari"}
+
+
 def test_file_open_folder_opens_the_store(
     make_napari_viewer: Any,
     stores: dict[str, Path],

@@ -8,6 +8,7 @@ QApplication exists, so its signals are Qt signals (safe across threads).
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +81,30 @@ class Session(QObject):
         self.coreChanged.emit(core)
 
 
+#: napari's reader-preference pattern for our stores (directories end in a separator)
+STORE_READER_PATTERN = "*.seccm.zarr" + os.sep
+
+
+def prefer_store_reader() -> bool:
+    """Make napari-seccm napari's reader of ``*.seccm.zarr`` stores, unless the
+    user has chosen one: napari's builtin reader also claims any ``*.zarr``, so
+    opening or dropping a store would otherwise ask which plugin to use every
+    time (and the builtin one shows raw arrays without scale or units). Only
+    this pattern is touched; Preferences > Plugins can change it. Returns
+    whether the preference was set now."""
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    if STORE_READER_PATTERN in plugins.extension2reader:
+        return False
+    plugins.extension2reader = {**plugins.extension2reader, STORE_READER_PATTERN: "napari-seccm"}
+    return True
+
+
 def get_session(viewer: napari.Viewer) -> Session:
     # napari hands each widget its own proxy of the viewer: key by the viewer
     viewer = getattr(viewer, "__wrapped__", viewer)
     if viewer not in _SESSIONS:
         _SESSIONS[viewer] = Session(viewer)
+        prefer_store_reader()
     return _SESSIONS[viewer]

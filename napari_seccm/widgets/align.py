@@ -99,6 +99,9 @@ class AlignWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from ._session import prefer_store_reader
+
+        prefer_store_reader()  # stores dropped on the viewer open without asking
         self.viewer = napari_viewer
         # -- images: open with a scale, or give an unscaled one its scale
         self.open_btn = QPushButton("Open image…")

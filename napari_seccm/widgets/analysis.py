@@ -42,6 +42,9 @@ class AnalysisWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from ._session import prefer_store_reader
+
+        prefer_store_reader()  # stores dropped on the viewer open without asking
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
