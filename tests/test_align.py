@@ -58,6 +58,31 @@ def test_noisy_landmarks_recovered_within_the_noise() -> None:
     assert reg.scale == pytest.approx(0.018, rel=0.01)
 
 
+@pytest.mark.parametrize("model", ["translation", "euclidean"])
+def test_rigid_fits_keep_the_moving_pixel_size(model: str) -> None:
+    """Pixel landmarks onto um ones: a rigid model keeps the image's um/px."""
+    deg = 0.0 if model == "translation" else 23.0
+    truth = _similarity(1.0, deg, (1.5, -2.0)) @ np.diag([0.018, 0.018, 1.0])
+    src = np.array([[40.0, 60.0], [450.0, 90.0], [300.0, 470.0], [120.0, 380.0]])
+    reg = estimate(src, apply(truth, src), model, src_pixel_size=(0.018, 0.018))
+    np.testing.assert_allclose(reg.matrix, truth, atol=1e-9)
+    assert reg.scale == pytest.approx(0.018) and reg.rms < 1e-9 and not reg.warnings
+    # without the pixel size the fit is meaningless, and says so
+    bad = estimate(src, apply(truth, src), model)
+    assert bad.rms > 10 and any("poorly" in w for w in bad.warnings)
+    with pytest.raises(RegistrationError, match="pixel size must be positive"):
+        estimate(src, apply(truth, src), model, src_pixel_size=(0.0, 0.018))
+
+
+def test_pairs_in_the_wrong_order_are_flagged() -> None:
+    truth = _similarity(0.018, 23.0, (-3.0, 5.0))
+    src = np.array([[40.0, 60.0], [450.0, 90.0], [300.0, 470.0], [120.0, 380.0]])
+    dst = apply(truth, src)[[1, 0, 2, 3]]  # two reference clicks swapped
+    reg = estimate(src, dst, "similarity")
+    assert any("same order" in w for w in reg.warnings), reg.warnings
+    assert not estimate(src, apply(truth, src), "similarity").warnings
+
+
 @pytest.mark.parametrize("model", ["euclidean", "similarity", "affine"])
 def test_too_few_landmarks_are_refused_by_name(model: str) -> None:
     n = MIN_POINTS[model] - 1
@@ -139,6 +164,13 @@ def test_align_widget_places_tem_image_and_keeps_it_with_the_scan(
     np.testing.assert_allclose(data_to_world_matrix(tem), hidden, atol=1e-9)
     assert widget.table.rowCount() == 4
     assert "rms residual 0.0000 um" in widget.rms_label.text()
+    # a Euclidean fit keeps the file's pixel size: the same placement
+    widget.undo()
+    widget.model_combo.setCurrentText("euclidean")
+    assert widget.estimate_and_apply() is not None
+    np.testing.assert_allclose(data_to_world_matrix(tem), hidden, atol=1e-9)
+    assert widget.status.text() == ""  # no warning
+    widget.model_combo.setCurrentText("similarity")
     # undo goes back to the imported placement, redo by estimating again
     widget.undo()
     assert not np.allclose(data_to_world_matrix(tem), hidden, atol=1e-3)

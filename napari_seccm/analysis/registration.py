@@ -52,7 +52,8 @@ def _check(src: np.ndarray, dst: np.ndarray, model: str) -> list[str]:
     n = len(src)
     if n < need:
         raise RegistrationError(
-            f"a {model} transform needs at least {need} landmark pair(s); {n} given"
+            f"{_article(model)} {model} transform needs at least {need} landmark "
+            f"pair{'s' if need > 1 else ''}; {n} given"
         )
     warnings: list[str] = []
     for name, pts in (("moving", src), ("reference", dst)):
@@ -74,14 +75,30 @@ def _check(src: np.ndarray, dst: np.ndarray, model: str) -> list[str]:
                 )
     if n == need and model != "translation":
         warnings.append(
-            f"{n} landmark pairs exactly determine a {model} transform: no residual can "
+            f"{n} landmark pairs exactly determine {_article(model)} {model} transform: "
+            "no residual can "
             "reveal a misplaced landmark; add more"
         )
     return warnings
 
 
-def estimate(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> Registration:
-    """The transform of ``model`` that maps ``src`` (moving) onto ``dst`` (reference)."""
+#: an rms residual above this fraction of the landmarks' spread is a bad fit
+POOR_FIT_FRACTION = 0.05
+
+
+def estimate(
+    src: np.ndarray,
+    dst: np.ndarray,
+    model: str = "similarity",
+    src_pixel_size: tuple[float, float] | None = None,
+) -> Registration:
+    """The transform of ``model`` that maps ``src`` (moving) onto ``dst`` (reference).
+
+    ``src_pixel_size`` (row, col; reference units per moving unit, e.g. um/px)
+    is kept by the transform: the moving points are scaled by it before the
+    fit, so a translation or Euclidean fit of pixel landmarks onto um ones
+    keeps the image's pixel size. The matrix always maps the unscaled ``src``.
+    """
     from skimage.transform import (
         AffineTransform,
         EuclideanTransform,
@@ -91,6 +108,13 @@ def estimate(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> Reg
     src = np.asarray(src, dtype=float).reshape(-1, 2)
     dst = np.asarray(dst, dtype=float).reshape(-1, 2)
     warnings = _check(src, dst, model)
+    pre = np.eye(3)
+    if src_pixel_size is not None:
+        py, px = (float(v) for v in src_pixel_size)
+        if not (py > 0 and px > 0 and np.isfinite(py) and np.isfinite(px)):
+            raise RegistrationError(f"the moving pixel size must be positive, got {src_pixel_size}")
+        pre = np.diag([py, px, 1.0])
+    raw, src = src, apply(pre, src)
     if model == "translation":
         m = np.eye(3)
         m[:2, 2] = (dst - src).mean(0)
@@ -103,9 +127,21 @@ def estimate(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> Reg
         m = np.asarray(cls.from_estimate(src, dst).params, dtype=float)
         if not np.all(np.isfinite(m)):
             raise RegistrationError(f"the {model} fit failed (degenerate landmarks)")
-    pred = apply(m, src)
-    res = np.linalg.norm(pred - dst, axis=1)
-    return Registration(model, m, res, float(np.sqrt(np.mean(res**2))), warnings)
+    m = m @ pre
+    res = np.linalg.norm(apply(m, raw) - dst, axis=1)
+    rms = float(np.sqrt(np.mean(res**2)))
+    spread = float(np.ptp(dst, axis=0).max()) if len(dst) > 1 else 0.0
+    if spread > 0 and rms > POOR_FIT_FRACTION * spread:
+        warnings.append(
+            f"the landmarks fit {_article(model)} {model} transform poorly (rms {rms:.3g}, "
+            f"{rms / spread:.0%} of their spread): check that the pairs are in the same "
+            "order, or choose another transform"
+        )
+    return Registration(model, m, res, rms, warnings)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def apply(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:

@@ -78,6 +78,16 @@ def set_data_to_world(layer: Any, matrix: np.ndarray) -> None:
     layer.affine = matrix
 
 
+def _pixel_size(layer: Any) -> tuple[float, float]:
+    """The layer's pixel size (row, col) in um: from its file, else as placed."""
+    info = layer.metadata.get("seccm_image") or {}
+    ps = info.get("pixel_size_um")
+    if ps is not None and len(ps) == 2 and all(v and v > 0 for v in ps):
+        return float(ps[0]), float(ps[1])
+    norms = np.linalg.norm(data_to_world_matrix(layer)[:2, :2], axis=0)
+    return float(norms[0]), float(norms[1])
+
+
 def _level_and_matrix(layer: Any) -> tuple[Any, np.ndarray]:
     """A 2-D image layer's data (its smallest level if multiscale) and that
     level's data -> world matrix."""
@@ -421,7 +431,7 @@ class AlignWidget(QWidget):
                     f"{len(ref_pts)} reference and {len(mov_pts)} moving landmarks: "
                     "click the same number on each, in the same order"
                 )
-            reg = estimate(mov_pts, ref_pts, self.model_combo.currentText())
+            reg = estimate(mov_pts, ref_pts, self.model_combo.currentText(), _pixel_size(mov_layer))
         except RegistrationError as e:
             self._say(str(e), error=True)
             return None
