@@ -300,6 +300,11 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     z_contact = core.getPosition()
     assert get_rig().probe().contact is not None  # ground truth: the droplet touches
     assert z_contact < surface + 2.0
+    # in contact, a lateral move is refused (it would drag the droplet)
+    xy = core.getXYPosition()
+    rig._move_xy(xy[0] + 5.0, xy[1])
+    assert "Retract first" in rig.status.text(), rig.status.text()
+    assert not rig._busy and core.getXYPosition() == pytest.approx(xy)
 
     rig.retract_spin.setValue(2.0)
     rig._retract()
@@ -307,9 +312,57 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     assert core.getPosition() == pytest.approx(z_contact + 2.0, abs=1e-6)
     assert get_rig().probe().contact is None
 
+    # a move below the film surface found by the approach is refused, nothing moves
+    z_before = core.getPosition()
+    rig._move_z(z_contact - 10.0)
+    assert rig._surface_z == pytest.approx(z_contact, abs=2e-3)
+    assert "below the film surface" in rig.status.text(), rig.status.text()
+    assert f"{rig._surface_z:.3f} um" in rig.status.text()
+    assert not rig._busy and core.getPosition() == z_before
+    assert get_rig().probe().state == "ok"
+
     rig.cell_check.setChecked(False)
     wait_rig_idle(qtbot, rig)
     assert core.getProperty("Potentiostat", "Cell") == "Off"
+
+
+def test_rig_refuses_an_approach_that_could_not_see_the_landing(viewer: Any, qtbot: Any) -> None:
+    """At 0 V a landing gives no current: the approach is refused before any
+    move. A miss that ends in the film says so, with the pipette's state."""
+    from napari_seccm.devices._simulated import get_rig
+
+    rig = add_widget(viewer, "Rig")
+    rig._load()
+    core = rig.session.core
+    surface = float(core.getProperty("Sample", "SurfaceHeight_um"))
+    rig._move_z(surface + 2.0)
+    wait_rig_idle(qtbot, rig)
+    rig.cell_check.setChecked(True)
+    wait_rig_idle(qtbot, rig)
+    rig.pot_spin.setValue(0.0)
+    rig._set_potential()
+    wait_rig_idle(qtbot, rig)
+    rig._approach()
+    wait_rig_idle(qtbot, rig)
+    text = rig.status.text()
+    assert "approach failed" in text and "0 V" in text and "0.05 V" in text, text
+    assert core.getPosition() == pytest.approx(surface + 2.0)
+    assert get_rig().probe().state == "ok"
+
+    # a clogged pipette gives no current either: the approach runs to its
+    # depth, into the film, and the status says what happened
+    core.setProperty("Sample", "Pipette_State", "clogged")
+    rig.pot_spin.setValue(1.0)
+    rig._set_potential()
+    wait_rig_idle(qtbot, rig)
+    rig.depth_spin.setValue(5.0)
+    rig._approach()
+    wait_rig_idle(qtbot, rig, timeout=30000)
+    text = rig.status.text()
+    assert "approach failed: no contact down to Z" in text and "max depth 5 um" in text, text
+    assert "the pipette is broken" in text, text
+    assert core.getProperty("Sample", "Pipette_State") == "broken"
+    core.setProperty("Sample", "Pipette_State", "ok")
 
 
 def test_moving_the_stage_on_the_main_thread_does_not_hang_the_gui(

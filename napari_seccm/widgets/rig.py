@@ -42,6 +42,26 @@ CURRENT_RANGES = (
 )
 
 
+#: below this |E| a landing gives no current to detect (V)
+MIN_APPROACH_V = 0.05
+#: XY moves are refused closer than this above the last contact height (um)
+XY_CLEARANCE_UM = 0.5
+
+
+def _pipette_note(core: Any) -> str:
+    """'; the pipette is broken (...)' when a device reports a pipette state
+    (the simulated Sample does) that is not ok, else ''."""
+    for dev in core.getLoadedDevices():
+        if core.hasProperty(dev, "Pipette_State"):
+            state = core.getProperty(dev, "Pipette_State")
+            if state != "ok":
+                return (
+                    f"; the pipette is {state} ({dev} Pipette_State: set it to ok after "
+                    "fitting a new pipette)"
+                )
+    return ""
+
+
 def _fmt_current(a: float) -> str:
     if not math.isfinite(a):
         return "—"
@@ -226,6 +246,8 @@ class RigWidget(QWidget):
         # at most 10 times a second: the slot never calls the core, which may
         # hold a device lock while it emits, or be busy with a scan
         self._pos = [math.nan, math.nan, math.nan]
+        #: Z of the last contact (the film surface), um; moves below it are refused
+        self._surface_z: float | None = None
         self._xy = self._focus = ""
         self._pos_dirty = False
         self._core_events: Any = None
@@ -303,6 +325,7 @@ class RigWidget(QWidget):
             f"focus: {core.getFocusDevice() or '—'}, camera: {core.getCameraDevice() or '—'}"
         )
         self._disconnect_core()
+        self._surface_z = None  # another instrument: no surface known yet
         core.events.XYStagePositionChanged.connect(self._on_xy_event)
         core.events.stagePositionChanged.connect(self._on_z_event)
         self._core_events = core.events
@@ -355,6 +378,15 @@ class RigWidget(QWidget):
     # ------------------------------------------------------------- actions
     def _move_xy(self, x: float, y: float) -> None:
         core = self.core
+        z, surface = self._pos[2], self._surface_z
+        if surface is not None and math.isfinite(z) and z < surface + XY_CLEARANCE_UM:
+            self._say(
+                f"the pipette is at Z = {z:.3f} um, within {XY_CLEARANCE_UM:g} um of the film "
+                f"surface ({surface:.3f} um): a lateral move would drag or break it. "
+                "Retract first",
+                error=True,
+            )
+            return
         self._run(f"move XY to ({x:g}, {y:g}) um", lambda: core.setXYPosition(x, y))
 
     def _step_xy(self, dx: int, dy: int) -> None:
@@ -372,7 +404,23 @@ class RigWidget(QWidget):
 
     def _move_z(self, z: float) -> None:
         core = self.core
-        self._run(f"move Z to {z:g} um", lambda: core.setPosition(z))
+        surface = self._surface_z
+        if surface is not None and z < surface:
+            self._say(
+                f"Z = {z:g} um is below the film surface found at {surface:.3f} um (the last "
+                "contact): the pipette would crash into the film. Retract, then Approach to "
+                "land",
+                error=True,
+            )
+            return
+
+        def move() -> None:
+            core.setPosition(z)
+            note = _pipette_note(core)
+            if note:
+                raise RuntimeError(f"Z = {z:g} um reached{note}")
+
+        self._run(f"move Z to {z:g} um", move)
 
     def _set_potential(self) -> None:
         core, v = self.core, self.pot_spin.value()
@@ -415,6 +463,13 @@ class RigWidget(QWidget):
                 raise RuntimeError(
                     "switch the cell on first: with no potential there is no contact current"
                 )
+            e = float(core.getProperty(self.ps, "Potential_V"))
+            if abs(e) < MIN_APPROACH_V:
+                raise RuntimeError(
+                    f"the potential is {e:g} V: a landing gives no current to detect below "
+                    f"|E| = {MIN_APPROACH_V:g} V, and the pipette would crash. Set the "
+                    "approach potential (e.g. 1 V) first"
+                )
             z = core.getPosition()
             zmin = (
                 float(core.getProperty(zdev, "ZMin_um"))
@@ -427,10 +482,14 @@ class RigWidget(QWidget):
             core.setProperty(zdev, "Approach", "Start")
             result = core.getProperty(zdev, "Approach_Result")
             if result == "contact":
-                return (
-                    f"contact at Z = {float(core.getProperty(zdev, 'Approach_ContactZ_um')):.3f} um"
-                )
-            return f"{result} (stopped at Z = {core.getPosition():.3f} um)"
+                cz = float(core.getProperty(zdev, "Approach_ContactZ_um"))
+                self._surface_z = cz
+                return f"contact at Z = {cz:.3f} um" + _pipette_note(core)
+            raise RuntimeError(
+                f"{result} down to Z = {core.getPosition():.3f} um (max depth {depth:g} um): "
+                "check the potential, the cell and the threshold; the pipette may have "
+                "touched the film without a signal" + _pipette_note(core)
+            )
 
         self._run("approach", approach)
 
