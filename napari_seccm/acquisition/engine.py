@@ -21,6 +21,7 @@ program, retract, and the point handed to the store's writer thread.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,11 +42,17 @@ if TYPE_CHECKING:
     from .store import StoreWriter
 
 
-_UNSET = object()
+logger = logging.getLogger(__name__)
 
 
 class ScanAborted(RuntimeError):
     """The scan stopped itself (e.g. too many points without contact)."""
+
+
+class ScanInterrupted(RuntimeError):
+    """A KeyboardInterrupt or SystemExit during a hop, passed to the MDA runner
+    as an ordinary error so that it still tears down (retract, cell off);
+    ``__cause__`` is the original interrupt."""
 
 
 class HoppingEngine(PMDAEngine):
@@ -78,10 +85,17 @@ class HoppingEngine(PMDAEngine):
         self._t0_instrument = 0.0
         #: instrument time of earlier sessions (resume): t_start_s keeps counting
         self.time_offset_s = time_offset_s
-        self._sent: dict[tuple[str, str], Any] = {}
         self._has_last = False
         self._last_contact_z = math.nan
+        self._last_xy = (math.nan, math.nan)
         self._last_reason = NO_CONTACT
+        #: Z where this session started (the safe height while no landing is known)
+        self._start_z = math.nan
+        #: a landing in this session: until then the surface is searched, not predicted
+        self._session_landed = False
+        self._tan_tilt = math.tan(math.radians(plan.safety.max_tilt_deg))
+        #: what the engine noticed and did about it (e.g. a surface offset on resume)
+        self.notes: list[str] = []
 
     # ------------------------------------------------------------ helpers
     def instrument_time_s(self) -> float:
@@ -92,13 +106,9 @@ class HoppingEngine(PMDAEngine):
         return time.perf_counter()
 
     def _set_prop(self, dev: str, prop: str, value: Any) -> None:
+        # always sent (a few us): someone may have changed it since, e.g. in a
+        # property browser, and a stale speed could crash the pipette
         self.core.setProperty(dev, prop, value)
-        self._sent[(dev, prop)] = value
-
-    def _set_if_changed(self, dev: str, prop: str, value: Any) -> None:
-        """Set a setting only when it differs from what this engine last set."""
-        if self._sent.get((dev, prop), _UNSET) != value:
-            self._set_prop(dev, prop, value)
 
     def _wait(self, dev: str) -> None:
         # waitForDevice costs ~25 us even for an idle device; ask first
@@ -111,7 +121,7 @@ class HoppingEngine(PMDAEngine):
                 f"refusing to move Z to {z:g} um: below the Z floor {self.z_floor:g} um"
             )
         if speed is not None and self._z_speed_prop:
-            self._set_if_changed(self.z_dev, "Speed_um_per_s", speed)
+            self._set_prop(self.z_dev, "Speed_um_per_s", speed)
         self.core.setPosition(self.z_dev, z)
         self._wait(self.z_dev)
 
@@ -176,6 +186,7 @@ class HoppingEngine(PMDAEngine):
         self._win = slice(int(round(w0 * fs)), max(int(round(w1 * fs)), int(round(w0 * fs)) + 1))
         self._t0_instrument = self.instrument_time_s()
         self._t0_wall = time.perf_counter()
+        self._start_z = float(core.getPosition(self.z_dev))
         # resuming: the pipette may have been left low; lift before any move
         self._retract_to_safe()
         return None
@@ -187,11 +198,15 @@ class HoppingEngine(PMDAEngine):
         """Nothing to prepare: a hop is one indivisible operation."""
 
     def exec_event(self, event: MDAEvent) -> Iterable[Any]:
+        i = int(event.index["p"])
         try:
-            record, trace = self._hop(int(event.index["p"]))
-        except BaseException as e:
+            record, trace = self._hop(i)
+        except Exception as e:
             self.error = e
             raise
+        except BaseException as e:  # Ctrl-C, exit: the runner only tears down on Exception
+            self.error = e
+            raise ScanInterrupted(f"{type(e).__name__} during point {i}") from e
         self.points_done += 1
         meta = {
             "seccm": {
@@ -220,8 +235,10 @@ class HoppingEngine(PMDAEngine):
         self.teardown_problems = problems
 
     def safe_height_um(self) -> float:
-        base = self._max_contact_z if math.isfinite(self._max_contact_z) else -math.inf
-        return base + self.plan.retract_um + self.plan.flyback_extra_um
+        """Above every landing so far; with none, where the scan started."""
+        if math.isfinite(self._max_contact_z):
+            return self._max_contact_z + self.plan.retract_um + self.plan.flyback_extra_um
+        return self._start_z if math.isfinite(self._start_z) else -math.inf
 
     def _retract_to_safe(self) -> None:
         z = self.core.getPosition(self.z_dev)
@@ -235,9 +252,16 @@ class HoppingEngine(PMDAEngine):
         pts = self.points
         x, y, row = float(pts.x_um[i]), float(pts.y_um[i]), int(pts.row[i])
         t_start = self.time_offset_s + self.instrument_time_s() - self._t0_instrument
+        # until the plane is trusted the surface may rise by tan(max tilt) per
+        # um of hop: the lift and the slow zone grow with the hop's length
+        trusted = self.surface.coefficients() is not None
+        hop = math.hypot(x - self._last_xy[0], y - self._last_xy[1]) if self._has_last else 0.0
+        slope_extra = 0.0 if trusted else self._tan_tilt * hop
         # 1. lift (extra on a raster fly-back), 2. lateral move
         if self._has_last:
-            lift = self._last_contact_z + plan.retract_um
+            lift = self._last_contact_z + plan.retract_um + slope_extra
+            if trusted:
+                lift = max(lift, float(self.surface.predict(x, y)) + plan.retract_um)
             if plan.order == "raster" and self._last_row is not None and row != self._last_row:
                 lift += plan.flyback_extra_um
             if core.getPosition(self.z_dev) < lift:
@@ -245,16 +269,15 @@ class HoppingEngine(PMDAEngine):
         self._last_row = row
         core.setXYPosition(self.xy_dev, x, y)
         self._wait(self.xy_dev)
-        # 3. where do we expect the surface?
-        h = self.surface.predict(x, y)
+        # 3. where do we expect the surface? The first landing of a session is
+        # searched for (slowly, to a limited depth) even with earlier landings:
+        # after a resume the pipette may have been changed
+        h = self.surface.predict(x, y) if self._session_landed else None
         if h is None:
-            found = self._approach(self.z_floor, a.search_speed_um_per_s)
-            if found is None:
-                return self._miss(i, x, y, t_start, NO_CONTACT)
-            # found the surface: lift off and land again slowly
+            found = self._search(i, x, y)
             self._move_z(found + plan.retract_um, a.fast_speed_um_per_s)
             h = found
-        margin = max(a.slow_zone_um, 3.0 * self.surface.rms_um)
+        margin = max(a.slow_zone_um, 3.0 * self.surface.rms_um) + slope_extra
         z_slow = h + margin
         if core.getPosition(self.z_dev) > z_slow:
             self._move_z(z_slow, a.fast_speed_um_per_s)
@@ -276,6 +299,7 @@ class HoppingEngine(PMDAEngine):
             self._set_prop(self.ps, "Potential_V", a.potential_V)
         self.surface.add(x, y, contact_z)
         self._has_last, self._last_contact_z = True, contact_z
+        self._last_xy = (x, y)
         self._max_contact_z = max(self._max_contact_z, contact_z)
         # 5. retract (the droplet detaches), 6. hand over to the writer
         self._move_z(contact_z + plan.retract_um, a.fast_speed_um_per_s)
@@ -296,6 +320,40 @@ class HoppingEngine(PMDAEngine):
         if self.writer is not None:
             self.writer.put(rec)
         return rec, trace[1:]  # rows [E_V, I_A] (a view: the payload of frameReady)
+
+    def _search(self, i: int, x: float, y: float) -> float:
+        """The first landing of a session: search down from here, at most
+        ``search_depth_um``; a miss stops the scan (the point is not recorded,
+        so a resume retries it). Earlier landings that disagree with what is
+        found (a new pipette, a moved sample) are no longer used to predict."""
+        a = self.plan.approach
+        z_from = float(self.core.getPosition(self.z_dev))
+        stop = max(z_from - a.search_depth_um, self.z_floor)
+        found = self._approach(stop, a.search_speed_um_per_s)
+        if found is None:
+            z_end = float(self.core.getPosition(self.z_dev))
+            self._move_z(max(z_from, z_end), a.fast_speed_um_per_s)
+            raise ScanAborted(
+                f"no contact on the first landing of this session at x={x:g} um, y={y:g} um "
+                f"(point {i}): searched from Z = {z_from:.3f} um down to {stop:.3f} um at "
+                f"{a.potential_V:g} V, threshold {a.threshold_A * 1e12:g} pA. Check the cell, "
+                "the potential, the threshold against the current range, and the pipette "
+                "(clogged?); the pipette is back at the start height"
+            )
+        predicted = self.surface.predict(x, y)
+        tol = max(a.slow_zone_um, 3.0 * self.surface.rms_um)
+        if predicted is not None and abs(found - predicted) > tol:
+            note = (
+                f"the surface was found at Z = {found:.3f} um where earlier landings predict "
+                f"{predicted:.3f} um ({found - predicted:+.3f} um): a new pipette or a moved "
+                "sample; earlier landings are no longer used to predict"
+            )
+            logger.warning(note)
+            self.notes.append(note)
+            self.surface = SurfaceModel(self.plan.surface.model, self.plan.surface.min_landings)
+            self._max_contact_z = found
+        self._session_landed = True
+        return found
 
     def _miss(
         self, i: int, x: float, y: float, t_start: float, status: int
@@ -327,7 +385,7 @@ class HoppingEngine(PMDAEngine):
                 self._last_reason = NO_CONTACT
                 return None
             self._set_prop(z, "Approach_StopZ_um", stop_z)
-            self._set_if_changed(z, "Approach_Speed_um_per_s", speed)
+            self._set_prop(z, "Approach_Speed_um_per_s", speed)
             self._set_prop(z, "Approach", "Start")
             self._wait(z)
             result = core.getProperty(z, "Approach_Result")

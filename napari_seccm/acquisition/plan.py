@@ -202,6 +202,14 @@ class ApproachSettings(_Model):
         le=100,
         description="give up this far below the predicted contact height (no contact)",
     )
+    search_depth_um: float = Field(
+        50.0,
+        gt=0,
+        le=1000,
+        description="a search with no prediction (the first landing of a scan or of a "
+        "resumed session) goes at most this far below where it starts; a miss on the "
+        "first landing stops the scan",
+    )
     method: Literal["auto", "device", "software"] = Field(
         "auto",
         description="where contact detection runs: the device's own loop, or steps + reads through the core; ``auto`` uses the device when it offers one",
@@ -239,6 +247,13 @@ class SafetySettings(_Model):
     )
     max_consecutive_failures: int = Field(
         5, ge=1, le=1_000_000, description="stop the scan after this many misses in a row"
+    )
+    max_tilt_deg: float = Field(
+        3.0,
+        ge=0,
+        le=45,
+        description="steepest surface slope assumed until the plane model is trusted: the "
+        "lift before a hop and the slow zone after it grow by tan(tilt) x hop distance",
     )
 
 

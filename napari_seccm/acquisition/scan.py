@@ -172,14 +172,38 @@ class Scan:
         mda = self.core.mda
         old_engine = mda.set_engine(self.engine)
         t_wall = time.perf_counter()
+        interrupt: BaseException | None = None
         try:
             mda.run(self._events())
         except BaseException as e:  # the runner re-raises after its teardown
             self.error = e
+            if isinstance(e.__cause__, (KeyboardInterrupt, SystemExit)):
+                interrupt = e.__cause__  # raised in a hop: the runner tore down
+            elif not isinstance(e, Exception):
+                interrupt = e  # raised in the runner itself: it did not
+                self._recover_runner()
         finally:
-            mda.set_engine(old_engine)
+            with contextlib.suppress(RuntimeError):
+                mda.set_engine(old_engine)
             self._finish(time.perf_counter() - t_wall)
+        if interrupt is not None:
+            raise interrupt  # the store is closed and the rig safe: now stop the caller
         return self.final_status or "error"
+
+    def _recover_runner(self) -> None:
+        """An interrupt outside the engine skipped the runner's teardown: make
+        the rig safe and let the runner finish (it would stay 'running')."""
+        from useq import MDASequence
+
+        mda = self.core.mda
+        try:
+            if mda.is_running():
+                mda._finish_run(MDASequence())  # calls the engine's teardown
+            elif self.engine is not None:
+                self.engine.teardown_sequence(MDASequence())
+        except Exception as e:
+            if self.engine is not None:
+                self.engine.teardown_problems = [f"teardown after the interrupt failed: {e}"]
 
     def start(self) -> None:
         """Run on a background thread (for GUIs); returns at once."""
@@ -215,7 +239,19 @@ class Scan:
         reason_parts = []
         status = "complete"
         finish = self.core.mda.status.finish_reason
-        if self.error is not None or write_error is not None or (eng and eng.error):
+        err0 = self.error
+        interrupted = err0 is not None and (
+            not isinstance(err0, Exception)
+            or isinstance(err0.__cause__, (KeyboardInterrupt, SystemExit))
+        )
+        if interrupted and write_error is None:
+            status = "canceled"
+            cause = err0.__cause__ if isinstance(err0, Exception) else err0
+            reason_parts.append(
+                f"interrupted ({type(cause).__name__}); the pipette was retracted and the "
+                "cell switched off"
+            )
+        elif self.error is not None or write_error is not None or (eng and eng.error):
             status = "error"
             err = self.error or write_error or (eng.error if eng else None)
             reason_parts.append(f"{type(err).__name__}: {err}")
@@ -227,6 +263,7 @@ class Scan:
             reason_parts.append("stopped before all points were measured")
         if eng is not None:
             reason_parts.extend(getattr(eng, "teardown_problems", []))
+            reason_parts.extend(getattr(eng, "notes", []))
         meta = store.meta
         inst = self._base_instrument_s
         if eng is not None and hasattr(eng, "_t0_wall"):

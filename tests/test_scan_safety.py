@@ -1,0 +1,163 @@
+"""What keeps the pipette whole on a real rig: bounded searches, a safe height
+before any landing, a resume after the pipette was changed, hops on a tilted
+film before the plane is known, and Ctrl-C in the middle of a scan.
+
+All on the simulated rig through the real core; the ground truth (the
+pipette's state, the true surface) comes from the simulator's Sample device.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+
+import numpy as np
+import pytest
+from _scan_helpers import (
+    FrameCounter,
+    assert_done_points_intact,
+    in_contact,
+    loaded_core,
+    small_plan,
+)
+
+from napari_seccm.acquisition.plan import ApproachSettings
+from napari_seccm.acquisition.scan import Scan
+from napari_seccm.acquisition.store import OK, ScanStore
+
+
+@pytest.fixture
+def seccm_core():
+    yield from loaded_core()
+
+
+def _surface(core) -> float:
+    return float(core.getProperty("Sample", "SurfaceHeight_um"))
+
+
+def test_a_miss_on_the_first_landing_stops_the_scan_above_the_film(seccm_core, tmp_path):
+    """A clogged pipette gives no current: the first search goes no deeper
+    than search_depth_um, the scan stops with a message that says what to
+    check, the pipette goes back to where it started, the cell off, and the
+    point is not recorded (a resume retries it)."""
+    core = seccm_core
+    core.setXYPosition(-2.75, -2.75)  # the first point of the plan below
+    start = _surface(core) + 10.0
+    core.setPosition(start)
+    core.setProperty("Sample", "Pipette_State", "clogged")
+    plan = small_plan(approach=ApproachSettings(search_depth_um=6.0))
+    path = tmp_path / "clogged.seccm.zarr"
+    scan = Scan.create(core, plan, path)
+    assert scan.run() == "error"
+    with ScanStore.open(path) as s:
+        reason = s.meta["reason"]
+        assert s.done_mask().sum() == 0
+    assert "no contact on the first landing" in reason, reason
+    assert f"{start:.3f} um down to {start - 6.0:.3f} um" in reason, reason
+    assert core.getPosition() == pytest.approx(start)
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+    assert core.getProperty("Sample", "Pipette_State") == "clogged"  # not broken
+
+
+def test_an_error_before_any_landing_leaves_the_pipette_at_its_start(seccm_core, tmp_path):
+    core = seccm_core
+    start = _surface(core) + 8.0
+    core.setPosition(start)
+    scan = Scan.create(core, small_plan(), tmp_path / "early.seccm.zarr")
+    # the potentiostat fails on its first use in the first hop's measurement
+    counter = FrameCounter(core)
+    core.setProperty("Sample", "InjectFailure", "potentiostat")
+    try:
+        assert scan.run() == "error"
+    finally:
+        core.setProperty("Sample", "InjectFailure", "none")
+        counter.disconnect()
+    assert counter.n == 0
+    assert not in_contact()
+    assert core.getPosition() >= start - 1e-9
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+
+
+def test_a_resume_after_a_pipette_change_searches_and_forgets_old_heights(seccm_core, tmp_path):
+    """The new pipette reaches 5 um less far (the surface is 5 um 'higher' in Z):
+    the resumed session searches its first landing slowly from the safe height
+    instead of diving to the old prediction, notes the offset, and completes
+    without breaking the pipette."""
+    core = seccm_core
+    plan = small_plan()
+    n = plan.n_points()
+    path = tmp_path / "swap.seccm.zarr"
+    scan = Scan.create(core, plan, path)
+    counter = FrameCounter(core, at=30, action=scan.cancel)
+    assert scan.run() == "canceled"
+    counter.disconnect()
+    old = float(core.getProperty("Sample", "HeightOffset_um"))
+    core.setProperty("Sample", "HeightOffset_um", old + 5.0)  # the new pipette
+    core.setPosition(core.getPosition() + 10.0)  # the user lifts after the swap
+    resumed = Scan.resume(core, path)
+    assert resumed.run() == "complete", resumed.store.meta.get("reason")
+    assert core.getProperty("Sample", "Pipette_State") == "ok"
+    with ScanStore.open(path) as s:
+        res = s.results()
+        reason = s.meta["reason"]
+        assert s.done_mask().all()
+    assert "earlier landings are no longer used" in reason and "+5.0" in reason, reason
+    assert (res["status"][30:] == OK).all()
+    # the second session's landings are ~5 um above the first session's
+    step = np.nanmedian(res["contact_z_um"][30:]) - np.nanmedian(res["contact_z_um"][:30])
+    assert step == pytest.approx(5.0, abs=0.2)
+    assert_done_points_intact(path)
+    assert n == res["status"].size
+
+
+@pytest.mark.parametrize("order", ["shuffled", "raster"])
+def test_hops_on_a_tilted_film_do_not_crash(seccm_core, tmp_path, order):
+    """2 deg of tilt (35 nm per um): long random hops before the plane is
+    trusted would arrive below the rising film, or dive into it, without the
+    tilt allowance. Every lateral move ends above the true surface."""
+    from napari_seccm.devices._simulated import get_rig
+
+    core = seccm_core
+    core.setProperty("Sample", "TiltX_um_per_um", 0.035)
+    rig = get_rig()
+    gaps: list[float] = []  # pipette height above the true surface after each XY move
+    record = lambda *_: gaps.append(rig.probe().z_um - rig.surface_um())  # noqa: E731
+    core.events.XYStagePositionChanged.connect(record)
+    plan = small_plan(width_um=40.0, pitch_um=2.0, order=order)
+    scan = Scan.create(core, plan, tmp_path / f"tilt-{order}.seccm.zarr")
+    try:
+        assert scan.run() == "complete", scan.store.meta.get("reason")
+    finally:
+        core.events.XYStagePositionChanged.disconnect(record)
+    assert core.getProperty("Sample", "Pipette_State") == "ok"
+    assert len(gaps) >= plan.n_points() and min(gaps) > 0, f"min gap {min(gaps):.3f} um"
+    with ScanStore.open(scan.store.path) as s:
+        assert (s.results()["status"] == OK).all()
+
+
+def test_ctrl_c_in_a_scan_retracts_switches_off_and_stops_the_caller(seccm_core, tmp_path):
+    """A KeyboardInterrupt (Ctrl-C in a script) during scan.run(): the pipette is
+    retracted, the cell off, the store closed as 'canceled' with its points,
+    the interrupt reaches the caller, and the core can run the next scan."""
+    core = seccm_core
+    plan = small_plan()
+    path = tmp_path / "ctrlc.seccm.zarr"
+    scan = Scan.create(core, plan, path)
+    # Ctrl-C from another thread, as the terminal delivers it, after 15 points
+    counter = FrameCounter(
+        core, at=15, action=lambda: threading.Timer(0.0, _thread.interrupt_main).start()
+    )
+    with pytest.raises(KeyboardInterrupt):
+        scan.run()
+    counter.disconnect()
+    assert not in_contact()
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+    assert not core.mda.is_running()
+    with ScanStore.open(path) as s:
+        assert s.status == "canceled"
+        assert "interrupted (KeyboardInterrupt)" in s.meta["reason"]
+        done = int(s.done_mask().sum())
+    assert 15 <= done < plan.n_points()
+    assert_done_points_intact(path)
+    # the same core runs the rest
+    assert Scan.resume(core, path).run() == "complete"
