@@ -161,3 +161,50 @@ def test_ctrl_c_in_a_scan_retracts_switches_off_and_stops_the_caller(seccm_core,
     assert_done_points_intact(path)
     # the same core runs the rest
     assert Scan.resume(core, path).run() == "complete"
+
+
+def test_exiting_during_a_background_scan_cancels_it_cleanly(tmp_path):
+    """A script (or napari) that exits while Scan.start()'s thread runs: the
+    scan is canceled at exit (before the core unloads its devices), so the
+    store is closed as canceled, not left 'running', with every measured
+    point in it, and the exit does not hang."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "exit.seccm.zarr"
+    script = tmp_path / "exit_mid_scan.py"
+    script.write_text(
+        "import sys, time\n"
+        "from napari_seccm.configs import load_core\n"
+        "from napari_seccm.acquisition.plan import ScanPlan, RectangleArea\n"
+        "from napari_seccm.acquisition.scan import Scan\n"
+        "core = load_core(signals='psygnal')\n"
+        "plan = ScanPlan(area=RectangleArea(width_um=12, height_um=12), pitch_um=0.3)\n"
+        f"scan = Scan.create(core, plan, {str(path)!r})\n"
+        "core.setProperty('Sample', 'TimeScale', 0.002)  # slow enough to exit mid-way\n"
+        "scan.start()\n"
+        "while scan.points_done < 40:\n"
+        "    time.sleep(0.01)\n"
+        "sys.exit(0)\n"
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "exiting during a scan: canceling" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert elapsed < 30, f"the exit took {elapsed:.0f} s"
+    with ScanStore.open(path) as s:
+        assert s.status == "canceled", s.meta.get("reason")
+        assert "retract failed" not in s.meta["reason"]
+        assert "cell off failed" not in s.meta["reason"]
+        done = int(s.done_mask().sum())
+    assert 40 <= done < plan_points(12, 0.3)
+    assert_done_points_intact(path)
+
+
+def plan_points(width_um: float, pitch_um: float) -> int:
+    return round(width_um / pitch_um) ** 2

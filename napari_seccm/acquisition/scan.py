@@ -8,11 +8,13 @@ the core's MDA runner drives the engine, so ``core.mda.set_paused`` /
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +65,32 @@ def rig_snapshot(core: CMMCorePlus) -> dict[str, Any]:
             "camera": core.getCameraDevice(),
         },
     }
+
+
+#: how long the exit waits for a canceled scan to retract and flush (s)
+EXIT_TIMEOUT_S = 60.0
+
+
+def _at_exit(method: weakref.WeakMethod) -> None:
+    """Call ``method`` (if its object still lives) when the interpreter exits,
+    early enough that the scan can still finish cleanly: before the thread
+    pools that zarr writes through shut down (threading's exit hooks, run in
+    reverse order of registration, so before those of pools created earlier)
+    and before the core's atexit hook unloads its devices."""
+
+    def hook() -> None:
+        func = method()
+        if func is not None:
+            func()
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(hook)
+            return
+        except RuntimeError:  # already shutting down
+            pass
+    atexit.register(hook)
 
 
 class Scan:
@@ -206,11 +234,25 @@ class Scan:
                 self.engine.teardown_problems = [f"teardown after the interrupt failed: {e}"]
 
     def start(self) -> None:
-        """Run on a background thread (for GUIs); returns at once."""
+        """Run on a background thread (for GUIs); returns at once.
+
+        If the program exits while the scan runs (napari closed, a script
+        ends), the scan is canceled at exit: the point in progress finishes,
+        the pipette is retracted, the cell switched off and every measured
+        point written before the process ends.
+        """
         if self._thread is not None:
             raise RuntimeError("this scan has already been started")
         self._thread = threading.Thread(target=self.run, name="seccm-scan", daemon=True)
+        _at_exit(weakref.WeakMethod(self._cancel_at_exit))
         self._thread.start()
+
+    def _cancel_at_exit(self) -> None:
+        if self.is_running():
+            log.warning("exiting during a scan: canceling %s", self.store.path)
+            with contextlib.suppress(Exception):
+                self.cancel()
+            self.wait(EXIT_TIMEOUT_S)
 
     def wait(self, timeout: float | None = None) -> str | None:
         if self._thread is not None:
