@@ -555,13 +555,10 @@ def describe_error(e: BaseException) -> str:
     """One line per problem; a plan's validation errors name the field and value."""
     from pydantic import ValidationError
 
+    from .acquisition.plan import validation_lines
+
     if isinstance(e, ValidationError):
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            got = f" (got {err['input']!r})" if "input" in err and loc else ""
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"plan field {loc}: {msg}{got}" if loc else msg)
+        lines = validation_lines(e, field_prefix="plan field ", with_input=True)
         return "invalid plan:\n  " + "\n  ".join(lines)
     return str(e)
 

@@ -529,3 +529,49 @@ def test_core_overhead(core, capsys):
             f"\n[timing] getProperty {get_us:.1f} us, setXYPosition {set_us:.1f} us"
             " per call through UniMMCore"
         )
+
+
+# ------------------------------------------------ refused values change nothing
+def test_pre_init_properties_cannot_change_after_initialization(core):
+    """The travel is read at initialization; a later edit would be shown but
+    not enforced, so it is refused by name."""
+    for dev, prop in (("PiezoZ", "ZMin_um"), ("PiezoXY", "XMax_um"), ("Potentiostat", "Backend")):
+        before = core.getProperty(dev, prop)
+        with pytest.raises(ValueError, match=f"{prop} is a pre-initialization property"):
+            core.setProperty(dev, prop, "30")
+        assert core.getProperty(dev, prop) == before
+    with pytest.raises(ValueError, match="outside"):
+        core.setPosition(float(core.getProperty("PiezoZ", "ZMin_um")) - 1.0)
+
+
+def test_approach_settings_that_would_fire_at_once_are_refused(core):
+    before = core.getProperty("PiezoZ", "Approach_Threshold_A")
+    for bad in (0.0, -1e-12):
+        with pytest.raises(ValueError, match=r"Approach_Threshold_A must be above 0 A"):
+            core.setProperty("PiezoZ", "Approach_Threshold_A", bad)
+    assert core.getProperty("PiezoZ", "Approach_Threshold_A") == before
+    with pytest.raises(ValueError, match=r"whole number, got 2\.5"):
+        core.setProperty("PiezoZ", "Approach_ConfirmSamples", 2.5)
+    assert core.getProperty("PiezoZ", "Approach_ConfirmSamples") == 3
+    core.setProperty("PiezoZ", "Approach_ConfirmSamples", 4)
+    assert core.getProperty("PiezoZ", "Approach_ConfirmSamples") == 4
+
+
+def test_the_sample_cap_holds_whichever_is_set_last(core):
+    """Rate then waveform, or waveform then rate: never more than 1e7 samples."""
+    core.setProperty("Potentiostat", "SampleRate_Hz", 10_000.0)
+    core.setProperty("Potentiostat", "Waveform", '[{"hold": 0.5, "t": 500}]')  # 5e6 samples
+    with pytest.raises(ValueError, match=r"5e\+06 Hz|2\.5e\+07 samples"):
+        core.setProperty("Potentiostat", "SampleRate_Hz", 50_000.0)
+    assert core.getProperty("Potentiostat", "SampleRate_Hz") == 10_000.0
+
+
+def test_a_setting_the_amplifier_refuses_is_not_kept(core):
+    before = core.getProperty("Potentiostat", "CurrentRange_A")
+    core.setProperty("Sample", "InjectFailure", "potentiostat")
+    try:
+        with pytest.raises(Exception, match="simulated potentiostat failure"):
+            core.setProperty("Potentiostat", "CurrentRange_A", 1e-9)
+    finally:
+        core.setProperty("Sample", "InjectFailure", "none")
+    assert core.getProperty("Potentiostat", "CurrentRange_A") == before

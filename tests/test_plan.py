@@ -402,3 +402,32 @@ def test_samples_per_point_matches_program():
     assert w0 == pytest.approx(0.01 + 0.11)
     assert w1 == pytest.approx(0.23)
     assert math.isclose(plan.potential_limits_V()[1], 1.0)
+
+
+# ------------------------------------------- plans that could never measure
+def test_plans_that_could_never_measure_are_refused_by_name() -> None:
+    from pydantic import ValidationError
+
+    from napari_seccm.acquisition.plan import (
+        ApproachSettings,
+        CyclicVoltammetry,
+        LinearSweep,
+        PotentiostatSettings,
+    )
+
+    with pytest.raises(ValidationError, match=r"start_V and end_V are both 0\.5 V"):
+        LinearSweep(start_V=0.5, end_V=0.5)
+    with pytest.raises(ValidationError, match=r"start_V and vertex_V are both 0 V"):
+        CyclicVoltammetry(start_V=0.0, vertex_V=0.0)
+    with pytest.raises(ValidationError, match=r"50000 pA is at or above the full scale .*10000 pA"):
+        ScanPlan(
+            approach=ApproachSettings(threshold_A=5e-8),
+            potentiostat=PotentiostatSettings(current_range_A=1e-8),
+        )
+    with pytest.raises(ValidationError, match=r"0\.5 samples at 5000 Hz: at least 2 samples"):
+        ScanPlan(measurement={"kind": "ca", "potential_V": 1.0, "duration_s": 1e-4})
+    # the same threshold with a larger range is fine
+    ScanPlan(
+        approach=ApproachSettings(threshold_A=5e-8),
+        potentiostat=PotentiostatSettings(current_range_A=1e-6),
+    )

@@ -295,7 +295,7 @@ class HoppingEngine(PMDAEngine):
             status = FAILED  # the potentiostat returned no samples
         elif np.max(np.abs(window)) >= 0.999 * self._range:
             status = SATURATED
-        if float(trace[1, -1]) != a.potential_V:  # back to the approach potential
+        if cur.size == 0 or float(trace[1, -1]) != a.potential_V:  # back to the approach E
             self._set_prop(self.ps, "Potential_V", a.potential_V)
         self.surface.add(x, y, contact_z)
         self._has_last, self._last_contact_z = True, contact_z

@@ -119,6 +119,15 @@ class LinearSweep(_Model):
     end_V: float = Field(1.0, description="end potential")
     scan_rate_V_per_s: float = Field(2.0, gt=0, description="sweep rate")
 
+    @model_validator(mode="after")
+    def _sweeps(self) -> LinearSweep:
+        if self.end_V == self.start_V:
+            raise ValueError(
+                f"start_V and end_V are both {self.start_V:g} V: a sweep needs two "
+                "different potentials (to hold one potential, use kind: ca)"
+            )
+        return self
+
     def segments(self) -> list[dict[str, Any]]:
         t = abs(self.end_V - self.start_V) / self.scan_rate_V_per_s
         return [{"ramp": [self.start_V, self.end_V], "t": t}]
@@ -132,6 +141,15 @@ class CyclicVoltammetry(_Model):
     vertex_V: float = Field(1.0, description="turning potential")
     scan_rate_V_per_s: float = Field(2.0, gt=0, description="sweep rate")
     cycles: int = Field(1, ge=1, le=1000, description="number of cycles")
+
+    @model_validator(mode="after")
+    def _sweeps(self) -> CyclicVoltammetry:
+        if self.vertex_V == self.start_V:
+            raise ValueError(
+                f"start_V and vertex_V are both {self.start_V:g} V: a cycle needs two "
+                "different potentials"
+            )
+        return self
 
     def segments(self) -> list[dict[str, Any]]:
         t = abs(self.vertex_V - self.start_V) / self.scan_rate_V_per_s
@@ -351,7 +369,21 @@ class ScanPlan(_Model):
                 f"potentiostat filter {pst.filter_Hz:g} Hz is above half the sample rate "
                 f"({pst.sample_rate_Hz / 2:g} Hz)"
             )
+        thr = self.approach.threshold_A
+        if thr >= pst.current_range_A:
+            raise ValueError(
+                f"approach threshold {thr * 1e12:g} pA is at or above the full scale of the "
+                f"current range ({pst.current_range_A * 1e12:g} pA): a landing could never be "
+                "detected; lower the threshold or choose a larger range"
+            )
         dur = self.program_duration_s
+        n_samples = dur * pst.sample_rate_Hz
+        if n_samples < 2:
+            raise ValueError(
+                f"the measurement lasts {dur:g} s, {n_samples:.3g} samples at "
+                f"{pst.sample_rate_Hz:g} Hz: at least 2 samples are needed (a longer "
+                "program or a higher sample rate)"
+            )
         start, end = self.readout_window_s()
         if not 0 <= start < end <= dur + 1e-12:
             raise ValueError(
@@ -632,3 +664,22 @@ def plan_template_yaml(plan: ScanPlan | None = None) -> str:
     ]
     _emit(plan, 0, out)
     return "\n".join(out) + "\n"
+
+
+def validation_lines(
+    e: BaseException, *, field_prefix: str = "", with_input: bool = False
+) -> list[str]:
+    """One readable line per problem of a plan's ValidationError (the field, the
+    message without pydantic's "Value error, ", optionally the value given);
+    ``[str(e)]`` for any other error."""
+    from pydantic import ValidationError
+
+    if not isinstance(e, ValidationError):
+        return [str(e)]
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        got = f" (got {err['input']!r})" if with_input and loc and "input" in err else ""
+        lines.append(f"{field_prefix}{loc}: {msg}{got}" if loc else msg)
+    return lines

@@ -40,11 +40,24 @@ class BackendMixin(Device):
             is_pre_init=True,
         )
         self._backend: Any = None
+        self._pre_init_fixed = False
 
     def initialize(self) -> None:
         self._backend = get_backend(
             str(self.get_property_value(BACKEND_PROP)), str(self.get_property_value(RIG_PROP))
         )
+        self._pre_init_fixed = True
+
+    def set_property_value(self, prop_name: str, value: Any) -> None:
+        """As the base class, but a pre-initialization property cannot change once
+        the device is initialized (the device would not follow it)."""
+        if self._pre_init_fixed and self.get_property_info(prop_name).is_pre_init:
+            raise ValueError(
+                f"{self.get_label()} {prop_name} is a pre-initialization property (now "
+                f"{self.get_property_value(prop_name)!r}); it cannot be changed to {value!r} "
+                "after initialization: set it in the config before the device initializes"
+            )
+        super().set_property_value(prop_name, value)
 
     @property
     def backend(self) -> Any:

@@ -96,6 +96,7 @@ class SimulatedBackend:
         return self.rig.read_current(self.probe_name)
 
     def configure(self, *, range_A: float, filter_hz: float, sample_rate_hz: float) -> None:
+        self.rig._check_failure("potentiostat")  # an injected fault refuses settings too
         amp = self.probe.amplifier
         amp.range_A, amp.filter_hz, amp.sample_rate_hz = range_A, filter_hz, sample_rate_hz
 

@@ -26,6 +26,19 @@ from .simulation import CURRENT_RANGES_A, Waveform
 COMPLIANCE_V = (-5.0, 5.0)
 
 
+#: the most samples one acquisition may record
+MAX_SAMPLES = 10_000_000
+
+
+def _check_samples(duration_s: float, rate_hz: float) -> None:
+    n = duration_s * rate_hz
+    if n > MAX_SAMPLES:
+        raise ValueError(
+            f"waveform of {duration_s:g} s at {rate_hz:g} Hz is {n:.3g} samples; "
+            f"the maximum is {MAX_SAMPLES:.0e} samples"
+        )
+
+
 class Potentiostat(BackendMixin, GenericDevice):
     """SECCM potentiostat: potential (V), current (A), range, filter, waveforms."""
 
@@ -49,10 +62,19 @@ class Potentiostat(BackendMixin, GenericDevice):
         if self._backend is not None:
             self.backend.set_cell(False)
 
-    def _push_amplifier(self) -> None:
-        self.backend.configure(
-            range_A=self._range, filter_hz=self._filter, sample_rate_hz=self._rate
-        )
+    def _push_amplifier(
+        self,
+        range_A: float | None = None,
+        filter_hz: float | None = None,
+        rate_hz: float | None = None,
+    ) -> None:
+        """Send the settings with one candidate changed; kept only if the
+        amplifier accepts them (a refused value changes nothing)."""
+        r = self._range if range_A is None else range_A
+        f = self._filter if filter_hz is None else filter_hz
+        s = self._rate if rate_hz is None else rate_hz
+        self.backend.configure(range_A=r, filter_hz=f, sample_rate_hz=s)
+        self._range, self._filter, self._rate = r, f, s
 
     @pymm_property(allowed_values=("Off", "On"))
     def Cell(self) -> str:
@@ -95,8 +117,7 @@ class Potentiostat(BackendMixin, GenericDevice):
                 f"CurrentRange_A {value!r} A is not a range of this amplifier; "
                 f"choose one of {list(CURRENT_RANGES_A)} A"
             )
-        self._range = match[0]
-        self._push_amplifier()
+        self._push_amplifier(range_A=match[0])
 
     @pymm_property(limits=(1.0, 50_000.0))
     def Filter_Hz(self) -> float:
@@ -106,8 +127,7 @@ class Potentiostat(BackendMixin, GenericDevice):
     @Filter_Hz.setter
     def Filter_Hz(self, value: float) -> None:
         check_range("Filter_Hz", float(value), 1.0, self._rate / 2, "Hz")
-        self._filter = float(value)
-        self._push_amplifier()
+        self._push_amplifier(filter_hz=float(value))
 
     @pymm_property(limits=(100.0, 100_000.0))
     def SampleRate_Hz(self) -> float:
@@ -117,8 +137,8 @@ class Potentiostat(BackendMixin, GenericDevice):
     @SampleRate_Hz.setter
     def SampleRate_Hz(self, value: float) -> None:
         check_range("SampleRate_Hz", float(value), 2 * self._filter, 100_000.0, "Hz")
-        self._rate = float(value)
-        self._push_amplifier()
+        _check_samples(Waveform.from_json(self._waveform).duration_s, float(value))
+        self._push_amplifier(rate_hz=float(value))
 
     @pymm_property(is_read_only=True)
     def NoiseRMS_A(self) -> float:
@@ -140,12 +160,7 @@ class Potentiostat(BackendMixin, GenericDevice):
         lo, hi = wf.potential_limits()
         check_range("Waveform potential", lo, *COMPLIANCE_V, "V")
         check_range("Waveform potential", hi, *COMPLIANCE_V, "V")
-        n = wf.duration_s * self._rate
-        if n > 10_000_000:
-            raise ValueError(
-                f"waveform of {wf.duration_s:g} s at {self._rate:g} Hz is {n:.3g} samples; "
-                "the maximum is 1e7 samples"
-            )
+        _check_samples(wf.duration_s, self._rate)
         self._waveform = wf.to_json()
 
     @pymm_property(allowed_values=("Idle", "Run"))

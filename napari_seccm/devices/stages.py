@@ -221,6 +221,11 @@ class PiezoZ(BackendMixin, StageDevice):
 
     @Approach_Threshold_A.setter
     def Approach_Threshold_A(self, value: float) -> None:
+        if not float(value) > 0:
+            raise ValueError(
+                f"Approach_Threshold_A must be above 0 A (a threshold at or below zero "
+                f"fires at once), got {value!r} A"
+            )
         self._ap_threshold = float(value)
 
     @pymm_property(allowed_values=APPROACH_MODES)
@@ -239,7 +244,9 @@ class PiezoZ(BackendMixin, StageDevice):
 
     @Approach_ConfirmSamples.setter
     def Approach_ConfirmSamples(self, value: int) -> None:
-        self._ap_confirm = int(value)
+        if float(value) != int(float(value)):
+            raise ValueError(f"Approach_ConfirmSamples must be a whole number, got {value!r}")
+        self._ap_confirm = int(float(value))
 
     @pymm_property(allowed_values=("Idle", "Start"))
     def Approach(self) -> str:

@@ -573,10 +573,6 @@ class ScanWidget(QWidget):
 
 
 def _short_error(e: BaseException) -> str:
-    from pydantic import ValidationError
+    from ..acquisition.plan import validation_lines
 
-    if isinstance(e, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-    return str(e)
+    return "; ".join(validation_lines(e))
