@@ -73,6 +73,7 @@ class LiveScanLayers(QObject):
         gc.collect()
         gc.freeze()
         self._last_limits = 0.0
+        self._last_thumb = 0.0
         self._new = threading.Event()  # a snapshot the layers have not shown yet
         self._stop = threading.Event()
         self._limits: dict[int, tuple[float, float]] = {}
@@ -113,14 +114,24 @@ class LiveScanLayers(QObject):
         if self._new.is_set():
             self._new.clear()
             now = time.monotonic()
-            new_limits = now - self._last_limits > 1.0  # contrast: once a second
-            if new_limits:
-                self._last_limits = now
+            # contrast: once a second, or at once when the values outgrow it (a
+            # map that starts saturated would otherwise stay so for a second)
+            periodic = now - self._last_limits > 1.0
+            thumbnail = now - self._last_thumb > 1.0
+            if thumbnail:
+                self._last_thumb = now
             for layer in self.layers:
-                layer.refresh()
                 lim = self._limits.get(id(layer))
-                if new_limits and lim is not None and tuple(layer.contrast_limits) != lim:
-                    layer.contrast_limits = lim
+                if lim is not None:
+                    lo, hi = layer.contrast_limits
+                    span = hi - lo
+                    outgrown = lim[0] < lo - 0.1 * span or lim[1] > hi + 0.1 * span
+                    if (periodic or outgrown) and (lo, hi) != lim:
+                        layer.contrast_limits = lim  # before the refresh: one redraw
+                        self._last_limits = now
+                # the extent never changes during a scan; the layer-list
+                # thumbnail (a repaint of the list) follows once a second
+                layer.refresh(thumbnail=thumbnail, highlight=False, extent=False)
             self.refreshes += 1
         if not self.scan.is_running() and self.scan.final_status is not None:
             self.stop()

@@ -34,6 +34,18 @@ def spin(
     return w
 
 
+def readout_label(text: str = "") -> QLabel:
+    """A label updated often (positions, progress): its size never depends on
+    its text, so an update repaints the label alone instead of laying out and
+    repainting the whole dock (costly with napari's style sheet)."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    lab = QLabel(text)
+    lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    lab.setMinimumHeight(lab.sizeHint().height())
+    return lab
+
+
 def group(title: str, *widgets: QWidget, layout: Any = None) -> QGroupBox:
     box = QGroupBox(title)
     lay = layout or QVBoxLayout()
@@ -71,10 +83,12 @@ def run_in_thread(
     return worker
 
 
-def scroll_layout(widget: QWidget) -> QVBoxLayout:
+def scroll_layout(widget: QWidget, footer: tuple[QWidget, ...] = ()) -> QVBoxLayout:
     """Give ``widget`` a scrollable body; returns the body's layout.
 
     Docked side by side, the SECCM widgets can then share a small screen.
+    ``footer`` widgets (e.g. run controls, progress, status) stay in view
+    below the scrolling body.
     """
     from qtpy.QtWidgets import QFrame, QScrollArea
 
@@ -85,5 +99,11 @@ def scroll_layout(widget: QWidget) -> QVBoxLayout:
     area.setWidget(body)
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(area)
+    outer.addWidget(area, 1)
+    if footer:
+        foot = QVBoxLayout()
+        foot.setContentsMargins(9, 0, 9, 6)
+        for w in footer:
+            foot.addWidget(w)
+        outer.addLayout(foot)
     return QVBoxLayout(body)

@@ -210,7 +210,7 @@ class AlignWidget(QWidget):
         self._guess_layer: Any = None
         self._worker: Any = None
         self._refresh_layers()
-        napari_viewer.layers.events.inserted.connect(self._refresh_layers)
+        napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
 
     # ------------------------------------------------------------- helpers
@@ -235,6 +235,26 @@ class AlignWidget(QWidget):
             combo.blockSignals(False)
         if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
             self.mov_combo.setCurrentIndex(0 if self.ref_combo.currentIndex() else 1)
+
+    def _on_inserted(self, event: Any = None) -> None:
+        """New layers fill the lists; a newly opened image becomes the moving
+        layer, and a scan's current map the reference unless one is chosen."""
+        self._refresh_layers()
+        layer = getattr(event, "value", None)
+        meta = getattr(layer, "metadata", None) or {}
+        names = [lay.name for lay in self._image_layers()]
+        if layer is None or layer.name not in names:
+            return
+        if "seccm_image" in meta:
+            self.mov_combo.setCurrentText(layer.name)
+        elif meta.get("seccm", {}).get("kind") == "current":
+            ref = self.ref_combo.currentText()
+            ref_meta = self.viewer.layers[ref].metadata if ref in self.viewer.layers else {}
+            if "seccm" not in ref_meta:
+                self.ref_combo.setCurrentText(layer.name)
+        if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
+            others = [n for n in names if n != self.ref_combo.currentText()]
+            self.mov_combo.setCurrentText(others[-1])
 
     def _layer(self, name: str) -> Any:
         if name not in self.viewer.layers:
@@ -261,7 +281,11 @@ class AlignWidget(QWidget):
         try:
             img = load_image(path, pixel_size_um=ps, signal=signal)
         except MissingScaleError as e:
-            self._say(f"{e} — enter the pixel size (um/px) above and open it again", error=True)
+            self._say(
+                f"{e.problem} Enter its pixel size (um/px) in the field above and open it again",
+                error=True,
+            )
+            self.pixel_spin.setFocus()
             return None
         except (OSError, ValueError) as e:
             self._say(f"could not open {path}: {e}", error=True)

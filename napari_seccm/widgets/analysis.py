@@ -63,7 +63,7 @@ class AnalysisWidget(QWidget):
 
         self.summary = QPlainTextEdit()
         self.summary.setReadOnly(True)
-        self.summary.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.summary.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         font = self.summary.font()
         font.setFamily("monospace")
         self.summary.setFont(font)
@@ -71,16 +71,24 @@ class AnalysisWidget(QWidget):
         res_box = group("Results", self.summary)
 
         self.width_spin = spin(
-            0.0, 0.0, 100.0, step=0.1, suffix="um", tooltip="average across this width"
+            0.0,
+            0.0,
+            100.0,
+            step=0.1,
+            decimals=2,
+            suffix="um",
+            tooltip="average the map across this width around the line (0: along the line)",
         )
-        self.profile_btn = QPushButton("Profile along the last drawn line")
+        self.profile_btn = QPushButton("Profile along the last line")
         self.profile_btn.clicked.connect(self.profile_from_shapes)
         self.hist_btn = QPushButton("Histogram by domain")
         self.hist_btn.clicked.connect(self.plot_histogram)
         prow = QHBoxLayout()
-        prow.addWidget(QLabel("width"))
-        prow.addWidget(self.width_spin)
-        prow.addWidget(self.profile_btn)
+        prow.addWidget(QLabel("profile width"))
+        prow.addWidget(self.width_spin, 1)
+        brow = QHBoxLayout()
+        brow.addWidget(self.profile_btn)
+        brow.addWidget(self.hist_btn)
         self.figure = Figure(figsize=(4, 3), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(260)
@@ -89,7 +97,7 @@ class AnalysisWidget(QWidget):
         self.plot_info.setWordWrap(True)
         plot_box = group("Profiles and histograms", layout=QVBoxLayout())
         plot_box.layout().addLayout(prow)
-        plot_box.layout().addWidget(self.hist_btn)
+        plot_box.layout().addLayout(brow)
         plot_box.layout().addWidget(self.canvas)
         plot_box.layout().addWidget(self.plot_info)
 
@@ -182,7 +190,8 @@ class AnalysisWidget(QWidget):
         from ..analysis.report import summary_text
 
         self.result = result
-        self.summary.setPlainText(summary_text(result))
+        # the store's name is enough here (the full path is in the layer list)
+        self.summary.setPlainText(summary_text({**result, "store": Path(result["store"]).name}))
         g = result["grid"]
         p = g["pitch_um"]
         stem = Path(result["store"]).name.removesuffix(".seccm.zarr")
@@ -298,6 +307,8 @@ class AnalysisWidget(QWidget):
     def profile_from_shapes(self) -> None:
         from napari.layers import Shapes
 
+        self._say("")  # an earlier message no longer applies
+
         layer = next(
             (
                 lay
@@ -323,6 +334,8 @@ class AnalysisWidget(QWidget):
 
     def plot_histogram(self) -> None:
         from ..analysis.domains import histogram
+
+        self._say("")
 
         try:
             image, _g, label = self._map_for_profile()

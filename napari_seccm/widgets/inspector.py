@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     import napari
 
 
+def _num(value: float, factor: float, unit: str) -> str:
+    """A value in ``unit`` (value x factor), or an em dash when not measured."""
+    return f"{value * factor:.4f} {unit}" if math.isfinite(value) else "—"
+
+
 class InspectorWidget(QWidget):
     """Current trace and I-V of a clicked map pixel."""
 
@@ -78,6 +83,8 @@ class InspectorWidget(QWidget):
             ny, nx = layer.data.shape[-2:]
             if 0 <= r < ny and 0 <= c < nx:
                 return self.inspect(meta["store"], r, c)
+        y, x = (float(v) for v in position[-2:])
+        self.info.setText(f"no scan map under (x = {x:.3f} um, y = {y:.3f} um)")
         return None
 
     def inspect(self, store_path: str | Path, row: int, col: int) -> dict[str, Any] | None:
@@ -112,8 +119,8 @@ class InspectorWidget(QWidget):
         self.info.setText(
             f"{Path(str(store_path)).name}  point {i}  pixel (row {row}, col {col})\n"
             f"x = {x:.3f} um, y = {y:.3f} um   landing: {facts['status']}\n"
-            f"contact height {facts['contact_z_um']:.4f} um   map value "
-            f"{facts['value_A'] * 1e9:.4f} nA"
+            f"contact height {_num(facts['contact_z_um'], 1.0, 'um')}   map value "
+            f"{_num(facts['value_A'], 1e9, 'nA')}"
         )
         for ax in (self.ax_t, self.ax_iv):
             ax.clear()
@@ -122,14 +129,20 @@ class InspectorWidget(QWidget):
             w0, w1 = store.meta["readout_window_s"]
             self.ax_t.axvspan(w0 * 1e3, w1 * 1e3, color="orange", alpha=0.2, label="readout")
             self.ax_t.legend(loc="best", fontsize="small")
-            self.ax_iv.plot(e, cur * 1e9, ".", ms=2)
+            if np.ptp(e[np.isfinite(e)]) > 1e-6:
+                self.ax_iv.plot(e, cur * 1e9, ".", ms=2)
+                self.ax_iv.set_xlabel("E (V)")
+                self.ax_iv.set_ylabel("I (nA)")
+            else:  # one potential held: an I-E plot would be a column of dots
+                self.ax_iv.plot(t * 1e3, e, lw=1)
+                self.ax_iv.set_title("constant potential: no I-E curve", fontsize="small")
+                self.ax_iv.set_xlabel("t (ms)")
+                self.ax_iv.set_ylabel("E (V)")
         else:
             self.ax_t.text(
                 0.5, 0.5, "no trace", ha="center", va="center", transform=self.ax_t.transAxes
             )
         self.ax_t.set_xlabel("t (ms)")
         self.ax_t.set_ylabel("I (nA)")
-        self.ax_iv.set_xlabel("E (V)")
-        self.ax_iv.set_ylabel("I (nA)")
         self.canvas.draw_idle()
         return facts

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..configs import SIMULATED, config_dir
-from ._qt import group, run_in_thread, scroll_layout, spin, status_label
+from ._qt import group, readout_label, run_in_thread, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class RigWidget(QWidget):
         cfg_box.layout().addWidget(self.devices_label)
 
         # -- stage
-        self.pos_label = QLabel("X — um   Y — um   Z — um")
+        self.pos_label = readout_label("X — um   Y — um   Z — um")
         self.x_spin = spin(0.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target X")
         self.y_spin = spin(0.0, -1e4, 1e4, step=1.0, suffix="um", tooltip="target Y")
         self.z_spin = spin(
@@ -185,17 +185,22 @@ class RigWidget(QWidget):
         self.approach_btn.clicked.connect(self._approach)
         self.retract_btn = QPushButton("Retract")
         self.retract_btn.clicked.connect(self._retract)
+        # one setting per row: four spin boxes side by side clip their values
+        # in a dock of ordinary width
         agrid = QGridLayout()
-        agrid.addWidget(QLabel("speed"), 0, 0)
-        agrid.addWidget(self.speed_spin, 0, 1)
-        agrid.addWidget(QLabel("max depth"), 0, 2)
-        agrid.addWidget(self.depth_spin, 0, 3)
-        agrid.addWidget(QLabel("threshold"), 1, 0)
-        agrid.addWidget(self.thr_spin, 1, 1)
-        agrid.addWidget(QLabel("retract"), 1, 2)
-        agrid.addWidget(self.retract_spin, 1, 3)
-        agrid.addWidget(self.approach_btn, 2, 0, 1, 2)
-        agrid.addWidget(self.retract_btn, 2, 2, 1, 2)
+        for r, (label, box) in enumerate(
+            (
+                ("speed", self.speed_spin),
+                ("max depth", self.depth_spin),
+                ("threshold", self.thr_spin),
+                ("retract", self.retract_spin),
+            )
+        ):
+            agrid.addWidget(QLabel(label), r, 0)
+            agrid.addWidget(box, r, 1, 1, 2)
+        agrid.addWidget(self.approach_btn, 4, 0, 1, 2)
+        agrid.addWidget(self.retract_btn, 4, 2)
+        agrid.setColumnStretch(1, 1)
         app_box = group("Approach (cell on, at the set potential)", layout=agrid)
 
         # -- optical
@@ -326,8 +331,15 @@ class RigWidget(QWidget):
         )
         self._disconnect_core()
         self._surface_z = None  # another instrument: no surface known yet
-        core.events.XYStagePositionChanged.connect(self._on_xy_event)
-        core.events.stagePositionChanged.connect(self._on_z_event)
+        # direct connections: a scan moves the stages thousands of times; the
+        # slots only store the numbers (the timer draws them), so they run in
+        # the emitting thread instead of queueing an event per move for the
+        # GUI thread
+        from qtpy.QtCore import QObject, Qt
+
+        direct = (Qt.ConnectionType.DirectConnection,) if isinstance(core.events, QObject) else ()
+        core.events.XYStagePositionChanged.connect(self._on_xy_event, *direct)
+        core.events.stagePositionChanged.connect(self._on_z_event, *direct)
         self._core_events = core.events
         self._focus = core.getFocusDevice()
         self._xy = core.getXYStageDevice()

@@ -37,7 +37,7 @@ from ..acquisition.plan import (
     ScanPlan,
     Staircase,
 )
-from ._qt import group, scroll_layout, spin, status_label
+from ._qt import group, readout_label, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -177,15 +177,16 @@ class ScanWidget(QWidget):
         crow.addWidget(self.continue_btn)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m points")
-        self.time_label = QLabel("")
+        self.time_label = readout_label("")
         self.status = status_label()
         run_box = group("Run", layout=QVBoxLayout())
         run_box.layout().addLayout(crow)
         run_box.layout().addWidget(self.progress)
         run_box.layout().addWidget(self.time_label)
 
-        lay = scroll_layout(self)
-        for wdg in (area_box, meas_box, app_box, out_box, run_box, self.status):
+        # the run controls, progress and messages stay in view (not scrolled)
+        lay = scroll_layout(self, footer=(run_box, self.status))
+        for wdg in (area_box, meas_box, app_box, out_box):
             lay.addWidget(wdg)
         lay.addStretch()
 
@@ -559,6 +560,7 @@ class ScanWidget(QWidget):
         self.time_label.setText(f"elapsed {_fmt_s(dt)}, time left {_fmt_s(left)}")
         if not scan.is_running() and scan.final_status is not None:
             self._timer.stop()
+            self.time_label.setText(f"{done} of {scan.n_total} points, took {_fmt_s(dt)}")
             if self.live is not None:
                 # the layers show the whole store before the status says so
                 self.live.stop()
