@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-SIZES = ((48, 0.3), (96, 0.15))  # points per side, pitch um (2304 and 9216 points)
+SIZES = tuple(
+    (int(n), float(p))
+    for n, p in (s.split(":") for s in os.environ.get("BENCH_SIZES", "48:0.3,96:0.15").split(","))
+)  # points per side : pitch um
 
 
 def lateness_ms(until, timeout_s: float) -> np.ndarray:

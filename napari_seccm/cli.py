@@ -79,8 +79,23 @@ def _run_with_progress(scan: Scan, title: str, quiet: bool = False) -> str:
     if not quiet:
         color = {"complete": "green", "canceled": "yellow"}.get(status, "red")
         reason = scan.store.meta.get("reason") or ""
-        console.print(f"[{color}]{status}[/] {reason}".rstrip())
+        info = store_info(scan.store.path)
+        console.print(f"[{color}]scan {status}[/]" + (f": {reason}" if reason else ""))
+        console.print(
+            f"  {info['points_done']} of {info['points_total']} points in {info['path']}; "
+            f"instrument time {_fmt_duration(info['instrument_time_s'])}"
+        )
     return status
+
+
+def _store_name(out: str) -> str:
+    """Stores are named *.seccm.zarr (that is how napari and the reader know
+    them): the suffix is added when missing, and said."""
+    if out.rstrip("/").endswith(".seccm.zarr"):
+        return out
+    named = out.rstrip("/").removesuffix(".zarr") + ".seccm.zarr"
+    print(f"note: the store is named {named} (stores end in .seccm.zarr)", file=sys.stderr)
+    return named
 
 
 def _load_core(config: str):
@@ -95,6 +110,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from .acquisition.store import ScanStore
 
     plan = ScanPlan.load(args.plan) if args.plan else ScanPlan()
+    args.out = _store_name(args.out)
     ScanStore.check_creatable(args.out, overwrite=args.overwrite)  # before loading the rig
     core = _load_core(args.config)
     scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
@@ -134,7 +150,7 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "points_done": int(done.sum()),
             "points_total": s.n_points,
             "landing_status": counts,
-            "instrument_time_s": float(meta.get("instrument_time_s", 0.0)),
+            "instrument_time_s": s.instrument_time_s(),
             "wall_time_s": float(meta.get("wall_time_s", 0.0)),
             "created": meta.get("created"),
             "started": meta.get("started"),
@@ -200,16 +216,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .acquisition.store import ScanStore
     from .analysis.iv import fit_iv
 
-    out = _next_run_dir(Path(args.out))
-    core = _load_core(args.config)
-    print(f"napari-seccm demo: simulated SECCM, LLTO thin film; output in {out}/")
-
-    # 1. I-V at one landing: an 11-step staircase 0 -> 1 V
+    # both plans, the config and the rig are checked before anything is made
+    # or moved: a bad argument leaves no run folder behind
+    if not args.pitch > 0:
+        raise ValueError(f"--pitch must be above 0 um, got {args.pitch:g} um")
     iv_plan = ScanPlan(
         name="I-V at one landing",
         area=PointsArea(points_um=[(args.iv_x, args.iv_y)]),
         measurement=Staircase(start_V=0.0, end_V=1.0, steps=11, hold_s=0.02),
     )
+    map_plan = ScanPlan(
+        name="LLTO map at 1.0 V",
+        area=RectangleArea(width_um=12.0, height_um=12.0),
+        pitch_um=args.pitch,
+    )
+    core = _load_core(args.config)
+    from .acquisition.plan import check_plan_against_core
+
+    check_plan_against_core(iv_plan, core)
+    check_plan_against_core(map_plan, core)
+    out = _next_run_dir(Path(args.out))
+    print(f"napari-seccm demo: simulated SECCM, LLTO thin film; output in {out}/")
+
+    # 1. I-V at one landing: an 11-step staircase 0 -> 1 V
     iv_scan = Scan.create(core, iv_plan, out / "iv.seccm.zarr")
     if _run_with_progress(iv_scan, "I-V", quiet=True) != "complete":
         print(f"I-V failed: {iv_scan.store.meta.get('reason')}", file=sys.stderr)
@@ -240,11 +269,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
     # 2. the map: 12 x 12 um at 1.0 V, hopping
-    map_plan = ScanPlan(
-        name="LLTO map at 1.0 V",
-        area=RectangleArea(width_um=12.0, height_um=12.0),
-        pitch_um=args.pitch,
-    )
     scan = Scan.create(core, map_plan, out / "map.seccm.zarr")
     print()
     status = _run_with_progress(scan, "map 12 x 12 um", quiet=args.quiet)

@@ -204,7 +204,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path):
     info = cli_info(store)
     assert info["status"] == "canceled"
     # retract and cell off succeeded (a failure there would be added to the reason)
-    assert info["reason"] == "canceled by the user"
+    assert info["reason"] == "stopped by the user"
     assert 20 < info["points_done"] < info["points_total"]
     assert_done_points_intact(store)
     # the lock went with the process: the scan can be resumed
@@ -225,3 +225,60 @@ def test_invalid_plan_fields_are_named_with_their_value(tmp_path, capsys):
     assert "plan field order:" in err and "'zigzag'" in err
     assert "errors.pydantic.dev" not in err
     assert not out.exists()
+
+
+# ------------------------------------------- refused before anything is made
+def test_bad_demo_arguments_leave_no_run_folder(tmp_path):
+    for args in (["--pitch", "-1"], ["--iv-x", "500"], ["--config", "nope.cfg"]):
+        r = run_cli("demo", "--out", str(tmp_path / "d"), "--quiet", *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("error: "), r.stderr
+        assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir()), args
+    r = run_cli("demo", "--out", str(tmp_path / "d"), "--quiet", "--pitch", "-1")
+    assert "--pitch must be above 0 um, got -1 um" in r.stderr
+    r = run_cli("demo", "--out", str(tmp_path / "d"), "--quiet", "--iv-x", "500")
+    assert "500" in r.stderr and "travel" in r.stderr, r.stderr
+
+
+def test_a_range_the_amplifier_lacks_is_refused_before_the_store_exists(tmp_path):
+    plan = tmp_path / "p.yaml"
+    ScanPlan(
+        area=RectangleArea(width_um=2, height_um=2),
+        pitch_um=1.0,
+        potentiostat={"current_range_A": 3e-8},
+    ).save(plan)
+    out = tmp_path / "o.seccm.zarr"
+    r = run_cli("scan", "--plan", str(plan), "--out", str(out), "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert "current range 3e-08 A is not a range of Potentiostat; choose one of" in r.stderr
+    assert "1e-08" in r.stderr and not out.exists()
+
+
+def test_a_store_name_gets_its_suffix_and_the_end_says_what_was_measured(tmp_path):
+    plan = tmp_path / "p.yaml"
+    ScanPlan(area=RectangleArea(width_um=2, height_um=2), pitch_um=1.0).save(plan)
+    r = run_cli("scan", "--plan", str(plan), "--out", str(tmp_path / "mymap"))
+    assert r.returncode == 0, r.stderr
+    assert "the store is named" in r.stderr and "mymap.seccm.zarr" in r.stderr
+    assert (tmp_path / "mymap.seccm.zarr" / "zarr.json").exists()
+    assert "scan complete" in r.stderr  # progress and outcome go to stderr
+    assert "4 of 4 points in" in r.stderr and "instrument time" in r.stderr
+    r = run_cli("info", str(tmp_path / "missing.seccm.zarr"))
+    assert r.returncode == 2 and "missing.seccm.zarr does not exist" in r.stderr
+
+
+def test_a_map_that_saturates_stops_and_says_to_raise_the_range(tmp_path):
+    plan = tmp_path / "p.yaml"
+    ScanPlan(
+        area=RectangleArea(width_um=6, height_um=6),
+        pitch_um=1.0,
+        potentiostat={"current_range_A": 1e-9},
+        approach={"threshold_A": 3e-12},
+    ).save(plan)
+    out = tmp_path / "sat.seccm.zarr"
+    r = run_cli("scan", "--plan", str(plan), "--out", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "10 points in a row saturated the 1 nA current range" in r.stderr, r.stderr
+    with ScanStore.open(out) as s:
+        counts = s.status_counts()
+    assert counts["saturated"] == 10 and counts["pending"] == 36 - 10

@@ -293,7 +293,8 @@ def test_filter_above_half_the_sample_rate_is_rejected():
 
 def test_pitch_below_twice_the_footprint_warns():
     with pytest.warns(
-        UserWarning, match=r"pitch 0.2 um is below 2x the droplet footprint \(0.15 um\)"
+        UserWarning,
+        match=r"pitch 0\.2 um is below 0\.3 um, twice the droplet footprint \(0\.15 um across\)",
     ):
         ScanPlan(pitch_um=0.2)
     with warnings.catch_warnings():

@@ -278,7 +278,7 @@ def test_cancel_retracts_switches_off_keeps_data_and_resume_completes(seccm_core
     assert core.getProperty("Potentiostat", "Cell") == "Off"
     with ScanStore.open(path) as s:
         assert s.status == "canceled"
-        assert s.meta["reason"] == "canceled by the user"
+        assert s.meta["reason"] == "stopped by the user"
         done = s.done_mask()
         before = s.results()
     assert np.flatnonzero(done).tolist() == list(range(20))  # the first 20 in visiting order

@@ -96,12 +96,17 @@ def test_a_resume_after_a_pipette_change_searches_and_forgets_old_heights(seccm_
     core.setPosition(core.getPosition() + 10.0)  # the user lifts after the swap
     resumed = Scan.resume(core, path)
     assert resumed.run() == "complete", resumed.store.meta.get("reason")
+    # the resumed session records its rig and how it differs from the first
+    assert resumed.rig_changes == [f"Sample HeightOffset_um {old!r} -> {old + 5.0!r}"]
     assert core.getProperty("Sample", "Pipette_State") == "ok"
     with ScanStore.open(path) as s:
         res = s.results()
         reason = s.meta["reason"]
         assert s.done_mask().all()
     assert "earlier landings are no longer used" in reason and "+5.0" in reason, reason
+    with ScanStore.open(path) as s:
+        last = s.meta["sessions"][-1]
+    assert last["rig_changes"] == resumed.rig_changes and "devices" in last["rig"]
     assert (res["status"][30:] == OK).all()
     # the second session's landings are ~5 um above the first session's
     step = np.nanmedian(res["contact_z_um"][30:]) - np.nanmedian(res["contact_z_um"][:30])

@@ -180,8 +180,11 @@ def test_the_lock_holds_across_processes(tmp_path):
 
 
 def test_open_rejects_what_is_not_a_scan(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a SECCM scan store"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.zarr does not exist"):
         ScanStore.open(tmp_path / "nothing.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a SECCM scan store"):
+        ScanStore.open(tmp_path / "empty.zarr")
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
     with pytest.raises(ValueError, match="not a SECCM scan"):
         ScanStore.open(tmp_path / "plain.zarr")

@@ -78,6 +78,7 @@ class HoppingEngine(PMDAEngine):
         self.error: BaseException | None = None
         self.points_done = 0
         self.consecutive_failures = 0
+        self.consecutive_saturated = 0
         self._last_row: int | None = None
         self._max_contact_z = -math.inf
         if previous_landings is not None and len(previous_landings[2]):
@@ -304,6 +305,7 @@ class HoppingEngine(PMDAEngine):
         # 5. retract (the droplet detaches), 6. hand over to the writer
         self._move_z(contact_z + plan.retract_um, a.fast_speed_um_per_s)
         self.consecutive_failures = 0
+        self.consecutive_saturated = self.consecutive_saturated + 1 if status == SATURATED else 0
         xa, ya = core.getXYPosition(self.xy_dev)
         rec = PointRecord(
             i,
@@ -319,6 +321,13 @@ class HoppingEngine(PMDAEngine):
         )
         if self.writer is not None:
             self.writer.put(rec)
+        limit = plan.safety.max_consecutive_saturated
+        if self.consecutive_saturated >= limit:
+            raise ScanAborted(
+                f"{self.consecutive_saturated} points in a row saturated the "
+                f"{self._range * 1e9:g} nA current range (limit max_consecutive_saturated = "
+                f"{limit}): choose a larger range and resume"
+            )
         return rec, trace[1:]  # rows [E_V, I_A] (a view: the payload of frameReady)
 
     def _search(self, i: int, x: float, y: float) -> float:

@@ -266,6 +266,13 @@ class SafetySettings(_Model):
     max_consecutive_failures: int = Field(
         5, ge=1, le=1_000_000, description="stop the scan after this many misses in a row"
     )
+    max_consecutive_saturated: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="stop the scan after this many saturated points in a row (the current "
+        "range is too small: a larger one keeps the rest of the map)",
+    )
     max_tilt_deg: float = Field(
         3.0,
         ge=0,
@@ -391,8 +398,9 @@ class ScanPlan(_Model):
             )
         if self.pitch_um < 2 * self.footprint_diameter_um:
             warnings.warn(
-                f"pitch {self.pitch_um:g} um is below 2x the droplet footprint "
-                f"({self.footprint_diameter_um:g} um): neighbouring droplets may overlap",
+                f"pitch {self.pitch_um:g} um is below {2 * self.footprint_diameter_um:g} um, "
+                f"twice the droplet footprint ({self.footprint_diameter_um:g} um across): "
+                "neighbouring droplets may overlap",
                 stacklevel=2,
             )
         n = self.n_points()
@@ -602,6 +610,14 @@ def check_plan_against_core(plan: ScanPlan, core: CMMCorePlus) -> None:
             bad = pmin_v if pmin_v < lo_v else pmax_v
             lim = f"minimum {lo_v:g} V" if pmin_v < lo_v else f"maximum {hi_v:g} V"
             raise PlanError(f"potential {bad:g} V is beyond the potentiostat's compliance ({lim})")
+    if core.hasProperty(ps, "CurrentRanges_A"):
+        ranges = [float(v) for v in str(core.getProperty(ps, "CurrentRanges_A")).split(",") if v]
+        want = plan.potentiostat.current_range_A
+        if ranges and not any(abs(want / r - 1) < 1e-6 for r in ranges):
+            raise PlanError(
+                f"current range {want:g} A is not a range of {ps}; choose one of "
+                f"{', '.join(f'{r:g}' for r in ranges)} A"
+            )
     if core.hasProperty(ps, "SampleRate_Hz") and core.hasPropertyLimits(ps, "SampleRate_Hz"):
         hi_fs = core.getPropertyUpperLimit(ps, "SampleRate_Hz")
         if plan.potentiostat.sample_rate_Hz > hi_fs:

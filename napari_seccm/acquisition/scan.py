@@ -33,14 +33,56 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: properties that change while a rig runs (positions, readings, clocks): not
+#: a difference between rigs
+_VOLATILE = ("Position", "Current_A", "SimTime_s", "LastTrace", "Pipette_State")
+#: settings every scan sets from its plan (the same in every session)
+_SET_BY_SCAN = (
+    "Potential_V",
+    "Cell",
+    "Waveform",
+    "Acquire",
+    "Approach",
+    "SampleRate_Hz",
+    "Filter_Hz",
+    "CurrentRange_A",
+    "Speed_um_per_s",
+)
+
+
+def rig_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two rig snapshots: the config file, and device
+    settings (not positions, readings or clocks), one line each."""
+    out = []
+    if before.get("config_file") != after.get("config_file"):
+        out.append(f"config {before.get('config_file')!r} -> {after.get('config_file')!r}")
+    elif before.get("config_text") != after.get("config_text"):
+        out.append(f"config file {after.get('config_file')!r} was edited")
+    b_dev, a_dev = before.get("devices", {}), after.get("devices", {})
+    for dev in sorted(set(b_dev) | set(a_dev)):
+        if dev not in a_dev or dev not in b_dev:
+            out.append(f"device {dev} {'removed' if dev not in a_dev else 'added'}")
+            continue
+        derived = set(after.get("read_only", {}).get(dev, ()))  # readings, not settings
+        for prop in sorted(set(b_dev[dev]) & set(a_dev[dev]) - derived):
+            if prop.startswith(_VOLATILE + _SET_BY_SCAN) or "Position" in prop:
+                continue
+            if b_dev[dev][prop] != a_dev[dev][prop]:
+                out.append(f"{dev} {prop} {b_dev[dev][prop]!r} -> {a_dev[dev][prop]!r}")
+    return out
+
+
 def rig_snapshot(core: CMMCorePlus) -> dict[str, Any]:
     """Every device property with a plain value, and the config file's text."""
     devices: dict[str, dict[str, Any]] = {}
+    read_only: dict[str, list[str]] = {}
     for dev in core.getLoadedDevices():
         props: dict[str, Any] = {}
         for prop in core.getDevicePropertyNames(dev):
             try:
                 val = core.getProperty(dev, prop)
+                if core.isPropertyReadOnly(dev, prop):
+                    read_only.setdefault(dev, []).append(prop)
             except Exception:
                 continue
             if isinstance(val, (np.generic,)):
@@ -57,6 +99,7 @@ def rig_snapshot(core: CMMCorePlus) -> dict[str, Any]:
             cfg_text = Path(cfg).read_text()
     return {
         "devices": devices,
+        "read_only": read_only,
         "config_file": core.systemConfigurationFile() or "",
         "config_text": cfg_text,
         "roles": {
@@ -114,6 +157,8 @@ class Scan:
         self.pending = np.flatnonzero(~store.done_mask())
         self.n_total = store.n_points
         self._done_before = self.n_total - self.pending.size
+        #: how the rig of a resumed session differs from the scan's first rig
+        self.rig_changes: list[str] = []
 
     # -------------------------------------------------------- constructors
     @classmethod
@@ -158,7 +203,7 @@ class Scan:
         done = store.done_mask()
         prev = tuple(store.array(f"results/{k}")[:][done] for k in ("x_um", "y_um", "contact_z_um"))
         meta = store.meta
-        self._base_instrument_s = float(meta.get("instrument_time_s", 0.0))
+        self._base_instrument_s = store.instrument_time_s()
         self._base_wall_s = float(meta.get("wall_time_s", 0.0))
         self._t_wall0 = time.perf_counter()
         self._last_checkpoint = time.monotonic()
@@ -172,7 +217,19 @@ class Scan:
             time_offset_s=self._base_instrument_s,
         )
         sessions = list(meta.get("sessions", []))
-        sessions.append({"started": _now_iso(), "points_pending": int(self.pending.size)})
+        session: dict[str, Any] = {
+            "started": _now_iso(),
+            "points_pending": int(self.pending.size),
+        }
+        if sessions:  # a resume: which rig measures the rest, and how it differs
+            snap = rig_snapshot(self.core)
+            session["rig"] = snap
+            changes = rig_changes(meta.get("rig", {}), snap)
+            if changes:
+                session["rig_changes"] = changes
+                self.rig_changes = changes
+                log.warning("resuming %s on a different rig: %s", store.path, "; ".join(changes))
+        sessions.append(session)
         store.update_meta(
             status="running",
             reason="",
@@ -299,7 +356,7 @@ class Scan:
             reason_parts.append(f"{type(err).__name__}: {err}")
         elif finish is not None and str(finish) == "canceled":
             status = "canceled"
-            reason_parts.append("canceled by the user")
+            reason_parts.append("stopped by the user")
         elif store.done_mask().sum() < store.n_points:
             status = "canceled"
             reason_parts.append("stopped before all points were measured")

@@ -295,6 +295,8 @@ class ScanStore:
         import zarr
 
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
         if not (path / "zarr.json").exists():
             raise FileNotFoundError(f"{path} is not a SECCM scan store (no zarr.json)")
         root = zarr.open_group(str(path), mode="r+" if mode == "r+" else "r", zarr_format=3)
@@ -424,8 +426,23 @@ class ScanStore:
         return int(hits[-1]) if hits.size else None
 
     def status_counts(self) -> dict[str, int]:
+        """Landing outcomes of the points marked done (a point's status may be
+        on disk before its done flag, if the process was killed in between);
+        the others count as pending."""
         st = self.array("results/status")[:]
-        return {STATUS_NAMES[k]: int((st == k).sum()) for k in STATUS_NAMES}
+        done = self.done_mask()
+        out = {STATUS_NAMES[k]: int(((st == k) & done).sum()) for k in STATUS_NAMES}
+        out["pending"] = int((~done).sum())
+        return out
+
+    def instrument_time_s(self) -> float:
+        """Instrument time spent so far, s: the recorded total, or, if the scan
+        was killed before recording it, the start of the last done point."""
+        t = float(self.meta.get("instrument_time_s", 0.0))
+        done = self.done_mask()
+        if done.any():
+            t = max(t, float(np.nanmax(self.array("results/t_start_s")[:][done])))
+        return t
 
     # ----------------------------------------------------------- alignments
     def alignments(self) -> list[dict[str, Any]]:

@@ -355,6 +355,13 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _method_words(r: dict[str, Any]) -> str:
+    if r.get("method") == "ca":
+        e = r.get("potential_V")
+        return f"G = I / E at {e:g} V" if e is not None else "G = I / E"
+    return "G = slope of the I-E fit"
+
+
 def summary_text(result: dict[str, Any]) -> str:
     """Human-readable lines of an :func:`analyze_store` result."""
 
@@ -366,7 +373,7 @@ def summary_text(result: dict[str, Any]) -> str:
         lines = [
             f"{r['store']}  ({r['name']})",
             f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
-            f"{r['measurement']} ({r['method']}), {r['n_valid']} valid pixels",
+            f"{r['measurement']} measurement, {_method_words(r)}, {r['n_valid']} valid pixels",
             f"  conductance      median {f(r.get('conductance_median_S'))} S",
         ]
         if r.get("conductivity_median_S_per_cm") is not None:
@@ -378,7 +385,7 @@ def summary_text(result: dict[str, Any]) -> str:
     lines = [
         f"{r['store']}  ({r['name']})",
         f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
-        f"{r['measurement']} ({r['method']}), {r['n_valid']} valid pixels",
+        f"{r['measurement']} measurement, {_method_words(r)}, {r['n_valid']} valid pixels",
         "  quality          " + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
         f"  stripes          period {f(r['period_um'])} +- {f(r['period_um_err'], '{:.2g}')} um, "
         f"angle {f(r['angle_deg'], '{:.2f}')} +- {f(r['angle_deg_err'], '{:.2g}')} deg "

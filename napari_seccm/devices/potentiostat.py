@@ -101,6 +101,12 @@ class Potentiostat(BackendMixin, GenericDevice):
         """One reading of the current, A (for monitoring; scans use waveforms)."""
         return self.backend.read_current()
 
+    @pymm_property(is_read_only=True)
+    def CurrentRanges_A(self) -> str:
+        """The amplifier's current ranges, A, comma-separated (the values
+        CurrentRange_A accepts; plans are checked against them)."""
+        return ",".join(f"{r:g}" for r in CURRENT_RANGES_A)
+
     @pymm_property(limits=(min(CURRENT_RANGES_A), max(CURRENT_RANGES_A)))
     def CurrentRange_A(self) -> float:
         """Full-scale current, A: one of 1e-10 ... 1e-6; readings beyond it saturate.

@@ -166,16 +166,17 @@ class MissingScaleError(ValueError):
         self.unit = unit
         what = what or _describe_unit(unit)
         where = f" (signal {signal})" if signal else ""
-        msg = (
+        #: what is wrong, without advice on how to call the API (for GUIs)
+        self.problem = (
             f"{self.path.name}{where}: the image has {what} "
-            f"(unit in the file: {unit!r}), "
-            f"so its pixels cannot be placed in micrometres. Pass the pixel size, e.g. "
-            f"load_image({str(self.path)!r}, pixel_size_um=0.01) (um per pixel, or a "
-            f"(y, x) pair)."
+            f"(unit in the file: {unit!r}), so its pixels cannot be placed in micrometres."
         )
         if hint:
-            msg += " " + hint
-        super().__init__(msg)
+            self.problem += " " + hint
+        super().__init__(
+            f"{self.problem} Pass the pixel size, e.g. load_image({str(self.path)!r}, "
+            "pixel_size_um=0.01) (um per pixel, or a (y, x) pair)."
+        )
 
 
 # ---------------------------------------------------------------- results
