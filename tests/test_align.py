@@ -210,8 +210,10 @@ def test_first_guess_turns_the_tem_image_onto_the_map_then_landmarks_refine(
     tem = next(lay for lay in viewer.layers if lay.name.startswith("tem"))
     cur = next(lay for lay in viewer.layers if "current" in lay.name)
     imported = data_to_world_matrix(tem)
-    widget.ref_combo.setCurrentText(cur.name)
-    widget.mov_combo.setCurrentText(tem.name)
+    # opened as they were, the scan's current map is the reference and the
+    # image opened last the moving layer
+    assert widget.ref_combo.currentText() == cur.name
+    assert widget.mov_combo.currentText() == tem.name
     assert not widget.next_btn.isEnabled()
 
     widget.guess_btn.click()

@@ -598,6 +598,12 @@ def test_pause_resume_and_unscanned_pixels_are_nan(
     scan = start_scan(sw, tmp_path / "pause.seccm.zarr")
     n = scan.n_total
     assert n == 1024
+    # the run controls, progress and messages stay in view: not in the scrolled form
+    from qtpy.QtWidgets import QScrollArea
+
+    area = sw.findChild(QScrollArea)
+    for w in (sw.pause_btn, sw.stop_btn, sw.progress, sw.time_label, sw.status):
+        assert not area.isAncestorOf(w) and w.isVisible()
     layers = seccm_layers(viewer)
     assert set(layers) == {"current", "contact_height"}
 
@@ -868,7 +874,11 @@ def test_inspector_plots_a_clicked_pixel(shown_viewer: Any, qtbot: Any, tmp_path
     assert facts["n_samples"] > 0
     assert len(insp.ax_t.lines) >= 1 and len(insp.ax_iv.lines) >= 1
     assert "landing: ok" in insp.info.text() and "contact height" in insp.info.text()
+    # a held potential (chronoamperometry): the lower panel shows E(t), not I-E
+    assert insp.ax_iv.get_xlabel() == "t (ms)" and insp.ax_iv.get_ylabel() == "E (V)"
+    assert "constant potential" in insp.ax_iv.get_title()
     assert insp.inspect_world((100.0, 100.0)) is None  # outside every map
+    assert insp.info.text().startswith("no scan map under (x = 100.000 um, y = 100.000 um)")
 
     # a real click on the canvas
     viewer.reset_view()

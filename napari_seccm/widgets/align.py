@@ -250,7 +250,7 @@ class AlignWidget(QWidget):
         elif meta.get("seccm", {}).get("kind") == "current":
             ref = self.ref_combo.currentText()
             ref_meta = self.viewer.layers[ref].metadata if ref in self.viewer.layers else {}
-            if "seccm" not in ref_meta:
+            if ref_meta.get("seccm", {}).get("kind") != "current":
                 self.ref_combo.setCurrentText(layer.name)
         if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
             others = [n for n in names if n != self.ref_combo.currentText()]
