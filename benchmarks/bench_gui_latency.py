@@ -17,8 +17,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 SIZES = tuple(
     (int(n), float(p))
@@ -27,35 +29,25 @@ SIZES = tuple(
 
 
 def lateness_ms(until, timeout_s: float) -> np.ndarray:
-    from qtpy.QtCore import Qt, QTimer
     from qtpy.QtWidgets import QApplication
 
+    from napari_seccm.widgets._timing import timer_lateness_ms
+
     app = QApplication.instance()
-    late: list[float] = []
-    last = [time.perf_counter()]
 
-    def tick() -> None:
-        now = time.perf_counter()
-        late.append(max(0.0, now - last[0] - 0.010))
-        last[0] = now
+    def run_events() -> None:
+        t_end = time.monotonic() + timeout_s
+        while not until() and time.monotonic() < t_end:
+            app.processEvents()
+            time.sleep(0.001)
 
-    timer = QTimer()
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    last[0] = time.perf_counter()
-    timer.start()
-    t_end = time.monotonic() + timeout_s
-    while not until() and time.monotonic() < t_end:
-        app.processEvents()
-        time.sleep(0.001)
-    timer.stop()
-    return np.asarray(late) * 1e3
+    return timer_lateness_ms(run_events)
 
 
 def stats(lat: np.ndarray) -> str:
-    p50, p99 = np.percentile(lat, [50, 99])
-    return f"p50 {p50:5.1f} ms, p99 {p99:5.1f} ms, max {lat.max():6.1f} ms ({lat.size} ticks)"
+    from napari_seccm.widgets._timing import lateness_stats
+
+    return lateness_stats(lat)
 
 
 def main() -> None:

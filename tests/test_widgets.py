@@ -738,34 +738,15 @@ def test_stop_leaves_the_rig_safe(viewer: Any, qtbot: Any, tmp_path: Path) -> No
 
 def _timer_lateness_ms(qtbot: Any, until: Any, timeout_ms: int) -> np.ndarray:
     """A 10 ms main-thread QTimer until ``until()``: ticks' lateness (ms)."""
-    from qtpy.QtCore import Qt, QTimer
+    from napari_seccm.widgets._timing import timer_lateness_ms
 
-    lateness: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        lateness.append(max(0.0, now - last[0] - 0.010))
-        last[0] = now
-
-    timer = QTimer()
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    last[0] = time.perf_counter()
-    timer.start()
-    try:
-        qtbot.waitUntil(until, timeout=timeout_ms)
-    finally:
-        timer.stop()
-    return np.asarray(lateness) * 1e3
+    return timer_lateness_ms(lambda: qtbot.waitUntil(until, timeout=timeout_ms))
 
 
 def _stats(lat: np.ndarray) -> str:
-    return (
-        f"{lat.size} ticks, lateness p50 {np.percentile(lat, 50):.1f} ms, "
-        f"p99 {np.percentile(lat, 99):.1f} ms, max {lat.max():.1f} ms"
-    )
+    from napari_seccm.widgets._timing import lateness_stats
+
+    return lateness_stats(lat)
 
 
 def test_gui_stays_responsive_and_refreshes_are_batched(
