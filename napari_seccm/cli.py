@@ -412,6 +412,13 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 def _analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if not 0.0 <= args.r2_min <= 1.0:
+        raise ValueError(f"--r2-min must lie in [0, 1], got {args.r2_min:g}")
+    if not 0.0 <= args.settle_fraction < 1.0:
+        raise ValueError(f"--settle-fraction must lie in [0, 1), got {args.settle_fraction:g}")
+    if args.potential_range_V and not args.potential_range_V[0] < args.potential_range_V[1]:
+        lo, hi = args.potential_range_V
+        raise ValueError(f"--potential-range-V needs LO < HI, got {lo:g} {hi:g} V")
     kw: dict[str, Any] = {
         "r2_min": args.r2_min,
         "rest_potential_V": args.rest_potential_V,
@@ -437,6 +444,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze_store, summary_text
 
     _require_store(args.store)
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be at least 1 (bootstrap resamples), got {args.n_boot}")
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; choose another name or pass --overwrite")
     try:
@@ -487,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-seccm",
         description="Scanning Electrochemical Cell Microscopy: scans, stores and the simulated rig.",
     )
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"napari-seccm {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="the report's experiment on the simulated LLTO film")

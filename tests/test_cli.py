@@ -282,3 +282,21 @@ def test_a_map_that_saturates_stops_and_says_to_raise_the_range(tmp_path):
     with ScanStore.open(out) as s:
         counts = s.status_counts()
     assert counts["saturated"] == 10 and counts["pending"] == 36 - 10
+
+
+def test_analysis_options_out_of_range_are_refused_by_name(tmp_path):
+    plan = tmp_path / "p.yaml"
+    ScanPlan(area=RectangleArea(width_um=2, height_um=2), pitch_um=1.0).save(plan)
+    store = tmp_path / "s.seccm.zarr"
+    assert run_cli("scan", "--plan", str(plan), "--out", str(store), "--quiet").returncode == 0
+    for args, msg in (
+        (["--n-boot", "0"], "--n-boot must be at least 1 (bootstrap resamples), got 0"),
+        (["--r2-min", "2"], "--r2-min must lie in [0, 1], got 2"),
+        (["--potential-range-V", "1", "0"], "--potential-range-V needs LO < HI, got 1 0 V"),
+        (["--settle-fraction", "1"], "--settle-fraction must lie in [0, 1), got 1"),
+    ):
+        r = run_cli("analyze", str(store), *args)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("napari-seccm ")
