@@ -401,6 +401,11 @@ def summary_text(result: dict[str, Any]) -> str:
             f"  spreading ratio  {f(r['spreading_conductance_ratio'])} (95% CI "
             f"{_ci(r['spreading_conductance_ratio_ci95'])}) after subtracting pipette, interface, film"
         )
+        lines.append(
+            "                   (the interval is over pixels only: the series-model parameters, "
+            f"from {r.get('series_model_source')}, are taken as exact; vary them, e.g. "
+            "--tip-radius-nm, to see how much the ratio depends on them)"
+        )
         c = r.get("conductivity_S_per_cm") or {}
         lines.append(
             f"  conductivity     [100] {f(c.get('100'))} S/cm, [001] {f(c.get('001'))} S/cm "
@@ -413,7 +418,14 @@ def summary_text(result: dict[str, Any]) -> str:
                 f"(anisotropy {r.get('anisotropy'):g})"
             )
     else:
-        lines.append(f"  spreading ratio  n/a: series model {r.get('series_model_source')}")
+        why = (
+            f"with the series model from {r.get('series_model_source')}, pipette + interface "
+            "+ film leave no positive spreading resistance (check the pipette and interface "
+            "parameters)"
+            if r.get("series_model")
+            else "no series model: give the pipette's parameters (--tip-radius-nm ...)"
+        )
+        lines.append(f"  spreading ratio  n/a: {why}")
     if r.get("resolution"):
         res = r["resolution"]
         lines.append(
