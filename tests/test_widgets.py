@@ -265,6 +265,22 @@ def test_rig_loads_a_config_and_snaps_in_stage_coordinates(
     wait_rig_idle(qtbot, rig)
     assert core.getXYPosition() == pytest.approx((1.0, 1.0))
 
+    # a config that exists but does not load: the old devices were released
+    # first (hardware cannot be opened twice), and nothing falls back to the
+    # simulator behind the user's back
+    broken = tmp_path / "broken.cfg"
+    broken.write_text("Device,Nope,NoSuchAdapterLibrary,Nope\nProperty,Core,Initialize,1\n")
+    rig.config_edit.setText(str(broken))
+    rig._load()
+    assert "could not load" in rig.status.text()
+    assert rig.session.core is None
+    assert "PiezoXY" not in core.getLoadedDevices()
+    with pytest.raises(RuntimeError, match=r"loading .*broken\.cfg failed; load a config"):
+        rig.session.ensure_core()
+    rig.config_edit.setText("seccm_simulated.cfg")
+    rig._load()
+    assert rig.session.core is not None and "PiezoXY" in rig.session.core.getLoadedDevices()
+
 
 def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any) -> None:
     from napari_seccm.devices._simulated import get_rig

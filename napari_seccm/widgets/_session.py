@@ -42,6 +42,7 @@ class Session(QObject):
         self.config_path: str = ""
         self.scan: Scan | None = None
         self.live: Any = None
+        self._failed_config = ""
 
     @property
     def viewer(self) -> napari.Viewer:
@@ -56,18 +57,33 @@ class Session(QObject):
 
         if self.scan is not None and self.scan.is_running():
             raise RuntimeError("a scan is running: stop it before loading another config")
-        path = config_path(config)
-        core = load_core(path)
-        old, self.core = self.core, core
-        self.config_path = str(path)
+        path = config_path(config)  # a missing file fails here, nothing unloaded
+        # the old devices go first: real hardware cannot be opened twice (a
+        # serial port, a DAQ), and a simulated rig is shared by name
+        old, self.core = self.core, None
         if old is not None:
             old.unloadAllDevices()
+        try:
+            core = load_core(path)
+        except BaseException:
+            self._failed_config = str(path)
+            raise
+        self._failed_config = ""
+        self.core = core
+        self.config_path = str(path)
         self.coreChanged.emit(core)
         return core
 
     def ensure_core(self) -> CMMCorePlus:
         """The loaded core; the simulated SECCM if nothing was loaded yet."""
         if self.core is None:
+            if self._failed_config:
+                # never fall back to the simulator behind the back of a user
+                # whose own rig failed to load
+                raise RuntimeError(
+                    f"no instrument: loading {self._failed_config} failed; load a config "
+                    "in the Rig widget"
+                )
             from ..configs import SIMULATED
 
             self.load_config(SIMULATED)
