@@ -473,6 +473,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .analysis.export import export_store
 
     _require_store(args.store)
+    if args.traces or args.points:
+        from .analysis.export import write_traces_csv
+
+        if Path(args.out).suffix.lower() != ".csv" or args.format not in (None, "csv"):
+            raise ValueError(f"--traces writes CSV: name the file *.csv, got {args.out!r}")
+        try:
+            points = [int(v) for v in args.points.split(",")] if args.points else None
+        except ValueError as e:
+            raise ValueError(
+                f"--points takes point indices like 0,5,12, got {args.points!r}"
+            ) from e
+        out = write_traces_csv(args.store, args.out, points=points, overwrite=args.overwrite)
+        print(f"wrote {out}")
+        return 0
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else None
     try:
         out = export_store(
@@ -562,7 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.set_defaults(func=cmd_analyze)
 
     ex = sub.add_parser(
-        "export", help="maps to Gwyddion (.gsf, .gwy), TIFF or PNG; the point table to CSV"
+        "export",
+        help="maps to Gwyddion (.gsf, .gwy), TIFF or PNG; the point table or the raw traces to CSV",
     )
     ex.add_argument("store", help="a scan store (*.seccm.zarr)")
     ex.add_argument(
@@ -581,6 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default current)",
     )
     ex.add_argument("--channels", help="comma-separated maps for gwy (default: all available)")
+    ex.add_argument(
+        "--traces",
+        action="store_true",
+        help="the raw traces as CSV instead of maps: one row per sample "
+        "(point, row, col, x_um, y_um, status, t_s, E_V, I_A)",
+    )
+    ex.add_argument("--points", help="with --traces: comma-separated point indices (default: all)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_analysis_options(ex)
     ex.set_defaults(func=cmd_export)

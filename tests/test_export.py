@@ -317,3 +317,43 @@ def test_cli_export(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) 
         main(["export", str(store), "--out", str(tmp_path / "f.gsf"), "--format", "jpeg"])
     assert e.value.code == 2
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.gsf"]
+
+
+def test_traces_csv_holds_every_sample_of_the_chosen_points(store: Path, tmp_path: Path) -> None:
+    """The raw traces for a plotting program: one row per sample, the values
+    of the store's traces, points chosen by index; bad choices refused."""
+    import csv
+
+    from napari_seccm.acquisition.store import ScanStore
+    from napari_seccm.analysis.export import write_traces_csv
+
+    out = write_traces_csv(store, tmp_path / "traces.csv", points=[5, 2])
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["point", "row", "col", "x_um", "y_um", "status", "t_s", "E_V", "I_A"]
+    with ScanStore.open(store) as s:
+        for i in (5, 2):
+            tr = s.trace(i)
+            mine = [r for r in rows if int(r["point"]) == i]
+            n = int(np.isfinite(tr["current_A"]).sum())
+            assert len(mine) == n > 0
+            np.testing.assert_allclose(
+                [float(r["I_A"]) for r in mine], tr["current_A"][:n], rtol=1e-7
+            )
+            np.testing.assert_allclose(
+                [float(r["E_V"]) for r in mine], tr["potential_V"][:n], rtol=1e-7
+            )
+            np.testing.assert_allclose([float(r["t_s"]) for r in mine], tr["time_s"][:n], rtol=1e-7)
+        n_points = s.n_points
+    assert [int(r["point"]) for r in rows[:1]] == [5]  # in the order asked
+    with pytest.raises(ValueError, match=f"point {n_points} does not exist"):
+        write_traces_csv(store, tmp_path / "x.csv", points=[n_points])
+    with pytest.raises(FileExistsError):
+        write_traces_csv(store, out, points=[1])
+    r = _cli("export", str(store), "--traces", "--points", "0,1", "--out", str(tmp_path / "t.png"))
+    assert r.returncode == 2 and "--traces writes CSV" in r.stderr
+    r = _cli("export", str(store), "--traces", "--out", str(tmp_path / "all.csv"))
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "all.csv") as fh:
+        points = {int(row["point"]) for row in csv.DictReader(fh)}
+    assert points == set(range(n_points))

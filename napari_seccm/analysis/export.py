@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 FORMATS = ("gsf", "gwy", "tiff", "csv", "png")
 _SUFFIX = {
@@ -338,6 +338,60 @@ def write_point_table(
             rows = zip(*(c[s : s + block].tolist() for c in cols), strict=True)
             fh.write("\n".join(row_fmt % r for r in rows))
             fh.write("\n")
+    return Path(path)
+
+
+def write_traces_csv(
+    store: Any,
+    path: str | Path,
+    *,
+    points: Sequence[int] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """The raw traces as a long CSV table, one row per sample of each measured
+    point: ``point,row,col,x_um,y_um,status,t_s,E_V,I_A`` (e.g. the I-E curves
+    of a staircase or CV map, for a plotting program). ``points`` selects
+    point indices (default: every measured point); points not measured yet
+    are refused by index."""
+    from ..acquisition.store import STATUS_NAMES
+    from .maps import open_store
+
+    check_writable(path, overwrite)
+    with open_store(store) as s:
+        done = s.done_mask()
+        if points is None:
+            idx = np.flatnonzero(done)
+        else:
+            idx = np.asarray(list(points), dtype=np.int64)
+            bad = idx[(idx < 0) | (idx >= done.size)]
+            if bad.size:
+                raise ValueError(
+                    f"point {int(bad[0])} does not exist: the scan has points 0..{done.size - 1}"
+                )
+            missing = idx[~done[idx]]
+            if missing.size:
+                raise ValueError(f"point {int(missing[0])} has not been measured yet")
+        if idx.size == 0:
+            raise ValueError("no measured point to export")
+        t = np.asarray(s.array("traces/time_s")[:], dtype=float)
+        pts, res = s.points(), s.results()
+        cur_arr, pot_arr = s.array("traces/current_A"), s.array("traces/potential_V")
+        with _atomic(path, overwrite) as tmp, open(tmp, "w", newline="") as fh:
+            fh.write("point,row,col,x_um,y_um,status,t_s,E_V,I_A\n")
+            for start in range(0, idx.size, 256):
+                block = idx[start : start + 256]
+                cur = np.asarray(cur_arr.get_orthogonal_selection((block, slice(None))))
+                pot = np.asarray(pot_arr.get_orthogonal_selection((block, slice(None))))
+                for k, i in enumerate(block):
+                    ok = np.isfinite(cur[k])
+                    head = (
+                        f"{i},{pts['row'][i]},{pts['col'][i]},{res['x_um'][i]:.6g},"
+                        f"{res['y_um'][i]:.6g},{STATUS_NAMES[int(res['status'][i])]},"
+                    )
+                    fh.writelines(
+                        f"{head}{tt:.9g},{e:.9g},{c:.9g}\n"
+                        for tt, e, c in zip(t[ok], pot[k][ok], cur[k][ok], strict=True)
+                    )
     return Path(path)
 
 
