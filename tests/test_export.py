@@ -357,3 +357,15 @@ def test_traces_csv_holds_every_sample_of_the_chosen_points(store: Path, tmp_pat
     with open(tmp_path / "all.csv") as fh:
         points = {int(row["point"]) for row in csv.DictReader(fh)}
     assert points == set(range(n_points))
+
+
+def test_figure_units_read_as_the_analysis_reports_them() -> None:
+    from napari_seccm.analysis.export import CHANNELS, si_prefix
+
+    # a plane-removed height of +-2 nm reads in nm, not in hundreds of pm
+    scale, prefix = si_prefix(np.array([0.3e-9, -1.9e-9, 2.0e-9, 0.1e-9, np.nan]))
+    assert (prefix, scale) == ("n", pytest.approx(1e9))
+    # conductivity figures in S/cm (the analysis summary's unit), files in SI
+    ch = CHANNELS["conductivity"]
+    assert ch.unit == "S/m" and ch.figure_unit == ("S/cm", 0.01)
+    assert si_prefix(np.array([1.2e-3, 0.9e-3]) * 1.0)[1] == "m"  # 1.2 mS/cm

@@ -251,7 +251,7 @@ def si_prefix(values: np.ndarray) -> tuple[float, str]:
     v = v[np.isfinite(v) & (v > 0)]
     if v.size == 0:
         return 1.0, ""
-    m = float(np.median(v))
+    m = float(np.percentile(v, 95))  # the larger values read 1..1000 (not 0.5 of a unit)
     best = _PREFIXES[0]
     for f, p in _PREFIXES:
         if m >= f:
@@ -405,6 +405,9 @@ class Channel:
     title: str
     unit: str
     to_si: float = 1.0
+    #: unit and factor (from SI) for figures, when the field's habit differs
+    #: from SI (conductivity in S/cm, as the analysis reports it)
+    figure_unit: tuple[str, float] | None = None
 
 
 CHANNELS: dict[str, Channel] = {
@@ -416,7 +419,9 @@ CHANNELS: dict[str, Channel] = {
     "height": Channel("height_um", "Contact height", "m", 1e-6),
     "height_flat": Channel("height_flat_um", "Contact height, plane removed", "m", 1e-6),
     "spreading_conductance": Channel("spreading_conductance_S", "Spreading conductance", "S"),
-    "conductivity": Channel("conductivity_S_per_cm", "Local conductivity", "S/m", 100.0),
+    "conductivity": Channel(
+        "conductivity_S_per_cm", "Local conductivity", "S/m", 100.0, ("S/cm", 0.01)
+    ),
     "domains": Channel("labels", "Domains (0 [100], 1 [001])", ""),
     "quality": Channel("quality", "Quality code", ""),
 }
@@ -608,6 +613,7 @@ def export_store(
         return write_gsf(out, img, z_unit=ch.unit, title=title, overwrite=overwrite, **geo)
     if fmt == "tiff":
         return write_tiff(out, img, value_unit=ch.unit, title=title, overwrite=overwrite, **geo)
+    unit, factor = ch.figure_unit or (ch.unit, 1.0)
     return write_png(
-        out, img, label=ch.title, unit=ch.unit, title=title, overwrite=overwrite, **geo
+        out, img * factor, label=ch.title, unit=unit, title=title, overwrite=overwrite, **geo
     )
