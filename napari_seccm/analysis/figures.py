@@ -39,7 +39,7 @@ def show_map(
     data = np.ma.masked_invalid(image * scale)
     im = ax.imshow(data, extent=extent, cmap=cmap, interpolation="nearest")
     ax.set_xlabel("x (um)")
-    ax.set_ylabel("y (um)")
+    ax.set_ylabel("y (um), down as in napari")
     ax.figure.colorbar(im, ax=ax, label=label, fraction=0.046, pad=0.04)
     if scalebar:
         width = nx * pitch_um

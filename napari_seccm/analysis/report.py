@@ -389,7 +389,8 @@ def summary_text(result: dict[str, Any]) -> str:
         "  quality          " + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
         f"  stripes          period {f(r['period_um'])} +- {f(r['period_um_err'], '{:.2g}')} um, "
         f"angle {f(r['angle_deg'], '{:.2f}')} +- {f(r['angle_deg_err'], '{:.2g}')} deg "
-        "(along the stripes, CCW from +x); "
+        "(along the stripes, CCW from +x with y up; napari and the figures draw y down, "
+        "where the stripes look turned clockwise by it); "
         f"amplitude/noise {f(r.get('stripe_amplitude_to_noise'), '{:.3g}')}",
         f"  autocorrelation  period {f(r['period_um_acf'])} um, angle {f(r['angle_deg_acf'], '{:.2f}')} deg",
         f"  [001] fraction   {f(r['fraction_001'], '{:.3f}')}",
