@@ -644,3 +644,19 @@ def test_cli_analyze_json(ca_store: Path, tmp_path: Path, capsys: pytest.Capture
     assert "stripes          period" in out.read_text()
     assert main(["analyze", str(ca_store), "--out", str(out)]) == 2  # exists
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_coarse_map_where_the_two_period_estimates_disagree_says_so(
+    tmp_path: Path, ca_result: dict
+) -> None:
+    """At 1 um pitch the 2 um stripes are barely sampled: the autocorrelation
+    and the spectrum disagree, and the summary says to look at the map. The
+    well-sampled report map (0.3 um) carries no such note."""
+    from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
+    from napari_seccm.analysis.report import summary_text
+
+    plan = ScanPlan(area=RectangleArea(width_um=12.0, height_um=12.0), pitch_um=1.0)
+    coarse = analyze_store(_scan(tmp_path / "coarse.seccm.zarr", plan, CA_PROPS), n_boot=50)
+    assert any("disagrees with the spectrum" in n for n in coarse["notes"]), coarse["notes"]
+    assert "disagrees with the spectrum" in summary_text(coarse)
+    assert not any("disagrees" in n for n in ca_result["notes"])

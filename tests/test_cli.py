@@ -282,6 +282,10 @@ def test_a_map_that_saturates_stops_and_says_to_raise_the_range(tmp_path):
     with ScanStore.open(out) as s:
         counts = s.status_counts()
     assert counts["saturated"] == 10 and counts["pending"] == 36 - 10
+    r = run_cli("analyze", str(out))
+    assert r.returncode == 2, r.stderr
+    assert "no pixel has a valid conductance" in r.stderr and "saturated 10" in r.stderr
+    assert "measure again with a larger one" in r.stderr
 
 
 def test_analysis_options_out_of_range_are_refused_by_name(tmp_path):

@@ -183,9 +183,15 @@ def analyze_store(
     model, src = _series_model(meta, dict(series or {}))
     out["notes"] = []
     if n_valid == 0:
+        q = out["quality"]
+        seen = ", ".join(f"{k} {v}" for k, v in q.items() if v) or "no points"
+        hint = (
+            "; the current range was too small: measure again with a larger one"
+            if q.get("saturated")
+            else ""
+        )
         raise ValueError(
-            f"{path}: no pixel has a valid conductance; nothing to analyze "
-            f"(quality: {out['quality']})"
+            f"{path}: no pixel has a valid conductance, nothing to analyze ({seen}){hint}"
         )
     gv = G[np.isfinite(G)]
     out["conductance_median_S"] = float(np.median(gv))
@@ -250,6 +256,15 @@ def analyze_store(
             "stripe_amplitude_to_noise": st["amplitude_to_noise"],
         }
     )
+    p_fft, p_acf = st["period_um"], st["acf"]["period_um"]
+    if p_fft and p_acf:
+        d_ang = abs((st["angle_deg"] - st["acf"]["angle_deg"] + 90.0) % 180.0 - 90.0)
+        if abs(p_acf / p_fft - 1.0) > 0.15 or d_ang > 10.0:
+            out["notes"].append(
+                f"the autocorrelation ({p_acf:.3g} um, {st['acf']['angle_deg']:.1f} deg) "
+                f"disagrees with the spectrum ({p_fft:.3g} um, {st['angle_deg']:.1f} deg): "
+                "the stripes may be irregular or barely sampled (pitch vs period); look at the map"
+            )
     # domains and ratios
     seg = segment_domains(G, **geo)
     labels = seg["labels"]
@@ -440,6 +455,7 @@ def summary_text(result: dict[str, Any]) -> str:
             f"  topography       tilt x {f(h['slope_x_um_per_um'])}, y {f(h['slope_y_um_per_um'])} um/um, "
             f"rms {f(h['roughness_rms_nm'], '{:.3g}')} nm after plane removal"
         )
+    lines.extend(f"  note             {n}" for n in r.get("notes", []))
     return "\n".join(lines)
 
 
