@@ -99,9 +99,15 @@ def _store_name(out: str) -> str:
 
 
 def _load_core(config: str):
+    import logging
+
     from .configs import load_core
 
-    return load_core(config)
+    core = load_core(config)
+    # the CLI reports how a scan ended itself; pymmcore-plus's own 'MDA
+    # Canceled' warning (with colour codes, even into files) only repeats it
+    logging.getLogger("pymmcore-plus").setLevel(logging.ERROR)
+    return core
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
