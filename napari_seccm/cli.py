@@ -88,6 +88,21 @@ def _run_with_progress(scan: Scan, title: str, quiet: bool = False) -> str:
     return status
 
 
+#: plans estimated to take longer are refused unless --max-hours says otherwise
+MAX_HOURS = 48.0
+
+
+def _check_duration(plan: Any, max_hours: float) -> None:
+    """Refuse a plan estimated to run longer than ``max_hours`` (instrument time)."""
+    est_h = plan.estimate_time_s() / 3600.0
+    if est_h > max_hours:
+        raise ValueError(
+            f"the plan has {plan.n_points():,} points, estimated {est_h:.3g} h of instrument "
+            f"time, above --max-hours {max_hours:g}: check the pitch and the area, or pass a "
+            "larger --max-hours"
+        )
+
+
 def _store_name(out: str) -> str:
     """Stores are named *.seccm.zarr (that is how napari and the reader know
     them): the suffix is added when missing, and said."""
@@ -116,6 +131,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from .acquisition.store import ScanStore
 
     plan = ScanPlan.load(args.plan) if args.plan else ScanPlan()
+    _check_duration(plan, args.max_hours)
     args.out = _store_name(args.out)
     ScanStore.check_creatable(args.out, overwrite=args.overwrite)  # before loading the rig
     core = _load_core(args.config)
@@ -236,6 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         area=RectangleArea(width_um=12.0, height_um=12.0),
         pitch_um=args.pitch,
     )
+    _check_duration(map_plan, args.max_hours)
     core = _load_core(args.config)
     from .acquisition.plan import check_plan_against_core
 
@@ -528,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--iv-x", type=float, default=0.0, help="x of the I-V landing, um")
     d.add_argument("--iv-y", type=float, default=0.0, help="y of the I-V landing, um")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument(
+        "--max-hours",
+        type=float,
+        default=MAX_HOURS,
+        help=f"refuse a map estimated to take longer, h (default {MAX_HOURS:g})",
+    )
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("scan", help="run a scan plan into a new store")
@@ -536,6 +559,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the new store, e.g. map.seccm.zarr")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--max-hours",
+        type=float,
+        default=MAX_HOURS,
+        help=f"refuse a plan estimated to take longer, h (default {MAX_HOURS:g}: "
+        "catches a pitch typed 10x too small)",
+    )
     s.set_defaults(func=cmd_scan)
 
     r = sub.add_parser("resume", help="measure the remaining points of an interrupted scan")

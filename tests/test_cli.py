@@ -306,3 +306,15 @@ def test_analysis_options_out_of_range_are_refused_by_name(tmp_path):
         assert "Traceback" not in r.stderr
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("napari-seccm ")
+
+
+def test_a_plan_far_longer_than_intended_is_refused_before_anything_is_made(tmp_path):
+    r = run_cli("demo", "--out", str(tmp_path / "d"), "--quiet", "--pitch", "0.01")
+    assert r.returncode == 2, r.stderr
+    assert "1,440,000 points" in r.stderr and "above --max-hours 48" in r.stderr, r.stderr
+    assert not (tmp_path / "d").exists()
+    plan = tmp_path / "p.yaml"
+    ScanPlan(area=RectangleArea(width_um=2, height_um=2), pitch_um=1.0).save(plan)
+    out = tmp_path / "o.seccm.zarr"
+    r = run_cli("scan", "--plan", str(plan), "--out", str(out), "--max-hours", "0.0001")
+    assert r.returncode == 2 and "above --max-hours 0.0001" in r.stderr and not out.exists()
