@@ -997,3 +997,42 @@ def test_everything_opens_with_the_network_off(
         f"({hosts}); it took {opened_s:.2f} s with instant failures, far longer with "
         "an offline DNS (the GUI frozen meanwhile)"
     )
+
+
+def test_property_table_reads_off_the_gui_thread_and_is_locked_during_a_scan(
+    viewer: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    """Device properties…: every property, read on a worker thread; a writable
+    one can be edited (the device changes), except while a scan runs."""
+    rig = add_widget(viewer, "Rig")
+    sw = add_widget(viewer, "Scan")
+    rig._load()
+    core = rig.session.core
+    rig._show_properties()
+    table = rig._browser
+    try:
+        qtbot.waitUntil(lambda: table.table.rowCount() > 20, timeout=10000)
+        assert table.window() is table and table.parent() is not None  # themed by napari
+
+        def row_of(dev: str, prop: str) -> int:
+            for r in range(table.table.rowCount()):
+                if (table.table.item(r, 0).text(), table.table.item(r, 1).text()) == (dev, prop):
+                    return r
+            raise AssertionError(f"{dev}.{prop} not listed")
+
+        r = row_of("PiezoZ", "Speed_um_per_s")
+        table.table.item(r, 2).setText("12.5")
+        qtbot.waitUntil(lambda: float(core.getProperty("PiezoZ", "Speed_um_per_s")) == 12.5)
+
+        set_area(sw, 9.6, 9.6, 0.3)
+        scan = start_scan(sw, tmp_path / "locked.seccm.zarr")
+        table.table.item(r, 2).setText("50")
+        assert "a scan is running" in table.status.text()
+        assert table.table.item(r, 2).text() == "12.5"
+        qtbot.waitUntil(lambda: scan_finished(sw), timeout=30000)
+        assert scan.final_status == "complete"
+        # after the scan, edits work again
+        table.table.item(r, 2).setText("7.5")
+        qtbot.waitUntil(lambda: float(core.getProperty("PiezoZ", "Speed_um_per_s")) == 7.5)
+    finally:
+        table.close()

@@ -25,6 +25,8 @@ from qtpy.QtWidgets import (
 from ._qt import run_in_thread
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pymmcore_plus import CMMCorePlus
 
 COLUMNS = ("device", "property", "value", "limits / allowed", "")
@@ -41,9 +43,18 @@ def _show(value: Any) -> str:
 class DevicePropertyTable(QWidget):
     """Every property of every loaded device; writable values are editable."""
 
-    def __init__(self, core: CMMCorePlus, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        parent: QWidget | None = None,
+        locked: Callable[[], str] | None = None,
+    ) -> None:
         super().__init__(parent)
+        # a window of its own, but a child of napari's: it gets napari's theme
+        self.setWindowFlag(Qt.WindowType.Window)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        #: why edits are refused now ('' when they are allowed), e.g. a scan runs
+        self.locked = locked or (lambda: "")
         self.setWindowTitle("SECCM device properties")
         self.core = core
         self.filter = QLineEdit()
@@ -62,12 +73,22 @@ class DevicePropertyTable(QWidget):
         lay.addWidget(self.status)
         self._workers: list[Any] = []
         self._loading = False
+        self._shown: dict[tuple[str, str], str] = {}
         self.reload()
         self.table.itemChanged.connect(self._edited)
 
     def reload(self) -> None:
+        """Read every property on a worker thread (a device may be busy, e.g.
+        in a scan's approach), then fill the table."""
+        self.status.setText("reading the devices…")
+        self._workers.append(run_in_thread(self._read_rows, self._fill, self._read_failed))
+
+    def _read_failed(self, e: BaseException) -> None:
+        self.status.setText(f"could not read the devices: {e}")
+
+    def _read_rows(self) -> list[tuple[str, str, Any, str, str]]:
         core = self.core
-        rows: list[tuple[str, str, Any, str, bool]] = []
+        rows: list[tuple[str, str, Any, str, str]] = []
         for dev in core.getLoadedDevices():
             for prop in core.getDevicePropertyNames(dev):
                 try:
@@ -84,9 +105,14 @@ class DevicePropertyTable(QWidget):
                 if core.isPropertyPreInit(dev, prop):
                     flags = (flags + " pre-init").strip()
                 rows.append((dev, prop, val, lim, flags))
+        return rows
+
+    def _fill(self, rows: list[tuple[str, str, Any, str, str]]) -> None:
+        self.status.setText("")
         self._loading = True
         self.table.setRowCount(len(rows))
         for r, (dev, prop, val, lim, flags) in enumerate(rows):
+            self._shown[(dev, prop)] = _show(val)
             for c, text in enumerate((dev, prop, _show(val), lim, flags)):
                 item = QTableWidgetItem(text)
                 editable = c == 2 and not flags and not isinstance(val, np.ndarray)
@@ -109,8 +135,16 @@ class DevicePropertyTable(QWidget):
         r = item.row()
         dev, prop, text = self.table.item(r, 0).text(), self.table.item(r, 1).text(), item.text()
         core = self.core
+        why = self.locked()
+        if why:
+            self.status.setText(f"{dev}.{prop} not changed: {why}")
+            self._loading = True
+            item.setText(self._shown.get((dev, prop), ""))
+            self._loading = False
+            return
 
         def done(_: Any) -> None:
+            self._shown[(dev, prop)] = text
             self.status.setText(f"{dev}.{prop} = {text}")
 
         def error(e: BaseException) -> None:

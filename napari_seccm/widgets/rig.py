@@ -579,6 +579,13 @@ class RigWidget(QWidget):
         """Every device property, editable (offline: no icon downloads)."""
         from ._properties import DevicePropertyTable
 
-        self._browser = DevicePropertyTable(self.core)
+        def locked() -> str:
+            scan = self.session.scan
+            running = scan is not None and scan.is_running()
+            return (
+                "a scan is running: device properties are locked until it ends" if running else ""
+            )
+
+        self._browser = DevicePropertyTable(self.core, parent=self.window(), locked=locked)
         self._browser.resize(800, 600)
         self._browser.show()
