@@ -28,6 +28,11 @@ import numpy as np
 
 #: the longer side of the larger image, resampled, is at most this many pixels
 MAX_SIDE_PX = 128
+#: each image must be at least this many compared pixels across
+MIN_SIDE_PX = 8
+#: a best correlation below this is no match (noise correlates up to ~0.4 on
+#: small overlaps)
+MIN_SCORE = 0.5
 
 
 @dataclass(frozen=True)
@@ -172,18 +177,17 @@ def _masked_ncc(
     return np.clip(ncc, -1.0, 1.0), n
 
 
-def _peak(ncc: np.ndarray) -> tuple[float, float, float]:
-    """Sub-pixel position (parabola through the peak's neighbours) and value of max |ncc|."""
-    a = np.abs(ncc)
-    i, j = np.unravel_index(int(np.argmax(a)), a.shape)
+def _subpixel(w: np.ndarray, i: int, j: int) -> tuple[float, float]:
+    """Sub-pixel position of the maximum of ``w`` at (i, j): a parabola through
+    its neighbours along each axis."""
 
     def vertex(lo: float, mid: float, hi: float) -> float:
         d = lo - 2 * mid + hi
         return 0.0 if d >= 0 else float(np.clip(0.5 * (lo - hi) / d, -0.5, 0.5))
 
-    di = vertex(a[i - 1, j], a[i, j], a[i + 1, j]) if 0 < i < a.shape[0] - 1 else 0.0
-    dj = vertex(a[i, j - 1], a[i, j], a[i, j + 1]) if 0 < j < a.shape[1] - 1 else 0.0
-    return i + di, j + dj, float(ncc[i, j])
+    di = vertex(w[i - 1, j], w[i, j], w[i + 1, j]) if 0 < i < w.shape[0] - 1 else 0.0
+    dj = vertex(w[i, j - 1], w[i, j], w[i, j + 1]) if 0 < j < w.shape[1] - 1 else 0.0
+    return i + di, j + dj
 
 
 def _displayed_angle(matrix: np.ndarray) -> float:
@@ -231,16 +235,35 @@ def first_guesses(
         raise ValueError("both images need a pixel size (a non-singular data -> world matrix)")
     ref_img = np.asarray(reference)
     mov_img = np.asarray(moving)
+    for img in (ref_img, mov_img):
+        if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (3, 4))):
+            raise ValueError(f"a 2-D image is needed for the first guess, got shape {img.shape}")
     extent = max(
         float(np.max(np.asarray(ref_img.shape[:2]) * s_ref)),
         float(np.max(np.asarray(mov_img.shape[:2]) * s_mov)),
     )
     p = max(float(s_ref.max()), float(s_mov.max()), extent / max_side_px)
+    for name, img, sc in (("moving", mov_img, s_mov), ("reference", ref_img, s_ref)):
+        across = float(np.min(np.asarray(img.shape[:2]) * sc))
+        if across < MIN_SIDE_PX * p:
+            raise ValueError(
+                f"the {name} image is {across:.3g} um across, less than {MIN_SIDE_PX} pixels of "
+                f"{p:.3g} um at which the two can be compared: the images' scales are too "
+                "different for a first guess; align them with landmarks"
+            )
     f, mf = _prepare(ref_img, s_ref, p)
     g0, mg0 = _prepare(mov_img, s_mov, p)
+    for name, img, m in (("reference", f, mf), ("moving", g0, mg0)):
+        if m.sum() < 16 or float(np.std(img[m])) == 0.0:
+            raise ValueError(f"the {name} image has no contrast to match")
     need = min_overlap * min(mf.sum(), mg0.sum())
+    r_px = max(3.0, 0.15 * min(g0.shape))  # distinct shifts lie at least this far apart
 
-    def score_at(deg: float, mirrored: bool) -> tuple[float, float, float, float, np.ndarray]:
+    def score_at(
+        deg: float, mirrored: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Signed correlation, its overlap-weighted magnitude (placements that
+        hang off the reference count less), the rotation, the rotated shape."""
         rot, shape = _rotation(g0.shape, deg, mirrored)
         g = ndimage.affine_transform(g0, rot[:2, :2], rot[:2, 2], output_shape=shape, order=1)
         mg = (
@@ -250,52 +273,77 @@ def first_guesses(
             > 0.99
         )
         ncc, counts = _masked_ncc(f, mf, g, mg, need)
-        i, j, v = _peak(ncc)
-        ov = float(counts[int(round(i)), int(round(j))]) / max(min(mf.sum(), mg.sum()), 1)
-        # rotated pixel q lies on reference pixel q + shift
-        shift = np.array([i - (g.shape[0] - 1), j - (g.shape[1] - 1)])
-        near = np.argwhere(np.abs(ncc) >= 0.95 * abs(v))
-        spread = float(np.max(np.hypot(near[:, 0] - i, near[:, 1] - j))) if len(near) else 0.0
-        return v, shift[0], shift[1], ov, rot, spread * p
+        frac = counts / max(min(mf.sum(), mg.sum()), 1)
+        return ncc, np.abs(ncc) * np.sqrt(np.clip(frac, 0.0, 1.0)), rot, np.asarray(shape)
+
+    def peaks(w: np.ndarray, k: int) -> list[tuple[int, int]]:
+        """The ``k`` highest maxima of ``w`` at least ``r_px`` apart."""
+        w = w.copy()
+        out = []
+        yy, xx = np.indices(w.shape)
+        for _ in range(k):
+            i, j = np.unravel_index(int(np.argmax(w)), w.shape)
+            if w[i, j] <= 0:
+                break
+            out.append((int(i), int(j)))
+            w[(yy - i) ** 2 + (xx - j) ** 2 < r_px**2] = 0.0
+        return out
 
     mirrors = (False, True) if mirror else (False,)
     coarse = []
     for mirrored in mirrors:
         for deg in np.arange(0.0, 360.0, angle_step_deg):
-            v = score_at(float(deg), mirrored)[0]
-            coarse.append((abs(v), float(deg), mirrored))
+            coarse.append((float(score_at(float(deg), mirrored)[1].max()), float(deg), mirrored))
     coarse.sort(key=lambda t: -t[0])
 
-    guesses: list[Guess] = []
+    candidates: list[tuple[float, Guess]] = []
     picked: list[tuple[float, bool]] = []
     for _, deg, mirrored in coarse:
-        if len(guesses) >= n:
+        if len(picked) >= n:
             break
         if any(m == mirrored and _angle_diff(deg, d) < 3 * angle_step_deg for d, m in picked):
             continue
         picked.append((deg, mirrored))
         # refine the angle around the coarse one
         fine = np.arange(-angle_step_deg, angle_step_deg + 1e-9, angle_step_deg / 8)
-        v, dy, dx, ov, rot, spread_um = max(
-            (score_at(deg + d, mirrored) for d in fine), key=lambda t: abs(t[0])
-        )
-        shift = np.eye(3)
-        shift[:2, 2] = (-dy, -dx)  # reference resampled px -> rotated px
-        # moving data -> moving resampled -> rotated -> reference resampled -> world
-        to_mov_res = np.linalg.inv(_scale_matrix(p / s_mov))
-        to_rot = np.linalg.inv(rot)
-        to_ref_res = np.linalg.inv(shift)
-        matrix = ref_m @ _scale_matrix(p / s_ref) @ to_ref_res @ to_rot @ to_mov_res
-        guesses.append(
-            Guess(
+        best_deg = max(fine + deg, key=lambda a: float(score_at(float(a), mirrored)[1].max()))
+        ncc, w, rot, shape = score_at(float(best_deg), mirrored)
+        top = float(w.max())
+        near = np.argwhere(w >= 0.95 * top)
+        # at this angle: the best shift and the next distinct one (a repeating
+        # pattern, e.g. stripes a period over, scores almost as well)
+        for i, j in peaks(w, 2):
+            di, dj = _subpixel(w, i, j)
+            spread = float(np.max(np.hypot(near[:, 0] - i, near[:, 1] - j)))
+            shift = np.eye(3)
+            shift[:2, 2] = (-(di - (shape[0] - 1)), -(dj - (shape[1] - 1)))
+            # moving data -> moving resampled -> rotated -> reference resampled -> world
+            to_mov_res = np.linalg.inv(_scale_matrix(p / s_mov))
+            matrix = (
+                ref_m
+                @ _scale_matrix(p / s_ref)
+                @ np.linalg.inv(shift)
+                @ np.linalg.inv(rot)
+                @ to_mov_res
+            )
+            v = float(ncc[i, j])
+            g = Guess(
                 matrix=matrix,
                 rotation_deg=_displayed_angle(matrix),
                 mirrored=mirrored,
                 score=abs(v),
                 inverted=v < 0,
-                overlap=ov,
+                overlap=float(min(1.0, (w[i, j] / max(abs(v), 1e-12)) ** 2)),
                 pixel_um=p,
-                uncertainty_um=max(spread_um, p),
+                uncertainty_um=max(spread * p, p),
             )
+            candidates.append((float(w[i, j]), g))
+    candidates.sort(key=lambda t: -t[0])
+    guesses = [g for _, g in candidates[:n]]
+    if not guesses or guesses[0].score < MIN_SCORE:
+        best = guesses[0].score if guesses else 0.0
+        raise ValueError(
+            f"no reliable match: the best correlation is {best:.2f} (below {MIN_SCORE:g}); "
+            "the images may not show the same features at this scale: align them with landmarks"
         )
     return guesses

@@ -179,6 +179,7 @@ class AlignWidget(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(120)
         self.rms_label = QLabel("")
+        self.rms_label.setWordWrap(True)
         fit_box = group("Landmarks", layout=QVBoxLayout())
         fit_box.layout().addLayout(grow)
         fit_box.layout().addLayout(row)
@@ -210,6 +211,8 @@ class AlignWidget(QWidget):
         self._guess_layer: Any = None
         self._worker: Any = None
         self._refresh_layers()
+        self._choose_defaults()
+        self.mov_combo.currentTextChanged.connect(self._forget_guesses)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
 
@@ -235,6 +238,25 @@ class AlignWidget(QWidget):
             combo.blockSignals(False)
         if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
             self.mov_combo.setCurrentIndex(0 if self.ref_combo.currentIndex() else 1)
+
+    def _choose_defaults(self) -> None:
+        """Opened on a viewer that already has layers: a scan's current map as
+        the reference, the last image opened from a file as the moving one."""
+        images = self._image_layers()
+        cur = [lay for lay in images if lay.metadata.get("seccm", {}).get("kind") == "current"]
+        files = [lay for lay in images if "seccm_image" in lay.metadata]
+        if cur:
+            self.ref_combo.setCurrentText(cur[-1].name)
+        if files:
+            self.mov_combo.setCurrentText(files[-1].name)
+
+    def _forget_guesses(self, *_: Any) -> None:
+        """Candidates belong to the layer they were found for."""
+        if self.guesses and self.mov_combo.currentText() != getattr(
+            self._guess_layer, "name", None
+        ):
+            self.guesses = []
+            self.next_btn.setEnabled(False)
 
     def _on_inserted(self, event: Any = None) -> None:
         """New layers fill the lists; a newly opened image becomes the moving
@@ -390,6 +412,7 @@ class AlignWidget(QWidget):
             self._show_guess()
 
         def failed(e: BaseException) -> None:
+            self.rms_label.setText("")
             self._say(f"no first guess: {e}", error=True)
 
         def finished() -> None:
@@ -463,6 +486,19 @@ class AlignWidget(QWidget):
         set_data_to_world(mov_layer, reg.matrix)
         set_data_to_world(pts_layer, reg.matrix)
         self.last = reg
+        # the fit replaces the first guess: its candidates no longer apply
+        self.guesses = []
+        self.next_btn.setEnabled(False)
+        info = mov_layer.metadata.get("seccm_image") or {}
+        file_ps = info.get("pixel_size_um")
+        if file_ps and reg.model in ("similarity", "affine") and info.get("unit_source") != "user":
+            ratio = reg.scale / float(np.sqrt(abs(file_ps[0] * file_ps[1])))
+            if not 0.8 < ratio < 1.25:
+                reg.warnings.append(
+                    f"the fit makes the image {reg.scale:.4g} um/px, {ratio:.3g} x the "
+                    f"{float(np.sqrt(abs(file_ps[0] * file_ps[1]))):.4g} um/px in its file: check "
+                    "the landmarks, or use a Euclidean fit to keep the file's scale"
+                )
         self._show(reg)
         return reg
 
