@@ -115,20 +115,33 @@ def test_a_resume_after_a_pipette_change_searches_and_forgets_old_heights(seccm_
     assert n == res["status"].size
 
 
-@pytest.mark.parametrize("order", ["shuffled", "raster"])
-def test_hops_on_a_tilted_film_do_not_crash(seccm_core, tmp_path, order):
-    """2 deg of tilt (35 nm per um): long random hops before the plane is
-    trusted would arrive below the rising film, or dive into it, without the
-    tilt allowance. Every lateral move ends above the true surface."""
+@pytest.mark.parametrize(
+    ("order", "tilt_x", "tilt_y", "width_um", "pitch_um"),
+    [
+        ("shuffled", 0.035, 0.0, 40.0, 2.0),
+        ("raster", 0.035, 0.0, 40.0, 2.0),
+        # the first row alone fits a plane with no slope across the rows
+        ("serpentine", 0.0, 0.05, 100.0, 10.0),
+        ("raster", 0.0, 0.05, 100.0, 10.0),
+    ],
+)
+def test_hops_on_a_tilted_film_do_not_crash(
+    seccm_core, tmp_path, order, tilt_x, tilt_y, width_um, pitch_um
+):
+    """2-3 deg of tilt: long hops before the plane is trusted would arrive below
+    the rising film, or dive into it, without the tilt allowance; the plane is
+    trusted only once the landings spread in both directions. Every lateral
+    move ends above the true surface."""
     from napari_seccm.devices._simulated import get_rig
 
     core = seccm_core
-    core.setProperty("Sample", "TiltX_um_per_um", 0.035)
+    core.setProperty("Sample", "TiltX_um_per_um", tilt_x)
+    core.setProperty("Sample", "TiltY_um_per_um", tilt_y)
     rig = get_rig()
     gaps: list[float] = []  # pipette height above the true surface after each XY move
     record = lambda *_: gaps.append(rig.probe().z_um - rig.surface_um())  # noqa: E731
     core.events.XYStagePositionChanged.connect(record)
-    plan = small_plan(width_um=40.0, pitch_um=2.0, order=order)
+    plan = small_plan(width_um=width_um, pitch_um=pitch_um, order=order)
     scan = Scan.create(core, plan, tmp_path / f"tilt-{order}.seccm.zarr")
     try:
         assert scan.run() == "complete", scan.store.meta.get("reason")
@@ -213,3 +226,64 @@ def test_exiting_during_a_background_scan_cancels_it_cleanly(tmp_path):
 
 def plan_points(width_um: float, pitch_um: float) -> int:
     return round(width_um / pitch_um) ** 2
+
+
+def test_a_fault_while_measuring_lifts_above_that_landing(seccm_core, tmp_path):
+    """On a tilted film the landing being measured can be the highest so far:
+    a fault during its measurement must lift above it, not only above the
+    earlier landings (0.5 um retract, no fly-back extra: little margin)."""
+    from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
+
+    core = seccm_core
+    core.setProperty("Sample", "TiltX_um_per_um", 0.035)
+    plan = ScanPlan(
+        area=RectangleArea(width_um=40, height_um=40),
+        pitch_um=10.0,
+        order="serpentine",
+        retract_um=0.5,
+        flyback_extra_um=0.0,
+    )
+    scan = Scan.create(core, plan, tmp_path / "fault.seccm.zarr")
+    counter = FrameCounter(
+        core, at=2, action=lambda: core.setProperty("Sample", "InjectFailure", "potentiostat")
+    )
+    try:
+        assert scan.run() == "error"
+    finally:
+        counter.disconnect()
+        core.setProperty("Sample", "InjectFailure", "none")
+    assert not in_contact()
+    z, surface = core.getPosition(), _surface(core)
+    assert z - surface >= plan.retract_um - 0.05, (z, surface)
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+
+
+def test_cancel_right_after_start_measures_nothing(seccm_core, tmp_path):
+    """Stop pressed while the scan is still being prepared (the runner not yet
+    running) is not lost."""
+    scan = Scan.create(core := seccm_core, small_plan(), tmp_path / "early.seccm.zarr")
+    scan.start()
+    scan.cancel()
+    assert scan.wait(60) == "canceled"
+    with ScanStore.open(scan.store.path) as s:
+        assert s.meta["reason"] == "stopped by the user"
+        assert s.done_mask().sum() <= 1
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+
+
+def test_a_store_planned_before_a_check_was_added_still_opens(seccm_core, tmp_path):
+    """Plans are re-read from their store: a check added later (here: a
+    threshold above the range's full scale) refuses new plans but does not
+    lock old stores out."""
+    import zarr
+
+    scan = Scan.create(seccm_core, small_plan(width_um=1.0), tmp_path / "old.seccm.zarr")
+    root = zarr.open_group(str(scan.store.path), mode="r+")
+    attrs = dict(root.attrs["seccm"])
+    plan = dict(attrs["plan"])
+    plan["approach"] = {**plan["approach"], "threshold_A": 5e-8}  # above the 10 nA range
+    attrs["plan"] = plan
+    root.attrs["seccm"] = attrs
+    scan.store.close()
+    with ScanStore.open(scan.store.path) as s:
+        assert s.plan().approach.threshold_A == 5e-8

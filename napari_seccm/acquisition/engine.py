@@ -21,6 +21,7 @@ program, retract, and the point handed to the store's writer thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -81,8 +82,11 @@ class HoppingEngine(PMDAEngine):
         self.consecutive_saturated = 0
         self._last_row: int | None = None
         self._max_contact_z = -math.inf
-        if previous_landings is not None and len(previous_landings[2]):
-            self._max_contact_z = float(np.nanmax(previous_landings[2]))
+        if previous_landings is not None:
+            z_prev = np.asarray(previous_landings[2], dtype=float)
+            z_prev = z_prev[np.isfinite(z_prev)]  # misses have no height
+            if z_prev.size:
+                self._max_contact_z = float(z_prev.max())
         self._t0_instrument = 0.0
         #: instrument time of earlier sessions (resume): t_start_s keeps counting
         self.time_offset_s = time_offset_s
@@ -155,6 +159,12 @@ class HoppingEngine(PMDAEngine):
             lo = float(core.getProperty(self.z_dev, "ZMin_um"))
         self.z_floor = plan.safety.z_floor_um if plan.safety.z_floor_um is not None else lo
         pst = plan.potentiostat
+        if self._hw_waveform:
+            # a long program left by an earlier scan would make a higher sample
+            # rate exceed the device's sample cap: a short one until the real one
+            self._set_prop(
+                self.ps, "Waveform", json.dumps([{"hold": plan.approach.potential_V, "t": 0.001}])
+            )
         for prop, val in (
             ("SampleRate_Hz", pst.sample_rate_Hz),
             ("Filter_Hz", pst.filter_Hz),
@@ -255,7 +265,12 @@ class HoppingEngine(PMDAEngine):
         t_start = self.time_offset_s + self.instrument_time_s() - self._t0_instrument
         # until the plane is trusted the surface may rise by tan(max tilt) per
         # um of hop: the lift and the slow zone grow with the hop's length
-        trusted = self.surface.coefficients() is not None
+        # trusted: fitted, and from landings spread in both directions (from a
+        # first row alone, the slope across the rows would be taken as 0)
+        trusted = (
+            self.surface.coefficients() is not None
+            and self.surface.min_spread_um() >= plan.pitch_um / 3
+        )
         hop = math.hypot(x - self._last_xy[0], y - self._last_xy[1]) if self._has_last else 0.0
         slope_extra = 0.0 if trusted else self._tan_tilt * hop
         # 1. lift (extra on a raster fly-back), 2. lateral move
@@ -286,6 +301,11 @@ class HoppingEngine(PMDAEngine):
         contact_z = self._approach(stop, a.slow_speed_um_per_s)
         if contact_z is None:
             return self._miss(i, x, y, t_start, self._last_reason)
+        # in contact: from now on any teardown must lift above this landing too
+        self.surface.add(x, y, contact_z)
+        self._has_last, self._last_contact_z = True, contact_z
+        self._last_xy = (x, y)
+        self._max_contact_z = max(self._max_contact_z, contact_z)
         # 4. measure
         trace = self._measure()
         cur = trace[2]
@@ -298,10 +318,6 @@ class HoppingEngine(PMDAEngine):
             status = SATURATED
         if cur.size == 0 or float(trace[1, -1]) != a.potential_V:  # back to the approach E
             self._set_prop(self.ps, "Potential_V", a.potential_V)
-        self.surface.add(x, y, contact_z)
-        self._has_last, self._last_contact_z = True, contact_z
-        self._last_xy = (x, y)
-        self._max_contact_z = max(self._max_contact_z, contact_z)
         # 5. retract (the droplet detaches), 6. hand over to the writer
         self._move_z(contact_z + plan.retract_um, a.fast_speed_um_per_s)
         self.consecutive_failures = 0

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
@@ -99,6 +106,12 @@ class PolygonArea(_Model):
 Area = Annotated[RectangleArea | EdgesArea | PointsArea | PolygonArea, Field(discriminator="kind")]
 
 
+def _stored(info: ValidationInfo) -> bool:
+    """Validating a plan read back from a store (``context={"stored": True}``):
+    checks added since it was measured must not make its store unreadable."""
+    return bool(info.context and info.context.get("stored"))
+
+
 # --------------------------------------------------------------- measurement
 class Chronoamperometry(_Model):
     """Hold one potential and record the current (the report's map: 1.0 V)."""
@@ -120,8 +133,8 @@ class LinearSweep(_Model):
     scan_rate_V_per_s: float = Field(2.0, gt=0, description="sweep rate")
 
     @model_validator(mode="after")
-    def _sweeps(self) -> LinearSweep:
-        if self.end_V == self.start_V:
+    def _sweeps(self, info: ValidationInfo) -> LinearSweep:
+        if self.end_V == self.start_V and not _stored(info):
             raise ValueError(
                 f"start_V and end_V are both {self.start_V:g} V: a sweep needs two "
                 "different potentials (to hold one potential, use kind: ca)"
@@ -143,8 +156,8 @@ class CyclicVoltammetry(_Model):
     cycles: int = Field(1, ge=1, le=1000, description="number of cycles")
 
     @model_validator(mode="after")
-    def _sweeps(self) -> CyclicVoltammetry:
-        if self.vertex_V == self.start_V:
+    def _sweeps(self, info: ValidationInfo) -> CyclicVoltammetry:
+        if self.vertex_V == self.start_V and not _stored(info):
             raise ValueError(
                 f"start_V and vertex_V are both {self.start_V:g} V: a cycle needs two "
                 "different potentials"
@@ -369,26 +382,28 @@ class ScanPlan(_Model):
     safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @model_validator(mode="after")
-    def _check(self) -> ScanPlan:
+    def _check(self, info: ValidationInfo) -> ScanPlan:
         pst = self.potentiostat
         if pst.filter_Hz > pst.sample_rate_Hz / 2:
             raise ValueError(
                 f"potentiostat filter {pst.filter_Hz:g} Hz is above half the sample rate "
                 f"({pst.sample_rate_Hz / 2:g} Hz)"
             )
+        stored = _stored(info)  # a plan read back from a store: it has been measured
         thr = self.approach.threshold_A
-        if thr >= pst.current_range_A:
+        if thr >= pst.current_range_A and not stored:
             raise ValueError(
                 f"approach threshold {thr * 1e12:g} pA is at or above the full scale of the "
                 f"current range ({pst.current_range_A * 1e12:g} pA): a landing could never be "
                 "detected; lower the threshold or choose a larger range"
             )
         dur = self.program_duration_s
-        n_samples = dur * pst.sample_rate_Hz
-        if n_samples < 2:
+        meas = sum(seg["t"] for seg in self.measurement.segments())
+        n_samples = meas * pst.sample_rate_Hz
+        if n_samples < 1 and not stored:
             raise ValueError(
-                f"the measurement lasts {dur:g} s, {n_samples:.3g} samples at "
-                f"{pst.sample_rate_Hz:g} Hz: at least 2 samples are needed (a longer "
+                f"the measurement lasts {meas:g} s, {n_samples:.3g} samples at "
+                f"{pst.sample_rate_Hz:g} Hz: at least one sample is needed (a longer "
                 "program or a higher sample rate)"
             )
         start, end = self.readout_window_s()

@@ -154,6 +154,8 @@ class Scan:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.final_status: str | None = None
+        self._cancel = threading.Event()
+        self._late_interrupt: BaseException | None = None
         self.pending = np.flatnonzero(~store.done_mask())
         self.n_total = store.n_points
         self._done_before = self.n_total - self.pending.size
@@ -191,6 +193,8 @@ class Scan:
 
         pts = self.points
         for i in self.pending:
+            if self._cancel.is_set():  # canceled before the runner could be
+                return
             yield MDAEvent(
                 index={"p": int(i)},
                 x_pos=float(pts.x_um[i]),
@@ -271,6 +275,7 @@ class Scan:
             with contextlib.suppress(RuntimeError):
                 mda.set_engine(old_engine)
             self._finish(time.perf_counter() - t_wall)
+        interrupt = interrupt or self._late_interrupt
         if interrupt is not None:
             raise interrupt  # the store is closed and the rig safe: now stop the caller
         return self.final_status or "error"
@@ -320,7 +325,11 @@ class Scan:
         return self._thread is not None and self._thread.is_alive()
 
     def cancel(self) -> None:
-        """Stop after the point in progress (the pipette is retracted, data flushed)."""
+        """Stop after the point in progress (the pipette is retracted, data flushed).
+
+        Also before the first point: a scan canceled while it is still being
+        prepared measures nothing."""
+        self._cancel.set()
         self.core.mda.cancel()
 
     def set_paused(self, paused: bool) -> None:
@@ -335,6 +344,8 @@ class Scan:
                 self.writer.close()
         except BaseException as e:
             write_error = e
+            if not isinstance(e, Exception):  # Ctrl-C while flushing: finish, then stop
+                self._late_interrupt = e
         reason_parts = []
         status = "complete"
         finish = self.core.mda.status.finish_reason
@@ -354,7 +365,9 @@ class Scan:
             status = "error"
             err = self.error or write_error or (eng.error if eng else None)
             reason_parts.append(f"{type(err).__name__}: {err}")
-        elif finish is not None and str(finish) == "canceled":
+        elif (self._cancel.is_set() or (finish is not None and str(finish) == "canceled")) and (
+            store.done_mask().sum() < store.n_points
+        ):
             status = "canceled"
             reason_parts.append("stopped by the user")
         elif store.done_mask().sum() < store.n_points:

@@ -374,7 +374,7 @@ class ScanStore:
 
         with warnings.catch_warnings():  # warned when the scan was planned
             warnings.simplefilter("ignore", UserWarning)
-            return ScanPlan.model_validate(self.meta["plan"])
+            return ScanPlan.model_validate(self.meta["plan"], context={"stored": True})
 
     @property
     def n_points(self) -> int:

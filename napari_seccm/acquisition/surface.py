@@ -67,6 +67,21 @@ class SurfaceModel:
             self._coef = (mz - b1 * mx - b2 * my, b1, b2)
         return self._coef
 
+    def min_spread_um(self) -> float:
+        """Spread (rms, um) of the landings along their narrowest direction:
+        about 0 while they lie on a line, when the plane's slope across that
+        line is unknown (the fit sets it to 0)."""
+        if self.n < 2:
+            return 0.0
+        n = self.n
+        mx, my = self._sx / n, self._sy / n
+        cxx = self._sxx / n - mx * mx
+        cxy = self._sxy / n - mx * my
+        cyy = self._syy / n - my * my
+        tr, det = cxx + cyy, cxx * cyy - cxy * cxy
+        lo = tr / 2 - math.sqrt(max(tr * tr / 4 - det, 0.0))
+        return math.sqrt(max(lo, 0.0))
+
     def predict(self, x: float, y: float) -> float | None:
         """Predicted contact height at (x, y), um, or None with no landing yet."""
         c = self.coefficients()
