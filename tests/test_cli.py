@@ -230,6 +230,15 @@ def test_invalid_plan_fields_are_named_with_their_value(tmp_path, capsys):
 
 
 # ------------------------------------------- refused before anything is made
+def small_plan_file(tmp_path, width_um: float = 2.0, pitch_um: float = 1.0, **kw):
+    """A small plan saved as YAML (2 x 2 um at 1 um by default: 4 points)."""
+    path = tmp_path / "p.yaml"
+    ScanPlan(
+        area=RectangleArea(width_um=width_um, height_um=width_um), pitch_um=pitch_um, **kw
+    ).save(path)
+    return path
+
+
 def test_bad_demo_arguments_leave_no_run_folder(tmp_path):
     for args in (["--pitch", "-1"], ["--iv-x", "500"], ["--config", "nope.cfg"]):
         r = run_cli("demo", "--out", str(tmp_path / "d"), "--quiet", *args)
@@ -243,12 +252,7 @@ def test_bad_demo_arguments_leave_no_run_folder(tmp_path):
 
 
 def test_a_range_the_amplifier_lacks_is_refused_before_the_store_exists(tmp_path):
-    plan = tmp_path / "p.yaml"
-    ScanPlan(
-        area=RectangleArea(width_um=2, height_um=2),
-        pitch_um=1.0,
-        potentiostat={"current_range_A": 3e-8},
-    ).save(plan)
+    plan = small_plan_file(tmp_path, potentiostat={"current_range_A": 3e-8})
     out = tmp_path / "o.seccm.zarr"
     r = run_cli("scan", "--plan", str(plan), "--out", str(out), "--quiet")
     assert r.returncode == 2, r.stderr
@@ -257,8 +261,7 @@ def test_a_range_the_amplifier_lacks_is_refused_before_the_store_exists(tmp_path
 
 
 def test_a_store_name_gets_its_suffix_and_the_end_says_what_was_measured(tmp_path):
-    plan = tmp_path / "p.yaml"
-    ScanPlan(area=RectangleArea(width_um=2, height_um=2), pitch_um=1.0).save(plan)
+    plan = small_plan_file(tmp_path)
     r = run_cli("scan", "--plan", str(plan), "--out", str(tmp_path / "mymap"))
     assert r.returncode == 0, r.stderr
     assert "the store is named" in r.stderr and "mymap.seccm.zarr" in r.stderr
@@ -270,13 +273,9 @@ def test_a_store_name_gets_its_suffix_and_the_end_says_what_was_measured(tmp_pat
 
 
 def test_a_map_that_saturates_stops_and_says_to_raise_the_range(tmp_path):
-    plan = tmp_path / "p.yaml"
-    ScanPlan(
-        area=RectangleArea(width_um=6, height_um=6),
-        pitch_um=1.0,
-        potentiostat={"current_range_A": 1e-9},
-        approach={"threshold_A": 3e-12},
-    ).save(plan)
+    plan = small_plan_file(
+        tmp_path, 6.0, potentiostat={"current_range_A": 1e-9}, approach={"threshold_A": 3e-12}
+    )
     out = tmp_path / "sat.seccm.zarr"
     r = run_cli("scan", "--plan", str(plan), "--out", str(out))
     assert r.returncode == 1, r.stdout + r.stderr
@@ -291,8 +290,7 @@ def test_a_map_that_saturates_stops_and_says_to_raise_the_range(tmp_path):
 
 
 def test_analysis_options_out_of_range_are_refused_by_name(tmp_path):
-    plan = tmp_path / "p.yaml"
-    ScanPlan(area=RectangleArea(width_um=2, height_um=2), pitch_um=1.0).save(plan)
+    plan = small_plan_file(tmp_path)
     store = tmp_path / "s.seccm.zarr"
     assert run_cli("scan", "--plan", str(plan), "--out", str(store), "--quiet").returncode == 0
     for args, msg in (
@@ -313,8 +311,7 @@ def test_a_plan_far_longer_than_intended_is_refused_before_anything_is_made(tmp_
     assert r.returncode == 2, r.stderr
     assert "1,440,000 points" in r.stderr and "above --max-hours 48" in r.stderr, r.stderr
     assert not (tmp_path / "d").exists()
-    plan = tmp_path / "p.yaml"
-    ScanPlan(area=RectangleArea(width_um=2, height_um=2), pitch_um=1.0).save(plan)
+    plan = small_plan_file(tmp_path)
     out = tmp_path / "o.seccm.zarr"
     r = run_cli("scan", "--plan", str(plan), "--out", str(out), "--max-hours", "0.0001")
     assert r.returncode == 2 and "above --max-hours 0.0001" in r.stderr and not out.exists()
