@@ -190,6 +190,21 @@ def test_align_widget_places_tem_image_and_keeps_it_with_the_scan(
     tem2 = viewer2.layers[tem.name]
     assert names.index(tem.name) < min(i for i, n in enumerate(names) if "current" in n)
     np.testing.assert_allclose(data_to_world_matrix(tem2), hidden, atol=1e-9)
+    # the landmarks come back too, above the maps, and refine the same placement
+    from napari_seccm.widgets.align import MOV_POINTS, REF_POINTS
+
+    assert names.index(REF_POINTS) > max(i for i, n in enumerate(names) if "current" in n)
+    ref_pts = np.asarray(viewer2.layers[REF_POINTS].data)
+    mov_pts = np.asarray(viewer2.layers[MOV_POINTS].data)
+    assert len(ref_pts) == len(mov_pts) == 4
+    np.testing.assert_allclose(apply(hidden, mov_pts), ref_pts, atol=1e-9)
+    _, w2 = viewer2.window.add_plugin_dock_widget("napari-seccm", "Align")
+    assert w2.mov_combo.currentText() == tem.name
+    w2.add_landmark_layers()  # keeps the restored pairs
+    assert len(viewer2.layers[MOV_POINTS].data) == 4
+    w2.model_combo.setCurrentText("similarity")
+    assert w2.estimate_and_apply() is not None
+    np.testing.assert_allclose(data_to_world_matrix(tem2), hidden, atol=1e-9)
 
 
 @pytest.mark.gui

@@ -88,6 +88,36 @@ def map_layer_kwargs(store: Any, kind: str, *, stem: str | None = None) -> dict[
     }
 
 
+#: names of the Align widget's landmark layers (the n-th moving point pairs
+#: with the n-th reference point)
+LANDMARKS_REFERENCE = "landmarks: reference"
+LANDMARKS_MOVING = "landmarks: moving"
+_LANDMARK_STYLE = {"size": 0.3, "border_color": "black", "units": ("micrometer", "micrometer")}
+
+
+def _landmark_layers(rec: dict[str, Any], matrix: np.ndarray) -> list[tuple[Any, dict, str]]:
+    """The landmarks an alignment was estimated from, as points layers: the
+    reference ones in um, the moving ones on the image (its pixels, placed
+    with the image's matrix), ready for the Align widget to refine."""
+    ref = np.asarray(rec.get("landmarks_reference_um") or [], dtype=float).reshape(-1, 2)
+    mov = np.asarray(rec.get("landmarks_moving_px") or [], dtype=float).reshape(-1, 2)
+    if not len(ref) or len(ref) != len(mov):
+        return []
+    return [
+        (ref, {"name": LANDMARKS_REFERENCE, "face_color": "cyan", **_LANDMARK_STYLE}, "points"),
+        (
+            mov,
+            {
+                "name": LANDMARKS_MOVING,
+                "face_color": "magenta",
+                "affine": matrix,
+                **_LANDMARK_STYLE,
+            },
+            "points",
+        ),
+    ]
+
+
 def aligned_image_layer_data(
     store: Any, notes: list[str] | None = None
 ) -> list[tuple[Any, dict[str, Any], str]]:
@@ -99,6 +129,7 @@ def aligned_image_layer_data(
     from .images import file_sha256, load_image
 
     out = []
+    landmarks: list[tuple[Any, dict, str]] = []
     for rec in store.alignments():
         path = Path(rec.get("path", ""))
         name = rec.get("image", path.name)
@@ -128,17 +159,21 @@ def aligned_image_layer_data(
             units=("micrometer", "micrometer"),
         )
         out.append((img.data, kw, "image"))
-    return out
+        # the Align widget refines one alignment at a time: the last one's
+        landmarks = _landmark_layers(rec, kw["affine"])
+    return out + landmarks
 
 
 def scan_layer_data(path: str | Path) -> list[tuple[Any, dict[str, Any], str]]:
     """Layer data for a ``.seccm.zarr`` store: images aligned with it, then the
-    current and contact-height maps."""
+    current and contact-height maps, then the last alignment's landmarks."""
     from ..acquisition.store import ScanStore
 
     store = ScanStore.open(path)
     notes: list[str] = []
-    out = aligned_image_layer_data(store, notes)
+    aligned = aligned_image_layer_data(store, notes)
+    out = [t for t in aligned if t[2] == "image"]  # below the maps
+    on_top = [t for t in aligned if t[2] != "image"]  # landmarks above them
     if notes:
         try:
             from napari.utils.notifications import show_warning
@@ -151,7 +186,7 @@ def scan_layer_data(path: str | Path) -> list[tuple[Any, dict[str, Any], str]]:
         arr_path, _unit, factor, _cmap = MAPS[kind]
         data = ScaledArray(store.array(arr_path), factor)
         out.append((data, map_layer_kwargs(store, kind), "image"))
-    return out
+    return out + on_top
 
 
 def optical_affine(

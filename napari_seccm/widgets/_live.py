@@ -39,8 +39,8 @@ def add_store_layers(viewer: napari.Viewer, path: str | Path) -> list[Any]:
     if existing:
         return existing
     layers = []
-    for data, kwargs, _kind in scan_layer_data(path):
-        layers.append(viewer.add_image(data, **kwargs))
+    for data, kwargs, kind in scan_layer_data(path):
+        layers.append(getattr(viewer, f"add_{kind}")(data, **kwargs))
     return layers
 
 

@@ -36,8 +36,8 @@ from ._qt import group, scroll_layout, spin, status_label
 if TYPE_CHECKING:
     import napari
 
-REF_POINTS = "landmarks: reference"
-MOV_POINTS = "landmarks: moving"
+from ..io.layers import LANDMARKS_MOVING as MOV_POINTS
+from ..io.layers import LANDMARKS_REFERENCE as REF_POINTS
 
 
 def data_to_world_matrix(layer: Any) -> np.ndarray:
@@ -359,7 +359,14 @@ class AlignWidget(QWidget):
                 units=("micrometer", "micrometer"),
             )
         if MOV_POINTS in self.viewer.layers:
-            self.viewer.layers.remove(MOV_POINTS)
+            # kept (e.g. restored with a scan): they ride on the moving image
+            pts = self.viewer.layers[MOV_POINTS]
+            set_data_to_world(pts, data_to_world_matrix(mov))
+            self.viewer.layers.selection.active = self.viewer.layers[REF_POINTS]
+            self._say(
+                f"{len(pts.data)} landmark pairs kept: add, move or delete points, then estimate"
+            )
+            return
         pts = self.viewer.add_points(
             np.empty((0, 2)),
             name=MOV_POINTS,
