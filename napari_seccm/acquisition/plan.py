@@ -112,6 +112,15 @@ def _stored(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("stored"))
 
 
+def _two_potentials(sweep: Any, other: str, info: ValidationInfo) -> None:
+    """A sweep from ``start_V`` to ``other`` needs two different potentials."""
+    if getattr(sweep, other) == sweep.start_V and not _stored(info):
+        raise ValueError(
+            f"start_V and {other} are both {sweep.start_V:g} V: a sweep needs two "
+            "different potentials (to hold one potential, use kind: ca)"
+        )
+
+
 # --------------------------------------------------------------- measurement
 class Chronoamperometry(_Model):
     """Hold one potential and record the current (the report's map: 1.0 V)."""
@@ -134,11 +143,7 @@ class LinearSweep(_Model):
 
     @model_validator(mode="after")
     def _sweeps(self, info: ValidationInfo) -> LinearSweep:
-        if self.end_V == self.start_V and not _stored(info):
-            raise ValueError(
-                f"start_V and end_V are both {self.start_V:g} V: a sweep needs two "
-                "different potentials (to hold one potential, use kind: ca)"
-            )
+        _two_potentials(self, "end_V", info)
         return self
 
     def segments(self) -> list[dict[str, Any]]:
@@ -157,11 +162,7 @@ class CyclicVoltammetry(_Model):
 
     @model_validator(mode="after")
     def _sweeps(self, info: ValidationInfo) -> CyclicVoltammetry:
-        if self.vertex_V == self.start_V and not _stored(info):
-            raise ValueError(
-                f"start_V and vertex_V are both {self.start_V:g} V: a cycle needs two "
-                "different potentials"
-            )
+        _two_potentials(self, "vertex_V", info)
         return self
 
     def segments(self) -> list[dict[str, Any]]:
