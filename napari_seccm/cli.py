@@ -158,9 +158,8 @@ def store_info(path: str | Path) -> dict[str, Any]:
 
     with ScanStore.open(path) as s:
         meta = s.meta
-        done = s.done_mask()
         counts = s.status_counts()
-        counts.pop("pending", None)
+        pending = counts.pop("pending")
         g = s.grid
         return {
             "path": str(path),
@@ -169,7 +168,7 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "reason": meta.get("reason", ""),
             "map_shape": [g.ny, g.nx],
             "pitch_um": g.pitch_um,
-            "points_done": int(done.sum()),
+            "points_done": s.n_points - pending,
             "points_total": s.n_points,
             "landing_status": counts,
             "instrument_time_s": s.instrument_time_s(),

@@ -306,8 +306,9 @@ def first_guesses(
         picked.append((deg, mirrored))
         # refine the angle around the coarse one
         fine = np.arange(-angle_step_deg, angle_step_deg + 1e-9, angle_step_deg / 8)
-        best_deg = max(fine + deg, key=lambda a: float(score_at(float(a), mirrored)[1].max()))
-        ncc, w, rot, shape = score_at(float(best_deg), mirrored)
+        ncc, w, rot, shape = max(
+            (score_at(float(a), mirrored) for a in fine + deg), key=lambda r: float(r[1].max())
+        )
         top = float(w.max())
         near = np.argwhere(w >= 0.95 * top)
         # at this angle: the best shift and the next distinct one (a repeating

@@ -221,19 +221,7 @@ def analyze_store(
             out["conductivity_median_S_per_cm"] = float(
                 np.nanmedian(model.conductivity_S_per_cm(gsp))
             )
-        out["height"] = (
-            None
-            if hm is None
-            else {
-                k: hm[k]
-                for k in (
-                    "slope_x_um_per_um",
-                    "slope_y_um_per_um",
-                    "offset_um",
-                    "roughness_rms_nm",
-                )
-            }
-        )
+        out["height"] = _height_summary(hm)
         result = to_jsonable(out)
         if return_maps:
             result["maps"] = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
@@ -319,18 +307,7 @@ def analyze_store(
     else:
         out["resolution"] = None
     out["relative_noise"] = rel_noise
-    if hm is not None:
-        out["height"] = {
-            k: hm[k]
-            for k in (
-                "slope_x_um_per_um",
-                "slope_y_um_per_um",
-                "offset_um",
-                "roughness_rms_nm",
-            )
-        }
-    else:
-        out["height"] = None
+    out["height"] = _height_summary(hm)
     result = to_jsonable(out)
     if return_maps:
         maps = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
@@ -368,6 +345,14 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _height_summary(hm: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The topography facts of a height map (tilt, level, roughness), or None."""
+    if hm is None:
+        return None
+    keys = ("slope_x_um_per_um", "slope_y_um_per_um", "offset_um", "roughness_rms_nm")
+    return {k: hm[k] for k in keys}
 
 
 def _method_words(r: dict[str, Any]) -> str:
