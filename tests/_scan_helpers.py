@@ -69,6 +69,26 @@ def loaded_core(config: str | Path = "seccm_simulated.cfg") -> Iterator[UniMMCor
     gc.collect()
 
 
+def scan_to_store(
+    path: str | Path, plan: ScanPlan, sample_props: dict[str, Any] | None = None
+) -> Path:
+    """Run ``plan`` to completion on a fresh simulated rig (Sample device
+    properties set first), release the core, return the store's path."""
+    from napari_seccm.acquisition.scan import Scan
+
+    core = load_core()
+    try:
+        for k, v in (sample_props or {}).items():
+            core.setProperty("Sample", k, v)
+        status = Scan.create(core, plan, path).run()
+        assert status == "complete", status
+    finally:
+        close_core(core)
+        del core
+        gc.collect()
+    return Path(path)
+
+
 def rig_state(core: UniMMCore) -> dict[str, Any]:
     """What a scan could change on the instrument: positions, cell, potential, clock."""
     return {

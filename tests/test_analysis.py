@@ -12,7 +12,6 @@ and one small staircase I-V map are scanned once per module.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import pickle
@@ -110,20 +109,9 @@ def angle_diff(a: float, b: float) -> float:
 
 # ------------------------------------------------------------------- scans
 def _scan(path: Path, plan, props: dict[str, float]) -> Path:
-    from napari_seccm.acquisition.scan import Scan
-    from napari_seccm.configs import load_core
+    from _scan_helpers import scan_to_store
 
-    core = load_core()
-    try:
-        for k, v in {**PINNED, **props}.items():
-            core.setProperty("Sample", k, v)
-        status = Scan.create(core, plan, path).run()
-        assert status == "complete", status
-    finally:
-        core.unloadAllDevices()
-        del core
-        gc.collect()
-    return path
+    return scan_to_store(path, plan, {**PINNED, **props})
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import pytest
 
 pytest.importorskip("napari")
 
+from _scan_helpers import scan_to_store
+
 from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
-from napari_seccm.acquisition.scan import Scan
 from napari_seccm.acquisition.store import ScanStore
-from napari_seccm.configs import load_core
 from napari_seccm.io.layers import ScaledArray
 from napari_seccm.io.reader import get_reader
 
@@ -34,15 +34,7 @@ PLUGIN = "napari-seccm"
 
 
 def _scan(path: Path, plan: ScanPlan) -> Path:
-    core = load_core()
-    try:
-        status = Scan.create(core, plan, path).run()
-        assert status == "complete"
-    finally:
-        core.unloadAllDevices()
-        del core
-        gc.collect()
-    return path
+    return scan_to_store(path, plan)
 
 
 @pytest.fixture(scope="module")
