@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from napari_seccm.analysis.autoalign import first_guesses
 from napari_seccm.analysis.registration import apply
-from napari_seccm.devices.simulation.tem import tem_transform
+from napari_seccm.simulation.tem import tem_transform
 
 rng = np.random.default_rng(0)
 TEXTURE = ndimage.gaussian_filter(rng.standard_normal((800, 800)), 6)  # 40 um at 0.05

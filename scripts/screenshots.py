@@ -64,7 +64,7 @@ def main() -> None:
     # by four landmarks
     from napari_seccm.analysis.registration import apply
     from napari_seccm.devices._simulated import get_rig
-    from napari_seccm.devices.simulation.tem import write_tem_tiff
+    from napari_seccm.simulation.tem import write_tem_tiff
     from napari_seccm.widgets.align import MOV_POINTS, REF_POINTS
 
     hidden = write_tem_tiff(tmp / "llto_tem.tif", get_rig().film)

@@ -110,7 +110,7 @@ def scan_and_tem(tmp_path: Path):
     from napari_seccm.acquisition.scan import Scan
     from napari_seccm.configs import load_core
     from napari_seccm.devices._simulated import get_rig
-    from napari_seccm.devices.simulation.tem import write_tem_tiff
+    from napari_seccm.simulation.tem import write_tem_tiff
 
     core = load_core()
     store = tmp_path / "map.seccm.zarr"

@@ -3,7 +3,7 @@
 The scans run through the real stack (UniMMCore + the shipped config + the
 hopping engine + the zarr store), with the film chosen through the ``Sample``
 device's properties. Expected values come from the simulator's physics module
-(``napari_seccm.devices.simulation.physics``), not from the analysis package's
+(``napari_seccm.simulation.physics``), not from the analysis package's
 own series model, so the two implementations check each other.
 
 One CA map (12 x 12 um at 0.3 um, stripes 2.4 um at 125 deg, anisotropy 30)
@@ -83,7 +83,7 @@ PINNED = {
 
 
 def _physics():
-    from napari_seccm.devices.simulation import physics
+    from napari_seccm.simulation import physics
 
     return physics
 
@@ -206,7 +206,7 @@ def test_fit_iv_degenerate_pixels_are_nan_not_zero() -> None:
 
 def test_iv_fit_of_a_staircase_map_recovers_the_series_model(iv_store: Path) -> None:
     """Each pixel's fitted G is 1 / R_total of the simulator at that landing."""
-    from napari_seccm.devices.simulation.sample import FilmParameters, LLTOFilm
+    from napari_seccm.simulation.sample import FilmParameters, LLTOFilm
 
     ph = _physics()
     cm = conductance_maps(iv_store)
@@ -390,7 +390,7 @@ def test_stripe_angle_convention_on_synthetic_maps() -> None:
 
 
 def test_segmentation_matches_the_true_domains(ca_store: Path, ca_result: dict) -> None:
-    from napari_seccm.devices.simulation.sample import (
+    from napari_seccm.simulation.sample import (
         DOMAIN_001,
         FilmParameters,
         LLTOFilm,
@@ -533,7 +533,7 @@ def test_line_profile_across_the_stripes_shows_the_period(ca_result: dict) -> No
 def _grain_map(grain_size_um: float, noise: float = 1e-3):
     """Spreading-conductance map of a stripe-free film with grain boundaries,
     straight from the simulated film (footprint 0.1 um, pitch 0.1 um)."""
-    from napari_seccm.devices.simulation.sample import FilmParameters, LLTOFilm
+    from napari_seccm.simulation.sample import FilmParameters, LLTOFilm
 
     film = LLTOFilm(
         FilmParameters(

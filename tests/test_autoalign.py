@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from napari_seccm.analysis.autoalign import first_guesses
 from napari_seccm.analysis.registration import apply
-from napari_seccm.devices.simulation.tem import tem_transform
+from napari_seccm.simulation.tem import tem_transform
 
 #: a textured world (no repeats), 20 x 20 um at 0.05 um/px, origin (-10, -10) um
 _TEXTURE = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal((400, 400)), 4)
@@ -72,8 +72,8 @@ def test_stripes_give_the_orientation_and_say_the_shift_is_ambiguous() -> None:
     """The simulated film's [001] stripes repeat: the best guess has the TEM
     image's orientation (modulo 180 deg, within 2 deg) but says that
     placements over a stripe period apart match as well."""
-    from napari_seccm.devices.simulation.sample import DOMAIN_001, LLTOFilm
-    from napari_seccm.devices.simulation.tem import render_tem_image
+    from napari_seccm.simulation.sample import DOMAIN_001, LLTOFilm
+    from napari_seccm.simulation.tem import render_tem_image
 
     film = LLTOFilm()
     tem, truth = render_tem_image(film, shape=(256, 256), pixel_nm=36.0)

@@ -14,8 +14,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from napari_seccm.devices.simulation import DOMAIN_001, FilmParameters, LLTOFilm
-from napari_seccm.devices.simulation.tem import (
+from napari_seccm.simulation import DOMAIN_001, FilmParameters, LLTOFilm
+from napari_seccm.simulation.tem import (
     DEFAULT_PIXEL_NM,
     pixel_to_stage,
     render_tem_image,

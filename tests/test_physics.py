@@ -1,7 +1,7 @@
 """The simulated SECCM against the physics of /work/shared/DOMAIN.md.
 
 Expected values are computed here, from the formulas written out in this file
-(not from ``napari_seccm.devices.simulation.physics``), and compared with what
+(not from ``napari_seccm.simulation.physics``), and compared with what
 the instrument measures through UniMMCore. Only the spreading-ratio table uses
 the simulated film directly (a property of the film, not of a measurement).
 
@@ -223,7 +223,7 @@ def test_footprint_on_domain_edge_is_between(core, lander):
 )
 def test_spreading_contrast(anisotropy, domain_md):
     """G[100] / G[001] of the spreading term (DOMAIN.md: ~1.3/1.9/2.8/4.3)."""
-    from napari_seccm.devices.simulation import FilmParameters, LLTOFilm
+    from napari_seccm.simulation import FilmParameters, LLTOFilm
 
     film = LLTOFilm(
         FilmParameters(
@@ -247,7 +247,7 @@ def test_spreading_contrast(anisotropy, domain_md):
 
 def test_spreading_isotropic_is_holm():
     """Anisotropy 1: both orientations give Holm's 4 sigma a."""
-    from napari_seccm.devices.simulation import FilmParameters, LLTOFilm
+    from napari_seccm.simulation import FilmParameters, LLTOFilm
 
     film = LLTOFilm(FilmParameters(anisotropy=1.0, stripe_jitter_um=0.0))
     g = film.spreading_conductance(np.array([0.0, 1.0, 2.0]), np.zeros(3), 0.2)

@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .backends import register_backend
-from .simulation import SimulatedRig, Waveform, optics
+from ..simulation import SimulatedRig, Waveform, optics
 
 if TYPE_CHECKING:
     import numpy as np

@@ -2,7 +2,7 @@
 
 Each Micro-Manager device in this package (``PiezoXY``, ``PiezoZ``,
 ``Potentiostat``, ``OpticalCamera``) delegates to a backend. The default backend
-is the simulated rig (:mod:`napari_seccm.devices.simulation`); a real
+is the simulated rig (:mod:`napari_seccm.simulation`); a real
 instrument plugs in behind the same device classes by implementing these
 protocols (for example PI GCS piezo controllers via ``pipython``, an NI-DAQ
 potentiostat via ``nidaqmx``, a PalmSens via ``pypalmsens``) and registering

@@ -20,7 +20,7 @@ import numpy as np
 from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
 
 from ._base import BackendMixin, check_range
-from .simulation import CURRENT_RANGES_A, Waveform
+from ..simulation import CURRENT_RANGES_A, Waveform
 
 #: the compliance of the potential, V (vs the quasi-reference counter electrode)
 COMPLIANCE_V = (-5.0, 5.0)
@@ -149,7 +149,7 @@ class Potentiostat(BackendMixin, GenericDevice):
     @pymm_property(is_read_only=True)
     def NoiseRMS_A(self) -> float:
         """Expected Johnson noise of the range and filter, A rms: sqrt(4kT ENBW / R_f)."""
-        from .simulation import physics
+        from ..simulation import physics
 
         return physics.thermal_noise_rms(
             10.0 / self._range, physics.one_pole_enbw(self._filter, self._rate)

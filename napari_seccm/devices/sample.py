@@ -17,7 +17,7 @@ from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
 
 from ._base import RIG_PROP, register
 from ._simulated import get_rig, new_rig
-from .simulation import PIPETTE_STATES, FilmParameters, PipetteParameters
+from ..simulation import PIPETTE_STATES, FilmParameters, PipetteParameters
 
 # property name -> (field, limits or allowed values, description)
 FILM_PROPERTIES: dict[str, tuple[str, Any, str]] = {

@@ -58,8 +58,8 @@ def simulated_tem_image(out_dir: str | Path | None = None) -> list[tuple[Any, di
     file's checksum, but not its rotation and position on the stage: those are
     the simulation's hidden truth, for the user to find by aligning.
     """
-    from ..devices.simulation import FilmParameters, LLTOFilm
-    from ..devices.simulation.tem import write_tem_tiff
+    from ..simulation import FilmParameters, LLTOFilm
+    from ..simulation.tem import write_tem_tiff
     from .images import load_image
 
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="seccm-tem-"))
