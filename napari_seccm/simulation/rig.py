@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import math
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model.program import Hold, Program
 from . import physics
 from .instrument import (
     PIPETTE_BROKEN,
@@ -72,69 +72,6 @@ class Probe:
 
     def __post_init__(self) -> None:
         self.amplifier = Amplifier(self.rng)
-
-
-class Waveform:
-    """Potential program: a list of hold and ramp segments.
-
-    JSON form (the ``Waveform`` property of the potentiostat)::
-
-        [{"hold": 1.0, "t": 0.1}, {"ramp": [0.0, 1.0], "t": 0.5}]
-
-    ``hold``: constant potential (V) for ``t`` s; ``ramp``: linear from the first
-    to the second potential (V) over ``t`` s.
-    """
-
-    def __init__(self, segments: list[dict[str, Any]]) -> None:
-        if not segments:
-            raise ValueError("a waveform needs at least one segment")
-        for i, seg in enumerate(segments):
-            t = seg.get("t")
-            if not isinstance(t, (int, float)) or not t > 0:
-                raise ValueError(f"segment {i}: duration 't' must be > 0 s, got {t!r}")
-            if ("hold" in seg) == ("ramp" in seg):
-                raise ValueError(f"segment {i}: give exactly one of 'hold' or 'ramp'")
-            if "ramp" in seg and len(seg["ramp"]) != 2:
-                raise ValueError(f"segment {i}: 'ramp' takes [start_V, end_V]")
-        self.segments = segments
-
-    @classmethod
-    def from_json(cls, text: str) -> Waveform:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"waveform is not valid JSON: {e}") from e
-        if not isinstance(data, list):
-            raise ValueError("waveform JSON must be a list of segments")
-        return cls(data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.segments)
-
-    @property
-    def duration_s(self) -> float:
-        return float(sum(s["t"] for s in self.segments))
-
-    def potential_limits(self) -> tuple[float, float]:
-        vals = [v for s in self.segments for v in (s["ramp"] if "ramp" in s else [s["hold"]])]
-        return min(vals), max(vals)
-
-    def sample(self, sample_rate_hz: float) -> np.ndarray:
-        """Potential at each sample, V (sample k covers [k/fs, (k+1)/fs))."""
-        parts = []
-        carry = 0.0
-        for seg in self.segments:
-            n_exact = seg["t"] * sample_rate_hz + carry
-            n = int(round(n_exact))
-            carry = n_exact - n
-            if n <= 0:
-                continue
-            if "hold" in seg:
-                parts.append(np.full(n, float(seg["hold"])))
-            else:
-                e0, e1 = seg["ramp"]
-                parts.append(e0 + (e1 - e0) * (np.arange(n) + 0.5) / n)
-        return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _timed(method: Any) -> Any:
@@ -502,17 +439,18 @@ class SimulatedRig:
 
     # -------------------------------------------------------------- potentiostat
     @_timed
-    def acquire(self, waveform: Waveform, probe_name: str = "A") -> np.ndarray:
-        """Run a potential waveform, hardware-timed; returns [t_s, E_V, I_A] rows.
+    def acquire(self, program: Program, probe_name: str = "A") -> np.ndarray:
+        """Run a potential program, hardware-timed; returns [t_s, E_V, I_A] rows.
 
-        The probe's potential is left at the last value of the waveform.
+        The program is sampled at the amplifier's rate (:meth:`Program.sample`);
+        the probe's potential is left at its last value.
         """
         with self.lock:
             self._check_failure("potentiostat")
             probe = self.probes[probe_name]
             amp = probe.amplifier
             fs = amp.sample_rate_hz
-            e = waveform.sample(fs)
+            e = program.sample(fs)
             n = e.size
             dt = 1.0 / fs
             t0 = self.clock.now
@@ -528,7 +466,7 @@ class SimulatedRig:
     def read_current(self, probe_name: str = "A") -> float:
         """One sample of the current at the present potential, A."""
         probe = self.probes[probe_name]
-        one = Waveform([{"hold": probe.potential_V, "t": 1.0 / probe.amplifier.sample_rate_hz}])
+        one = Program([Hold(probe.potential_V, 1.0 / probe.amplifier.sample_rate_hz)])
         trace = self.acquire(one, probe_name)
         return float(trace[2, -1]) if trace.shape[1] else 0.0
 
