@@ -28,6 +28,7 @@ from napari_seccm.acquisition.plan import (
     plan_template_yaml,
 )
 from napari_seccm.acquisition.scan import Scan, run_scan
+from napari_seccm.model import Hold, PipetteGeometry, ProbeSpec, Program, Ramp
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def _custom_plan() -> ScanPlan:
         retract_um=1.5,
         potentiostat=PotentiostatSettings(sample_rate_Hz=10_000, filter_Hz=2000),
         safety=SafetySettings(z_floor_um=2.0, max_consecutive_failures=3),
+        pipette=PipetteGeometry(tip_radius_nm=80.0, footprint_radius_nm=120.0),
     )
 
 
@@ -96,6 +98,16 @@ def test_template_parses_back_to_the_default_plan():
     # every field is documented with its unit where it has one
     assert "pitch_um: 0.3" in text
     assert "unit: um" in text and "unit: V" in text and "unit: Hz" in text
+    # the pipette's geometry too, each with its unit
+    assert "pipette:" in text
+    for line in (
+        "tip_radius_nm: 50.0",
+        "half_angle_deg: 5.0",
+        "electrolyte_S_per_cm: 0.01",
+        "footprint_radius_nm: 75.0",
+    ):
+        assert line in text
+    assert "unit: nm" in text and "unit: deg" in text and "unit: S/cm" in text
     # the template of another plan parses back to that plan
     custom = _custom_plan()
     assert ScanPlan.from_yaml(plan_template_yaml(custom)) == custom
@@ -346,7 +358,9 @@ def test_pitch_below_twice_the_footprint_warns():
 def test_plan_that_does_not_fit_the_rig_changes_nothing(seccm_core, tmp_path, plan_kw, message):
     core = seccm_core
     core.setXYPosition(3.0, -2.0)
+    core.waitForSystem()
     core.setPosition(40.0)
+    core.waitForSystem()
     plan = ScanPlan(area=RectangleArea(width_um=2.0, height_um=2.0), pitch_um=0.5).model_copy(
         update=plan_kw
     )
@@ -432,3 +446,81 @@ def test_plans_that_could_never_measure_are_refused_by_name() -> None:
         approach=ApproachSettings(threshold_A=5e-8),
         potentiostat=PotentiostatSettings(current_range_A=1e-6),
     )
+
+
+# ------------------------------------------------------------ the program
+def test_each_measurement_makes_its_program() -> None:
+    from napari_seccm.acquisition.plan import LinearSweep
+
+    assert Chronoamperometry(potential_V=0.8, duration_s=0.05).program() == Program(
+        [Hold(0.8, 0.05)]
+    )
+    assert LinearSweep(start_V=0.0, end_V=-1.0, scan_rate_V_per_s=4.0).program() == Program(
+        [Ramp(0.0, -1.0, 0.25)]
+    )
+    cv = CyclicVoltammetry(start_V=0.2, vertex_V=1.2, scan_rate_V_per_s=5.0, cycles=3)
+    assert cv.program() == Program.cyclic_voltammetry(0.2, 1.2, 5.0, 3)
+    assert len(cv.program().segments) == 6
+    st = Staircase(start_V=0.0, end_V=1.0, steps=5, hold_s=0.01)
+    assert st.program() == Program([Hold(float(v), 0.01) for v in st.potentials_V()])
+    # the JSON segments are the program's
+    for m in (cv, st):
+        assert m.segments() == m.program().to_segments()
+
+
+def test_plan_program_and_its_thin_wrappers() -> None:
+    plan = _custom_plan()  # a CV of 2 cycles after a 0.05 s hold, at 10 kHz
+    prog = plan.program()
+    assert prog.segments[0] == Hold(0.0, 0.05)
+    assert Program(prog.segments[1:]) == plan.measurement.program()
+    assert plan.waveform_segments() == prog.to_segments()
+    assert plan.waveform_json() == prog.to_json()
+    assert Program.from_json(plan.waveform_json()) == prog
+    assert plan.program_duration_s == prog.duration_s == pytest.approx(0.05 + 4 * 0.3)
+    fs = plan.potentiostat.sample_rate_Hz
+    assert plan.samples_per_point() == prog.n_samples(fs) == prog.sample(fs).size
+    assert plan.potential_limits_V() == (0.0, 1.5)
+    # no settling hold: the measurement's program itself
+    assert ScanPlan().program() == ScanPlan().measurement.program()
+    # the plan's probe
+    probe = plan.probe_spec()
+    assert probe == ProbeSpec(potentiostat="Potentiostat", pipette=plan.pipette)
+    assert probe.z_stage == ""  # the core's focus device
+
+
+def test_non_finite_potentials_are_refused_by_value() -> None:
+    with pytest.raises(ValidationError, match=r"potential_V must be finite \(V\), got inf"):
+        ScanPlan(measurement=Chronoamperometry(potential_V=math.inf))
+    with pytest.raises(ValidationError, match=r"start_V must be finite \(V\), got nan"):
+        Staircase(start_V=math.nan)
+
+
+# ------------------------------------------------------------ the pipette
+def test_pipette_is_part_of_the_plan() -> None:
+    plan = ScanPlan()
+    assert plan.pipette == PipetteGeometry()
+    assert plan.pipette.footprint_radius_nm == 75.0
+    data = json.loads(_custom_plan().to_json())
+    assert data["pipette"]["tip_radius_nm"] == 80.0
+    assert data["pipette"]["footprint_radius_nm"] == 120.0
+    with pytest.raises(ValidationError, match="footprint_radius_nm"):
+        ScanPlan(pipette={"footprint_radius_nm": -5.0})
+    with pytest.raises(ValidationError, match="tip_diameter_nm"):
+        ScanPlan(pipette={"tip_diameter_nm": 100.0})
+
+
+def test_plans_of_earlier_versions_still_load() -> None:
+    """A store's plan from before the pipette (and before the check on the two
+    potentials of a sweep) reads back; the missing pipette is the default."""
+    old = json.loads(ScanPlan().to_json())
+    del old["pipette"]
+    assert ScanPlan.model_validate(old).pipette == PipetteGeometry()
+    assert ScanPlan.model_validate(old, context={"stored": True}) == ScanPlan()
+    # a sweep between two equal potentials: readable from a store, never runnable
+    old["measurement"] = {"kind": "lsv", "start_V": 0.5, "end_V": 0.5, "scan_rate_V_per_s": 2.0}
+    stored = ScanPlan.model_validate(old, context={"stored": True})
+    assert stored.measurement.start_V == stored.measurement.end_V == 0.5
+    with pytest.raises(ValueError, match=r"start_V and end_V are both 0\.5 V"):
+        stored.program()
+    with pytest.raises(ValidationError, match=r"start_V and end_V are both 0\.5 V"):
+        ScanPlan.model_validate(old)

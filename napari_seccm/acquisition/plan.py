@@ -1,14 +1,15 @@
 """Scan plans: a validated, serialisable description of a hopping scan.
 
 A :class:`ScanPlan` says *where* (area, pitch, order), *how to land* (approach,
-surface prediction), *what to measure* at every landing (a potential program
-and the readout window that gives the pixel's map value) and *how to stay safe*
-(retract, Z floor, failures in a row). It round-trips through YAML and JSON,
+surface prediction), *what to measure* at every landing (a potential program,
+:class:`napari_seccm.model.Program`, and the readout window that gives the
+pixel's map value), *with what* (the pipette's geometry, recorded for the
+analysis) and *how to stay safe* (retract, Z floor, failures in a row). It round-trips through YAML and JSON,
 and knows nothing of hardware: :func:`check_plan_against_core` compares it with
 a live Micro-Manager core before a scan starts.
 
-Every number carries its unit in its field name (``_um``, ``_s``, ``_V``,
-``_A``, ``_Hz``).
+Every number carries its unit in its field name (``_um``, ``_nm``, ``_s``,
+``_V``, ``_A``, ``_Hz``, ``_deg``, ``_S_per_cm``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ..model import PipetteGeometry, ProbeSpec, Program
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
@@ -121,6 +124,13 @@ def _two_potentials(sweep: Any, other: str, info: ValidationInfo) -> None:
         )
 
 
+def _runnable(measurement: Any, info: ValidationInfo) -> None:
+    """The measurement makes a valid :class:`Program` (finite potentials, ...);
+    the program's ValueError names the bad value. Not checked on a stored plan."""
+    if not _stored(info):
+        measurement.program()
+
+
 # --------------------------------------------------------------- measurement
 class Chronoamperometry(_Model):
     """Hold one potential and record the current (the report's map: 1.0 V)."""
@@ -129,8 +139,17 @@ class Chronoamperometry(_Model):
     potential_V: float = Field(1.0, description="potential held during the measurement")
     duration_s: float = Field(0.02, gt=0, description="length of the recording")
 
+    @model_validator(mode="after")
+    def _valid(self, info: ValidationInfo) -> Chronoamperometry:
+        _runnable(self, info)
+        return self
+
+    def program(self) -> Program:
+        return Program.chronoamperometry(self.potential_V, self.duration_s)
+
     def segments(self) -> list[dict[str, Any]]:
-        return [{"hold": self.potential_V, "t": self.duration_s}]
+        """The program's JSON segments (see :meth:`program`)."""
+        return self.program().to_segments()
 
 
 class LinearSweep(_Model):
@@ -144,11 +163,15 @@ class LinearSweep(_Model):
     @model_validator(mode="after")
     def _sweeps(self, info: ValidationInfo) -> LinearSweep:
         _two_potentials(self, "end_V", info)
+        _runnable(self, info)
         return self
 
+    def program(self) -> Program:
+        return Program.linear_sweep(self.start_V, self.end_V, self.scan_rate_V_per_s)
+
     def segments(self) -> list[dict[str, Any]]:
-        t = abs(self.end_V - self.start_V) / self.scan_rate_V_per_s
-        return [{"ramp": [self.start_V, self.end_V], "t": t}]
+        """The program's JSON segments (see :meth:`program`)."""
+        return self.program().to_segments()
 
 
 class CyclicVoltammetry(_Model):
@@ -163,15 +186,17 @@ class CyclicVoltammetry(_Model):
     @model_validator(mode="after")
     def _sweeps(self, info: ValidationInfo) -> CyclicVoltammetry:
         _two_potentials(self, "vertex_V", info)
+        _runnable(self, info)
         return self
 
+    def program(self) -> Program:
+        return Program.cyclic_voltammetry(
+            self.start_V, self.vertex_V, self.scan_rate_V_per_s, self.cycles
+        )
+
     def segments(self) -> list[dict[str, Any]]:
-        t = abs(self.vertex_V - self.start_V) / self.scan_rate_V_per_s
-        one = [
-            {"ramp": [self.start_V, self.vertex_V], "t": t},
-            {"ramp": [self.vertex_V, self.start_V], "t": t},
-        ]
-        return one * self.cycles
+        """The program's JSON segments (see :meth:`program`)."""
+        return self.program().to_segments()
 
 
 class Staircase(_Model):
@@ -183,11 +208,20 @@ class Staircase(_Model):
     steps: int = Field(11, ge=2, le=10_000, description="number of steps")
     hold_s: float = Field(0.01, gt=0, description="time at each step")
 
+    @model_validator(mode="after")
+    def _valid(self, info: ValidationInfo) -> Staircase:
+        _runnable(self, info)
+        return self
+
     def potentials_V(self) -> np.ndarray:
         return np.linspace(self.start_V, self.end_V, self.steps)
 
+    def program(self) -> Program:
+        return Program.staircase(self.start_V, self.end_V, self.steps, self.hold_s)
+
     def segments(self) -> list[dict[str, Any]]:
-        return [{"hold": float(v), "t": self.hold_s} for v in self.potentials_V()]
+        """The program's JSON segments (see :meth:`program`)."""
+        return self.program().to_segments()
 
 
 Measurement = Annotated[
@@ -380,6 +414,11 @@ class ScanPlan(_Model):
         description="your estimate of the droplet footprint (diameter), for the pitch check",
     )
     potentiostat: PotentiostatSettings = Field(default_factory=PotentiostatSettings)
+    pipette: PipetteGeometry = Field(
+        default_factory=PipetteGeometry,
+        description="your pipette's geometry, recorded with the scan for the analysis's "
+        "series model",
+    )
     safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @model_validator(mode="after")
@@ -398,20 +437,29 @@ class ScanPlan(_Model):
                 f"current range ({pst.current_range_A * 1e12:g} pA): a landing could never be "
                 "detected; lower the threshold or choose a larger range"
             )
-        dur = self.program_duration_s
-        meas = sum(seg["t"] for seg in self.measurement.segments())
-        n_samples = meas * pst.sample_rate_Hz
-        if n_samples < 1 and not stored:
-            raise ValueError(
-                f"the measurement lasts {meas:g} s, {n_samples:.3g} samples at "
-                f"{pst.sample_rate_Hz:g} Hz: at least one sample is needed (a longer "
-                "program or a higher sample rate)"
-            )
-        start, end = self.readout_window_s()
-        if not 0 <= start < end <= dur + 1e-12:
-            raise ValueError(
-                f"readout window [{start:g}, {end:g}] s must lie inside the program [0, {dur:g}] s"
-            )
+        try:
+            dur = self.program_duration_s
+        except ValueError:
+            if not stored:
+                raise
+            # measured by an earlier version that allowed it (a sweep between two
+            # equal potentials): the store stays readable, the plan cannot run
+            dur = None
+        if dur is not None:
+            meas = self.measurement.program().duration_s
+            n_samples = meas * pst.sample_rate_Hz
+            if n_samples < 1 and not stored:
+                raise ValueError(
+                    f"the measurement lasts {meas:g} s, {n_samples:.3g} samples at "
+                    f"{pst.sample_rate_Hz:g} Hz: at least one sample is needed (a longer "
+                    "program or a higher sample rate)"
+                )
+            start, end = self.readout_window_s()
+            if not 0 <= start < end <= dur + 1e-12:
+                raise ValueError(
+                    f"readout window [{start:g}, {end:g}] s must lie inside the program "
+                    f"[0, {dur:g}] s"
+                )
         if self.pitch_um < 2 * self.footprint_diameter_um:
             warnings.warn(
                 f"pitch {self.pitch_um:g} um is below {2 * self.footprint_diameter_um:g} um, "
@@ -425,20 +473,28 @@ class ScanPlan(_Model):
         return self
 
     # --------------------------------------------------------------- program
+    def program(self) -> Program:
+        """The potential program of every landing: the settling hold
+        (``hold_s``, at the measurement's first potential), then the
+        measurement."""
+        return self.measurement.program().with_pre_hold(self.hold_s)
+
+    def probe_spec(self) -> ProbeSpec:
+        """The plan's one probe ("A"): the core's focus device, the plan's
+        potentiostat and pipette."""
+        return ProbeSpec(name="A", potentiostat=self.potentiostat.label, pipette=self.pipette)
+
     def waveform_segments(self) -> list[dict[str, Any]]:
-        segs = self.measurement.segments()
-        if self.hold_s > 0:
-            first = segs[0]
-            e0 = first["hold"] if "hold" in first else first["ramp"][0]
-            segs = [{"hold": e0, "t": self.hold_s}, *segs]
-        return segs
+        """The program's JSON segments (the potentiostat's ``Waveform``)."""
+        return self.program().to_segments()
 
     def waveform_json(self) -> str:
-        return json.dumps(self.waveform_segments())
+        """The program as the potentiostat's ``Waveform`` property."""
+        return self.program().to_json()
 
     @property
     def program_duration_s(self) -> float:
-        return float(sum(s["t"] for s in self.waveform_segments()))
+        return self.program().duration_s
 
     def readout_window_s(self) -> tuple[float, float]:
         dur = self.program_duration_s
@@ -452,20 +508,14 @@ class ScanPlan(_Model):
 
     def samples_per_point(self) -> int:
         """Samples recorded per point (the trace length), at the sample rate."""
-        fs = self.potentiostat.sample_rate_Hz
-        n, carry = 0, 0.0
-        for seg in self.waveform_segments():  # same rounding as the devices' Waveform
-            exact = seg["t"] * fs + carry
-            k = int(round(exact))
-            carry = exact - k
-            n += max(k, 0)
-        return n
+        return self.program().n_samples(self.potentiostat.sample_rate_Hz)
 
     def potential_limits_V(self) -> tuple[float, float]:
-        vals = [self.approach.potential_V]
-        for s in self.waveform_segments():
-            vals.extend(s["ramp"] if "ramp" in s else [s["hold"]])
-        return min(vals), max(vals)
+        """Lowest and highest potential of the scan: the program's and the
+        approach's, V."""
+        lo, hi = self.program().potential_limits()
+        e = self.approach.potential_V
+        return min(lo, e), max(hi, e)
 
     # ------------------------------------------------------------------ grid
     def grid(self) -> MapGrid:
@@ -645,9 +695,12 @@ def check_plan_against_core(plan: ScanPlan, core: CMMCorePlus) -> None:
 
 # ---------------------------------------------------------- plan template
 _UNITS = {
+    "_S_per_cm": "S/cm",
     "_um_per_s": "um/s",
     "_V_per_s": "V/s",
     "_um": "um",
+    "_nm": "nm",
+    "_deg": "deg",
     "_s": "s",
     "_V": "V",
     "_A": "A",
@@ -693,6 +746,8 @@ def plan_template_yaml(plan: ScanPlan | None = None) -> str:
         "# measurement.kind: ca (potential_V, duration_s) | lsv (start_V, end_V,",
         "#   scan_rate_V_per_s) | cv (start_V, vertex_V, scan_rate_V_per_s, cycles) |",
         "#   staircase (start_V, end_V, steps, hold_s)",
+        "# pipette: your pipette's geometry; the analysis turns conductance into",
+        "#   conductivity with it (recorded in the store with the plan)",
     ]
     _emit(plan, 0, out)
     return "\n".join(out) + "\n"
