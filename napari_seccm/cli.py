@@ -137,7 +137,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     core = _load_core(args.config)
     scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
     status = _run_with_progress(scan, f"scan -> {args.out}", args.quiet)
-    return 0 if status == "complete" else 1 if status == "error" else 130
+    return 0 if status == "complete" else 1 if status in ("error", "fault") else 130
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -149,7 +149,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     core = _load_core(cfg)
     scan = Scan.resume(core, args.store)
     status = _run_with_progress(scan, f"resume {args.store}", args.quiet)
-    return 0 if status == "complete" else 1 if status == "error" else 130
+    return 0 if status == "complete" else 1 if status in ("error", "fault") else 130
 
 
 def store_info(path: str | Path) -> dict[str, Any]:

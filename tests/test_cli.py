@@ -57,6 +57,7 @@ def test_plan_scan_info_and_refusing_to_overwrite(tmp_path):
         "saturated": 0,
         "false_trigger": 0,
         "failed": 0,
+        "fault": 0,
     }
     assert info["instrument_time_s"] > info["wall_time_s"] > 0
     assert info["name"] == "seccm scan"

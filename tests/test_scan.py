@@ -129,6 +129,7 @@ def test_scan_completes_every_point(stripe_scan):
             "saturated": 0,
             "false_trigger": 0,
             "failed": 0,
+            "fault": 0,
         }
         m, h = s.current_map(), s.height_map()
         assert m.shape == h.shape == (24, 24)

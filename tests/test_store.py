@@ -4,10 +4,12 @@ traces, metadata, and that nothing in it needs unpickling."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import gc
 import json
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -30,11 +32,17 @@ from _scan_helpers import (
 from napari_seccm.acquisition.plan import ScanPlan
 from napari_seccm.acquisition.scan import Scan, run_scan
 from napari_seccm.acquisition.store import (
+    FAULT,
+    OK,
+    PENDING,
+    SCAN_STATUSES,
+    STATUS_NAMES,
     PointRecord,
     ScanStore,
     StoreExistsError,
     StoreLockedError,
 )
+from napari_seccm.analysis.maps import QUALITY_NAMES, point_quality
 from napari_seccm.configs import load_core
 
 
@@ -177,6 +185,114 @@ def test_the_lock_holds_across_processes(tmp_path):
     free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert held.stdout.startswith("locked:"), held.stderr
     assert free.stdout.strip() == "opened", free.stderr
+
+
+def test_a_killed_writer_leaves_a_store_that_can_be_resumed(tmp_path):
+    """The lock is the operating system's: killing the writer (SIGKILL, no
+    clean-up of any kind) frees it, and the store can be taken over."""
+    path = tmp_path / "killed.seccm.zarr"
+    plan = small_plan(width_um=1.0)  # 4 points
+    plan_file = tmp_path / "plan.json"
+    plan.save(plan_file)
+    writer = textwrap.dedent(
+        f"""
+        import time
+        import numpy as np
+        from napari_seccm.acquisition.plan import ScanPlan
+        from napari_seccm.acquisition.store import OK, PointRecord, ScanStore
+
+        s = ScanStore.create({str(path)!r}, ScanPlan.load({str(plan_file)!r}))
+        s.update_meta(status="running")
+        n = s.n_samples
+        s.write_points([PointRecord(1, OK, 1e-9, 20.0, 0.0, 0.0, 1.0, 2.0,
+                                    np.full(n, 1e-9), np.full(n, 1.0))])
+        print("locked", flush=True)
+        time.sleep(120)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
+        with pytest.raises(StoreLockedError, match="being written by a running scan"):
+            ScanStore.open(path, mode="r+")
+        with ScanStore.open(path) as reader:
+            assert reader.status == "running"
+    finally:
+        proc.kill()  # SIGKILL on POSIX: the writer runs no code of its own
+        proc.communicate(timeout=30)
+    if sys.platform != "win32":
+        assert proc.returncode == -signal.SIGKILL
+    with ScanStore.open(path) as reader:
+        assert reader.status == "interrupted"
+        assert not reader.is_locked_by_other()
+    with ScanStore.open(path, mode="r+") as resumed:
+        assert resumed.writable
+        assert resumed.done_mask().tolist() == [False, True, False, False]
+        assert resumed.status_counts()["ok"] == 1
+        # the resumed writer holds the lock in turn: a second writer is refused
+        with pytest.raises(StoreLockedError, match="being written by a running scan"):
+            ScanStore.open(path, mode="r+")
+        with pytest.raises(StoreLockedError, match="being written by a running scan"):
+            ScanStore.create(path, plan, overwrite=True)
+
+
+def test_without_fcntl_a_store_is_read_but_never_written_under_a_marker_file(tmp_path):
+    """Where ``import fcntl`` fails (as on Windows), the store module still
+    imports and reads stores; its lock is LockFileEx on Windows. A POSIX
+    system without flock has no operating-system lock at all: the store then
+    refuses to write rather than fall back to a marker file (which filelock's
+    ``FileLock`` alias would do there, and which a killed scan would leave
+    behind, blocking its resume)."""
+    path = tmp_path / "nofcntl.seccm.zarr"
+    plan = small_plan(width_um=1.0)
+    with ScanStore.create(path, plan) as s:
+        s.write_points([PointRecord(0, OK, 1e-9, 20.0, 0.0, 0.0, 1.0, 2.0)])
+        s.update_meta(status="canceled")
+    before = tree_snapshot(path)
+    code = textwrap.dedent(
+        f"""
+        import sys, warnings
+        sys.modules["fcntl"] = None  # import fcntl fails, as on Windows
+        warnings.simplefilter("ignore")  # filelock: "only soft file lock is available"
+        from napari_seccm.acquisition import store as st
+        from napari_seccm.acquisition.store import ScanStore, StoreLockedError
+        import filelock
+
+        print("fcntl imported:", "fcntl" in vars(st))
+        print("FileLock alias:", filelock.FileLock.__name__)
+        with ScanStore.open({str(path)!r}) as s:
+            print("read:", s.status, int(s.done_mask().sum()), s.status_counts()["ok"])
+        for how in ("resume", "overwrite"):
+            try:
+                if how == "resume":
+                    ScanStore.open({str(path)!r}, mode="r+")
+                else:
+                    ScanStore.create({str(path)!r}, s.plan(), overwrite=True)
+            except StoreLockedError as e:
+                print(how, "locked:", e)
+            except OSError as e:
+                print(how, "refused:", e.errno, e)
+            else:
+                print(how, "written")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "fcntl imported: False"
+    assert lines[1] == "FileLock alias: SoftFileLock"  # the trap the store avoids
+    assert lines[2] == "read: canceled 1 1"
+    for how, line in zip(("resume", "overwrite"), lines[3:5], strict=True):
+        assert line.startswith(f"{how} refused: {errno.ENOSYS} "), r.stdout
+        assert "operating-system file lock" in line
+    # nothing was written, no marker left: the lock file is empty and free
+    assert tree_snapshot(path) == before
+    assert (path / ".lock").read_bytes() == b""
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith(".")) == [".lock"]
+    with ScanStore.open(path, mode="r+") as again:
+        assert again.done_mask().tolist() == [True, False, False, False]
 
 
 def test_open_rejects_what_is_not_a_scan(tmp_path):
@@ -366,6 +482,7 @@ def test_status_counts_and_point_records_round_trip(tmp_path):
             "saturated": 0,
             "false_trigger": 0,
             "failed": 0,
+            "fault": 0,
         }
         tr = s.trace(2)
         np.testing.assert_allclose(tr["current_A"], cur.astype(np.float32))
@@ -376,3 +493,54 @@ def test_status_counts_and_point_records_round_trip(tmp_path):
         assert np.isnan(m[pts["row"][0], pts["col"][0]])  # a miss leaves its pixel empty
         s.reset_points(np.array([2]))
         assert s.done_mask().tolist() == [True, False, False, False]
+
+
+# ---------------------------------------------------------------- statuses
+def test_a_fault_point_is_kept_but_never_a_measurement(tmp_path):
+    """A point whose readings failed a plausibility check keeps its raw
+    readings and trace for diagnosis, but maps, counts and the analysis's
+    quality treat it as not measured (NaN), like a failed point."""
+    plan = small_plan(width_um=1.0)
+    path = tmp_path / "fault.seccm.zarr"
+    n = plan.samples_per_point()
+    cur = np.full(n, 3e-9)
+    with ScanStore.create(path, plan) as s:
+        s.write_points(
+            [
+                PointRecord(0, OK, 1e-9, 20.0, -0.25, -0.25, 0.5, 1.0, cur, np.full(n, 1.0)),
+                # contact 35 um away from the surface the other points found
+                PointRecord(1, FAULT, 3e-9, 55.0, 0.25, -0.25, 1.0, 2.0, cur, np.full(n, 1.0)),
+            ]
+        )
+        s.update_meta(status="fault", reason="PiezoZ did not finish its move in time")
+        counts = s.status_counts()
+        res = s.results()
+        pts = s.points()
+        m, h = s.current_map(), s.height_map()
+        np.testing.assert_allclose(s.trace(1)["current_A"], np.float32(3e-9))
+    assert counts["fault"] == 1 and counts["ok"] == 1 and counts["pending"] == 2
+    assert res["status"][1] == FAULT and res["contact_z_um"][1] == 55.0  # raw, for diagnosis
+    r1, c1 = pts["row"][1], pts["col"][1]
+    r0, c0 = pts["row"][0], pts["col"][0]
+    assert np.isnan(m[r1, c1]) and np.isnan(h[r1, c1])
+    assert m[r0, c0] == np.float32(1e-9) and h[r0, c0] == np.float32(20.0)
+    q = point_quality(path)
+    assert [QUALITY_NAMES[int(v)] for v in q] == ["ok", "fault", "not_measured", "not_measured"]
+    # a scan ended by a device fault says so, is not mistaken for an
+    # interrupted one, and can be resumed
+    with ScanStore.open(path) as reader:
+        assert reader.status == "fault"
+    with ScanStore.open(path, mode="r+") as again:
+        assert again.meta["reason"] == "PiezoZ did not finish its move in time"
+
+
+def test_status_codes_are_unique_and_shared_with_the_quality_codes():
+    """The analysis's quality codes take the landing codes as they are (2-5,
+    8); the new fault code must not land on poor_fit (6) or
+    non_positive_conductance (7)."""
+    assert STATUS_NAMES[FAULT] == "fault"
+    assert len(set(STATUS_NAMES.values())) == len(STATUS_NAMES)
+    for code, name in STATUS_NAMES.items():
+        if code not in (PENDING, OK):
+            assert QUALITY_NAMES[code] == name
+    assert "fault" in SCAN_STATUSES and len(set(SCAN_STATUSES)) == len(SCAN_STATUSES)

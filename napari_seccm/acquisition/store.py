@@ -11,7 +11,7 @@ Layout (see ``docs/data-format.md``)::
       traces/time_s      (n_samples,) float64: time from the start of the program
       maps/current/0        (ny, nx) float32 map value, A; NaN = not measured
       maps/contact_height/0 (ny, nx) float32 contact height, um
-      .lock                 held (flock) by the process writing the scan
+      .lock                 OS-locked (flock / LockFileEx) by the process writing the scan
 
 The maps are OME-Zarr (NGFF 0.5) images with their scale and translation in
 micrometers, so other OME-Zarr readers place them in stage coordinates.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import queue
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from filelock import lock_descriptor, unlock_descriptor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -56,6 +56,12 @@ NO_CONTACT = 2
 SATURATED = 3
 FALSE_TRIGGER = 4
 FAILED = 5
+#: the point's readings failed a plausibility check (contact height far from
+#: the prediction, XY stage not at its target, no or non-finite samples):
+#: kept for diagnosis, never used as a measurement. Not 6: the analysis's
+#: quality codes (napari_seccm.analysis.maps) share this code space, 2-5 and 8
+#: mean the same there, and 6 and 7 are its poor_fit and non_positive_conductance
+FAULT = 8
 STATUS_NAMES = {
     PENDING: "pending",
     OK: "ok",
@@ -63,10 +69,12 @@ STATUS_NAMES = {
     SATURATED: "saturated",
     FALSE_TRIGGER: "false_trigger",
     FAILED: "failed",
+    FAULT: "fault",
 }
 
-# scan status values
-SCAN_STATUSES = ("created", "running", "interrupted", "complete", "canceled", "error")
+# scan status values; "fault": a device fault ended the scan (a device did not
+# finish in time, a reading that cannot be trusted, the emergency stop)
+SCAN_STATUSES = ("created", "running", "interrupted", "complete", "canceled", "error", "fault")
 
 _RESULT_FIELDS: dict[str, tuple[str, Any]] = {
     "done": ("u1", 0),
@@ -186,7 +194,7 @@ class ScanStore:
             probe = cls._try_lock(path)
             if probe is None:
                 raise StoreLockedError(f"{path} is being written by a running scan (lock held)")
-            os.close(probe)
+            cls._unlock(probe)
             shutil.rmtree(path)
         pts = plan.points()
         n = len(pts)
@@ -308,15 +316,39 @@ class ScanStore:
         return store
 
     # ---------------------------------------------------------------- lock
+    # The writer holds an operating-system lock on .lock (flock on Linux and
+    # macOS, LockFileEx on Windows; filelock's descriptor lock): the OS drops
+    # it when the process ends, however it ends, so a killed scan can be
+    # resumed. Never a marker file, which a killed writer would leave behind:
+    # where no OS lock exists, writing is refused.
     @staticmethod
     def _try_lock(path: Path) -> int | None:
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Open and lock ``path/.lock`` without waiting: its descriptor, or
+        None if another descriptor (in any process) holds the lock."""
+        lock_path = path / ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            locked = lock_descriptor(fd, blocking=False)
+        except BaseException as e:
+            os.close(fd)
+            if isinstance(e, OSError):
+                raise OSError(
+                    e.errno,
+                    f"cannot lock {lock_path} ({e.strerror or e}): a scan store is written "
+                    "only under an operating-system file lock (flock or LockFileEx)",
+                ) from e
+            raise
+        if not locked:
             os.close(fd)
             return None
         return fd
+
+    @staticmethod
+    def _unlock(fd: int) -> None:
+        try:
+            unlock_descriptor(fd)
+        finally:
+            os.close(fd)
 
     def acquire_lock(self) -> None:
         fd = self._try_lock(self.path)
@@ -326,9 +358,8 @@ class ScanStore:
 
     def release_lock(self) -> None:
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            fd, self._lock_fd = self._lock_fd, None
+            self._unlock(fd)
 
     def is_locked_by_other(self) -> bool:
         if self._lock_fd is not None:
@@ -336,8 +367,7 @@ class ScanStore:
         fd = self._try_lock(self.path)
         if fd is None:
             return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        self._unlock(fd)
         return False
 
     def close(self) -> None:
@@ -500,7 +530,10 @@ class ScanStore:
             self._write_1d(f"results/{name}", idx, vals)
         rows, cols = self._rows_cols(idx)
         value = np.array([r.value_A if r.status == OK else np.nan for r in records], dtype="f4")
-        height = np.array([r.contact_z_um for r in records], dtype="f4")
+        # a fault's contact height cannot be trusted: kept in results, not mapped
+        height = np.array(
+            [np.nan if r.status == FAULT else r.contact_z_um for r in records], dtype="f4"
+        )
         self.array("maps/current/0").set_coordinate_selection((rows, cols), value)
         self.array("maps/contact_height/0").set_coordinate_selection((rows, cols), height)
         self._write_1d("results/done", idx, np.ones(idx.size, dtype="u1"))

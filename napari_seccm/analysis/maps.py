@@ -23,6 +23,7 @@ import numpy as np
 from ..acquisition.store import (
     FAILED,
     FALSE_TRIGGER,
+    FAULT,
     NO_CONTACT,
     OK,
     PENDING,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     import dask.array as da
 
 # ------------------------------------------------------------------- quality
-#: quality codes of a pixel (the ``quality`` map); 2-5 are the store's
+#: quality codes of a pixel (the ``quality`` map); 2-5 and 8 are the store's
 #: landing status codes
 QUALITY_OK = 0
 QUALITY_NOT_MEASURED = 1
@@ -49,6 +50,7 @@ QUALITY_FALSE_TRIGGER = FALSE_TRIGGER  # 4
 QUALITY_FAILED = FAILED  # 5
 QUALITY_POOR_FIT = 6
 QUALITY_NON_POSITIVE = 7
+QUALITY_FAULT = FAULT  # 8
 QUALITY_NAMES = {
     QUALITY_OK: "ok",
     QUALITY_NOT_MEASURED: "not_measured",
@@ -58,6 +60,7 @@ QUALITY_NAMES = {
     QUALITY_FAILED: "failed",
     QUALITY_POOR_FIT: "poor_fit",
     QUALITY_NON_POSITIVE: "non_positive_conductance",
+    QUALITY_FAULT: "fault",
 }
 
 #: statuses at which the droplet touched the surface (a contact height exists)
@@ -91,7 +94,7 @@ def point_quality(store: ScanStore | str | Path) -> np.ndarray:
     with open_store(store) as s:
         done = s.done_mask()
         status = s.array("results/status")[:]
-    q = status.astype(np.uint8)  # 2-5: the landing status codes as they are
+    q = status.astype(np.uint8)  # 2-5, 8: the landing status codes as they are
     q[status == OK] = QUALITY_OK
     q[(status == PENDING) | ~done] = QUALITY_NOT_MEASURED
     return q

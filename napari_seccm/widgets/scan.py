@@ -568,7 +568,7 @@ class ScanWidget(QWidget):
             reason = scan.store.meta.get("reason", "")
             self._say(
                 f"scan {scan.final_status}" + (f": {reason}" if reason else ""),
-                error=scan.final_status == "error",
+                error=scan.final_status in ("error", "fault"),
             )
             self.session.scanFinished.emit(scan.final_status)
             self.out_edit.setText(str(default_output_path()))
