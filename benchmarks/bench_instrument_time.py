@@ -53,7 +53,7 @@ def run(plan: ScanPlan, out: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     status = scan.run()
     wall = time.perf_counter() - t0
-    broken = core.getProperty("Sample", "Pipette_State") == "broken"
+    broken = core.getProperty("SECCM", "Pipette_State") == "broken"
     meta = scan.store.meta
     counts = scan.store.status_counts()
     core.unloadAllDevices()

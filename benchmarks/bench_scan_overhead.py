@@ -23,7 +23,7 @@ from pathlib import Path
 from napari_seccm.acquisition.plan import Chronoamperometry, RectangleArea, ScanPlan
 from napari_seccm.acquisition.scan import Scan
 from napari_seccm.configs import load_core
-from napari_seccm.devices._simulated import get_rig
+from napari_seccm.devices.simulated import simulated_rig
 
 
 def run(n_side: int, tmp: Path) -> dict[str, float]:
@@ -35,7 +35,7 @@ def run(n_side: int, tmp: Path) -> dict[str, float]:
         measurement=Chronoamperometry(potential_V=1.0, duration_s=0.02),  # 100 samples at 5 kHz
     )
     assert plan.samples_per_point() == 100
-    rig = get_rig()
+    rig = simulated_rig()
     out = Path(tempfile.mkdtemp(dir=tmp)) / f"bench_{n_side}.seccm.zarr"
     scan = Scan.create(core, plan, out)
     c0 = rig.compute_s

@@ -4,7 +4,7 @@ Loads ``micromanager_config/seccm_simulated.cfg`` in a pymmcore-plus ``UniMMCore
 and, for every SECCM (Python) device, lists each property: name, type, default,
 limits or allowed values, read-only / pre-init, and its description. Property
 descriptions are the getter docstrings (``PropertyInfo.description``), the
-``FILM_PROPERTIES`` / ``PIPETTE_PROPERTIES`` tables of the ``Sample`` device, or
+``FILM_PROPERTIES`` / ``PIPETTE_PROPERTIES`` tables of the simulated hub, or
 ``EXTRA_DESCRIPTIONS`` below for properties the devices register without one.
 A property with no description anywhere is an error, so a new property cannot
 reach the docs undocumented.
@@ -33,8 +33,7 @@ import numpy as np
 from pymmcore_plus import PropertyType
 from pymmcore_plus.experimental.unicore import UniMMCore
 
-from napari_seccm.devices import backend_names
-from napari_seccm.devices.sample import FILM_PROPERTIES, PIPETTE_PROPERTIES
+from napari_seccm.devices.simulated import FILM_PROPERTIES, PIPETTE_PROPERTIES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -112,13 +111,13 @@ def _description(cls_name: str, prop: str, device: Device) -> str:
     info = device.get_property_info(prop)
     if info.description:
         return _doc(info.description)
-    if cls_name == "Sample":
+    if cls_name == "SimulatedSECCM":
         for table in (FILM_PROPERTIES, PIPETTE_PROPERTIES):
             if prop in table:
                 return _sentence(table[prop][2])
     for key in ((cls_name, prop), ("*", prop)):
         if key in EXTRA_DESCRIPTIONS:
-            return EXTRA_DESCRIPTIONS[key].format(backends=", ".join(backend_names()))
+            return EXTRA_DESCRIPTIONS[key]
     raise LookupError(
         f"property {cls_name}.{prop} has no description: give its getter a "
         "docstring or add it to EXTRA_DESCRIPTIONS in scripts/device_docs.py"

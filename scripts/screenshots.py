@@ -43,7 +43,7 @@ def main() -> None:
     scan.out_edit.setText(str(tmp / "llto_map.seccm.zarr"))
     # a real-time-paced scan would take 11 min; slow the simulation just enough
     # to catch it half-way
-    rig.core.setProperty("Sample", "TimeScale", 0.004)
+    rig.core.setProperty("SECCM", "TimeScale", 0.004)
     scan.start()
     viewer.scene.camera.center = (0.0, 0.0)
     viewer.scene.camera.zoom = 38
@@ -52,7 +52,7 @@ def main() -> None:
     time.sleep(0.2)
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "napari_scan_running.png"), canvas_only=False)
-    rig.core.setProperty("Sample", "TimeScale", 0.0)
+    rig.core.setProperty("SECCM", "TimeScale", 0.0)
     wait(lambda: scan.scan.final_status is not None, 120)
     wait(lambda: False, 0.5)
     insp.inspect_world((1.05, -2.25))
@@ -63,11 +63,11 @@ def main() -> None:
     # the TEM-like image of the same film: an automatic first guess, refined
     # by four landmarks
     from napari_seccm.analysis.registration import apply
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
     from napari_seccm.simulation.tem import write_tem_tiff
     from napari_seccm.widgets.align import MOV_POINTS, REF_POINTS
 
-    hidden = write_tem_tiff(tmp / "llto_tem.tif", get_rig().film)
+    hidden = write_tem_tiff(tmp / "llto_tem.tif", simulated_rig().film)
     viewer.open(str(tmp / "llto_tem.tif"), plugin="napari-seccm")
     tem = viewer.layers["llto_tem"]
     viewer.layers.move(viewer.layers.index(tem), 1)  # above the optical image

@@ -79,7 +79,7 @@ def scan_to_store(
     core = load_core()
     try:
         for k, v in (sample_props or {}).items():
-            core.setProperty("Sample", k, v)
+            core.setProperty("SECCM", k, v)
         status = Scan.create(core, plan, path).run()
         assert status == "complete", status
     finally:
@@ -96,15 +96,15 @@ def rig_state(core: UniMMCore) -> dict[str, Any]:
         "z": core.getPosition(),
         "cell": core.getProperty("Potentiostat", "Cell"),
         "potential": core.getProperty("Potentiostat", "Potential_V"),
-        "sim_time": core.getProperty("Sample", "SimTime_s"),
+        "sim_time": core.getProperty("SECCM", "InstrumentTime_s"),
     }
 
 
 def in_contact() -> bool:
     """Ground truth: is the droplet on the surface (the simulated probe's contact)?"""
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
 
-    return get_rig().probe().contact is not None
+    return simulated_rig().probe().contact is not None
 
 
 class FrameCounter:

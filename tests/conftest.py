@@ -33,9 +33,9 @@ def _config_text(seed: int | None, preinit: Sequence[str]) -> str:
     """The shipped config with another seed and extra pre-init lines."""
     lines = CONFIG.read_text().splitlines()
     out = []
-    seed_line = f"#py Property,Sample,Seed,{seed}"
+    seed_line = f"#py Property,SECCM,Seed,{seed}"
     for line in lines:
-        if seed is not None and line.startswith("#py Property,Sample,Seed,"):
+        if seed is not None and line.startswith("#py Property,SECCM,Seed,"):
             line = seed_line
         if line.strip() == INIT_LINE:
             out.extend(f"#py Property,{p}" for p in preinit)
@@ -107,13 +107,15 @@ def land(
     """
     core.setProperty("Potentiostat", "Cell", "On")
     core.setProperty("Potentiostat", "Potential_V", potential_V)
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
-    crash = core.getProperty("Sample", "Pipette_CrashDepth_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
+    crash = core.getProperty("SECCM", "Pipette_CrashDepth_um")
     core.setPosition(surface + start_gap_um)
+    core.waitForSystem()
     if speed_um_s is not None:
         core.setProperty("PiezoZ", "Approach_Speed_um_per_s", speed_um_s)
     core.setProperty("PiezoZ", "Approach_StopZ_um", surface - crash / 2)
     core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForSystem()
     result = core.getProperty("PiezoZ", "Approach_Result")
     assert result == "contact", f"approach ended with {result!r}"
     contact_z = core.getProperty("PiezoZ", "Approach_ContactZ_um")

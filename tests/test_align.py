@@ -109,7 +109,7 @@ def scan_and_tem(tmp_path: Path):
     from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
     from napari_seccm.acquisition.scan import Scan
     from napari_seccm.configs import load_core
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
     from napari_seccm.simulation.tem import write_tem_tiff
 
     core = load_core()
@@ -119,7 +119,7 @@ def scan_and_tem(tmp_path: Path):
     )
     assert scan.run() == "complete"
     tem = tmp_path / "tem.tif"
-    hidden = write_tem_tiff(tem, get_rig().film)
+    hidden = write_tem_tiff(tem, simulated_rig().film)
     core.unloadAllDevices()
     del core
     gc.collect()

@@ -20,8 +20,8 @@ def striped_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("anw") / "stripes.seccm.zarr"
     core = load_core()
     try:
-        core.setProperty("Sample", "StripePeriod_um", 2.0)
-        core.setProperty("Sample", "StripeAngle_deg", 60.0)
+        core.setProperty("SECCM", "StripePeriod_um", 2.0)
+        core.setProperty("SECCM", "StripeAngle_deg", 60.0)
         # finely sampled for the domain segmentation; the plan says it may overlap
         with pytest.warns(UserWarning, match="neighbouring droplets may overlap"):
             plan = ScanPlan(area=RectangleArea(width_um=10, height_um=10), pitch_um=0.25)

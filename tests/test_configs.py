@@ -39,7 +39,7 @@ SIMULATED = CONFIG_DIR / "seccm_simulated.cfg"
 DEMO = CONFIG_DIR / "seccm_with_demo_microscope.cfg"
 DOCS = ROOT / "docs" / "devices.md"
 
-SECCM_LABELS = ("Sample", "PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera")
+SECCM_LABELS = ("SECCM", "PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera")
 #: the C++ devices of Micro-Manager's MMConfig_demo.cfg
 DEMO_LABELS = (
     "DHub",
@@ -60,7 +60,7 @@ DEMO_LABELS = (
 #: every read, or (the demo shutter) starting open or closed at random
 VOLATILE = {
     ("Potentiostat", "Current_A"),
-    ("Sample", "SimTime_s"),
+    ("SECCM", "InstrumentTime_s"),
     ("White Light Shutter", "State"),
 }
 
@@ -178,7 +178,7 @@ def _load_device_docs():
 
 
 def _surface(core: CMMCorePlus) -> float:
-    return float(core.getProperty("Sample", "SurfaceHeight_um"))
+    return float(core.getProperty("SECCM", "SurfaceHeight_um"))
 
 
 # ================================================================== loading
@@ -288,11 +288,13 @@ def test_demo_camera_snaps_while_seccm_works(demo_core: UniMMCore) -> None:
     moves: list[tuple[str, float, float]] = []
     core.events.XYStagePositionChanged.connect(lambda *a: moves.append(a))
     core.setXYPosition(12.5, -7.0)
+    core.waitForSystem()
     assert core.getXYPosition() == pytest.approx((12.5, -7.0))
     assert core.getXYPosition("PiezoXY") == pytest.approx((12.5, -7.0))
     assert moves and moves[-1] == ("PiezoXY", 12.5, -7.0)
     with pytest.raises(Exception, match="maximum 50"):
         core.setXYPosition(60.0, 0.0)
+        core.waitForSystem()
     assert core.getXYPosition() == pytest.approx((12.5, -7.0))
 
     # device-side approach with PiezoZ (the focus device)
@@ -301,9 +303,11 @@ def test_demo_camera_snaps_while_seccm_works(demo_core: UniMMCore) -> None:
     surface = _surface(core)
     assert core.getPosition() > surface + 5  # starts well above the film
     core.setPosition(surface + 2.0)
+    core.waitForSystem()
     assert core.getPosition() == pytest.approx(surface + 2.0)
     core.setProperty("PiezoZ", "Approach_StopZ_um", surface - 1.0)
     core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForSystem()
     assert core.getProperty("PiezoZ", "Approach_Result") == "contact"
     contact_z = core.getProperty("PiezoZ", "Approach_ContactZ_um")
     assert surface < contact_z < surface + 1.0
@@ -316,6 +320,7 @@ def test_demo_camera_snaps_while_seccm_works(demo_core: UniMMCore) -> None:
     waveform = [{"hold": 0.5, "t": 0.02}, {"ramp": [0.5, 1.5], "t": 0.1}]
     core.setProperty("Potentiostat", "Waveform", json.dumps(waveform))
     core.setProperty("Potentiostat", "Acquire", "Run")
+    core.waitForSystem()
     trace = core.getProperty("Potentiostat", "LastTrace")
     rate = core.getProperty("Potentiostat", "SampleRate_Hz")
     assert isinstance(trace, np.ndarray)

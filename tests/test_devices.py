@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 from pymmcore_plus import PropertyType
 
+from napari_seccm.devices.simulated import FAULTS
+
 FLOAT, INT, STR = PropertyType.Float, PropertyType.Integer, PropertyType.String
 
 # (device, property, type, limits or allowed values or None, read-only)
+
 DOCUMENTED = [
     ("PiezoXY", "Speed_um_per_s", FLOAT, (0.1, 1000.0), False),
     ("PiezoZ", "Speed_um_per_s", FLOAT, (0.01, 500.0), False),
@@ -25,26 +28,35 @@ DOCUMENTED = [
     ("PiezoZ", "Approach_Threshold_A", FLOAT, (-1e-6, 1e-6), False),
     ("PiezoZ", "Approach_Detection", STR, ("absolute", "rise", "either"), False),
     ("PiezoZ", "Approach_ConfirmSamples", INT, (0, 1000), False),
-    ("PiezoZ", "Approach", STR, ("Idle", "Start"), False),
+    ("PiezoZ", "Approach", STR, ("Idle", "Start", "Stop"), False),
     ("PiezoZ", "Approach_Result", STR, None, True),
     ("PiezoZ", "Approach_ContactZ_um", FLOAT, None, True),
     ("Potentiostat", "Cell", STR, ("Off", "On"), False),
     ("Potentiostat", "Potential_V", FLOAT, (-5.0, 5.0), False),
     ("Potentiostat", "Current_A", FLOAT, None, True),
-    ("Potentiostat", "CurrentRange_A", FLOAT, (1e-10, 1e-6), False),
+    ("Potentiostat", "CurrentRange_A", FLOAT, (1e-12, 1e-3), False),
+    ("Potentiostat", "CurrentRanges_A", STR, None, True),
     ("Potentiostat", "Filter_Hz", FLOAT, (1.0, 50_000.0), False),
     ("Potentiostat", "SampleRate_Hz", FLOAT, (100.0, 100_000.0), False),
     ("Potentiostat", "NoiseRMS_A", FLOAT, None, True),
     ("Potentiostat", "Waveform", STR, None, False),
-    ("Potentiostat", "Acquire", STR, ("Idle", "Run"), False),
+    ("Potentiostat", "Acquire", STR, ("Idle", "Run", "Abort"), False),
     ("Potentiostat", "LastTrace_Samples", INT, None, True),
     ("OpticalCamera", "PixelSize_um", FLOAT, (0.001, 100.0), False),
-    ("Sample", "TimeScale", FLOAT, (0.0, 100.0), False),
-    ("Sample", "SimTime_s", FLOAT, None, True),
-    ("Sample", "Pipette_State", STR, ("ok", "clogged", "broken"), False),
-    ("Sample", "SurfaceHeight_um", FLOAT, None, True),
-    ("Sample", "InjectFailure", STR, ("none", "xy", "z", "potentiostat"), False),
-    ("Sample", "MainsPickup_A", FLOAT, (0.0, 1e-6), False),
+    ("SECCM", "TimeScale", FLOAT, (0.0, 1.0), False),
+    ("SECCM", "InstrumentTime_s", FLOAT, None, True),
+    ("SECCM", "Pipette_State", STR, ("ok", "clogged", "broken"), False),
+    ("SECCM", "SurfaceHeight_um", FLOAT, None, True),
+    ("SECCM", "InjectFailure", STR, FAULTS, False),
+    ("SECCM", "EmergencyStop", STR, ("Clear", "Latched"), False),
+    ("SECCM", "Interlock", STR, ("On", "Off"), False),
+    ("SECCM", "Interlock_Margin_um", FLOAT, (0.0, 100.0), False),
+    ("PiezoZ", "Interlock_MinZ_um", FLOAT, None, True),
+    ("PiezoZ", "ProbeHealth", STR, None, True),
+    ("PiezoXY", "LastError", STR, None, True),
+    ("PiezoZ", "LastError", STR, None, True),
+    ("Potentiostat", "LastError", STR, None, True),
+    ("SECCM", "MainsPickup_A", FLOAT, (0.0, 1e-6), False),
 ]
 
 # pre-init properties and the value the shipped config gives them
@@ -57,20 +69,23 @@ PREINIT = [
     ("PiezoZ", "ZMax_um", FLOAT, 100.0),
     ("OpticalCamera", "SensorWidth_px", INT, 512),
     ("OpticalCamera", "SensorHeight_px", INT, 512),
-    ("Sample", "Seed", INT, 0),
+    ("SECCM", "Seed", INT, 0),
+    ("PiezoZ", "Probe", STR, "A"),
+    ("Potentiostat", "Channel", STR, "A"),
 ]
 
 NATIVE = {FLOAT: float, INT: int, STR: str}
 
 
 def sim_time(core) -> float:
-    return core.getProperty("Sample", "SimTime_s")
+    return core.getProperty("SECCM", "InstrumentTime_s")
 
 
 def hold_current(core, volts: float = 1.0, t_s: float = 0.02) -> np.ndarray:
     """Current samples of a hold at ``volts`` (last three quarters: filter settled)."""
     core.setProperty("Potentiostat", "Waveform", f'[{{"hold": {volts}, "t": {t_s}}}]')
     core.setProperty("Potentiostat", "Acquire", "Run")
+    core.waitForSystem()
     i = core.getProperty("Potentiostat", "LastTrace")[2]
     return i[i.size // 4 :]
 
@@ -130,7 +145,8 @@ def test_preinit_properties(core):
             bad.append(f"{dev}.{prop} type {core.getPropertyType(dev, prop)!r}")
         # UniMMCore coerces a config's pre-init text to a number only when the
         # property has limits: compare the value, whatever its Python type
-        got = NATIVE[ptype](float(core.getProperty(dev, prop)))
+        raw = core.getProperty(dev, prop)
+        got = raw if ptype == STR else NATIVE[ptype](float(raw))
         if got != value:
             bad.append(f"{dev}.{prop} = {got!r}, expected {value!r}")
     assert bad == []
@@ -138,22 +154,22 @@ def test_preinit_properties(core):
 
 def test_sample_property_tables(core):
     """Every film and pipette parameter of the documented tables is a property."""
-    from napari_seccm.devices.sample import FILM_PROPERTIES, PIPETTE_PROPERTIES
+    from napari_seccm.devices.simulated import FILM_PROPERTIES, PIPETTE_PROPERTIES
 
     table = {**FILM_PROPERTIES, **PIPETTE_PROPERTIES}
     assert len(table) == 40
     for name, (_field, spec, desc) in table.items():
-        assert core.hasProperty("Sample", name), name
+        assert core.hasProperty("SECCM", name), name
         assert desc
-        value = core.getProperty("Sample", name)
+        value = core.getProperty("SECCM", name)
         if spec is None:
-            assert core.getPropertyType("Sample", name) == STR
+            assert core.getPropertyType("SECCM", name) == STR
             assert isinstance(value, str)
             continue
-        assert core.getPropertyType("Sample", name) in (FLOAT, INT), name
+        assert core.getPropertyType("SECCM", name) in (FLOAT, INT), name
         assert isinstance(value, (int, float)) and not isinstance(value, bool)
-        assert core.getPropertyLowerLimit("Sample", name) == spec[0]
-        assert core.getPropertyUpperLimit("Sample", name) == spec[1]
+        assert core.getPropertyLowerLimit("SECCM", name) == spec[0]
+        assert core.getPropertyUpperLimit("SECCM", name) == spec[1]
         assert spec[0] <= value <= spec[1]
 
 
@@ -164,6 +180,7 @@ def test_traces_are_arrays(core):
         assert isinstance(tr, np.ndarray) and tr.shape == (3, 0)
     core.setProperty("Potentiostat", "Waveform", '[{"hold": 0.5, "t": 0.01}]')
     core.setProperty("Potentiostat", "Acquire", "Run")
+    core.waitForSystem()
     tr = core.getProperty("Potentiostat", "LastTrace")
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     assert tr.shape == (3, round(0.01 * fs))
@@ -174,12 +191,14 @@ def test_traces_are_arrays(core):
 # --------------------------------------------------------------- bad values
 def test_xy_beyond_travel(core):
     core.setXYPosition(1.5, -2.0)
+    core.waitForSystem()
     moves = []
     core.events.XYStagePositionChanged.connect(lambda *a: moves.append(a))
     t0 = sim_time(core)
     for xy, frags in (((60.0, 0.0), ("60", "50")), ((0.0, -75.5), ("-75.5", "-50"))):
         with pytest.raises(ValueError, match="outside") as e:
             core.setXYPosition(*xy)
+            core.waitForSystem()
         assert_rejected(e, *frags)
         assert core.getXYPosition() == pytest.approx((1.5, -2.0), abs=1e-12)
     assert moves == []
@@ -193,6 +212,7 @@ def test_z_beyond_travel(core):
     for z, frags in ((150.0, ("150", "100")), (-1.25, ("-1.25", "0"))):
         with pytest.raises(ValueError, match="outside") as e:
             core.setPosition(z)
+            core.waitForSystem()
         assert_rejected(e, *frags)
         assert core.getPosition() == z0
     assert moves == []
@@ -251,6 +271,7 @@ def test_waveform_rejected(core):
         assert core.getProperty("Potentiostat", "Waveform") == kept
     # the kept waveform is the one that runs
     core.setProperty("Potentiostat", "Acquire", "Run")
+    core.waitForSystem()
     tr = core.getProperty("Potentiostat", "LastTrace")
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     assert tr.shape[1] == round(0.05 * fs)
@@ -258,11 +279,11 @@ def test_waveform_rejected(core):
 
 def test_sample_property_limits(core):
     with pytest.raises(ValueError) as e:
-        core.setProperty("Sample", "Anisotropy", 0.5)
+        core.setProperty("SECCM", "Anisotropy", 0.5)
     assert_rejected(e, "0.5", "1.0")
-    assert core.getProperty("Sample", "Anisotropy") == 10.0
+    assert core.getProperty("SECCM", "Anisotropy") == 10.0
     with pytest.raises(ValueError):
-        core.setProperty("Sample", "SimTime_s", 3.0)  # read-only
+        core.setProperty("SECCM", "InstrumentTime_s", 3.0)  # read-only
 
 
 # -------------------------------------------------------- events and moves
@@ -272,6 +293,7 @@ def test_xy_event_and_round_trip(core):
     targets = [(3.25, -7.5), (-49.0, 50.0), (0.0, 0.0), (12.125, 33.3)]
     for x, y in targets:
         core.setXYPosition(x, y)
+        core.waitForSystem()
         assert core.getXYPosition() == pytest.approx((x, y), abs=1e-12)
         assert core.getXPosition() == pytest.approx(x, abs=1e-12)
         assert core.getYPosition() == pytest.approx(y, abs=1e-12)
@@ -284,6 +306,7 @@ def test_z_event_and_round_trip(core):
     targets = [70.0, 45.5, 99.999]
     for z in targets:
         core.setPosition(z)
+        core.waitForSystem()
         assert core.getPosition() == pytest.approx(z, abs=1e-12)
     assert got == [("PiezoZ", z) for z in targets]
 
@@ -292,10 +315,12 @@ def test_approach_emits_final_z(landed_core):
     core = landed_core
     got = []
     core.events.stagePositionChanged.connect(lambda *a: got.append(a))
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
     core.setPosition(surface + 2.0)
+    core.waitForSystem()
     core.setProperty("PiezoZ", "Approach_StopZ_um", surface - 0.02)
     core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForSystem()
     assert core.getProperty("PiezoZ", "Approach_Result") == "contact"
     assert got[0] == ("PiezoZ", surface + 2.0)
     assert got[-1] == ("PiezoZ", core.getPosition())
@@ -310,6 +335,7 @@ def test_clock_xy_moves(core):
     for x, y in [(3.0, 4.0), (3.0, -8.0), (-20.0, 11.0), (-20.0, 11.0)]:
         t0 = sim_time(core)
         core.setXYPosition(x, y)
+        core.waitForSystem()
         dt = sim_time(core) - t0
         expected = math.hypot(x - pos[0], y - pos[1]) / speed
         assert dt == pytest.approx(expected, rel=1e-9, abs=1e-12)
@@ -323,6 +349,7 @@ def test_clock_z_moves(core):
     for target in (z + 14.0, z - 3.5, z - 3.5, 95.0):
         t0 = sim_time(core)
         core.setPosition(target)
+        core.waitForSystem()
         assert sim_time(core) - t0 == pytest.approx(abs(target - z) / speed, rel=1e-9, abs=1e-12)
         z = target
 
@@ -330,19 +357,21 @@ def test_clock_z_moves(core):
 # ---------------------------------------------------------------- approach
 def test_approach_cell_off_never_contacts_and_crashes(core):
     assert core.getProperty("Potentiostat", "Cell") == "Off"
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
-    crash = core.getProperty("Sample", "Pipette_CrashDepth_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
+    crash = core.getProperty("SECCM", "Pipette_CrashDepth_um")
     speed = core.getProperty("PiezoZ", "Approach_Speed_um_per_s")
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     core.setPosition(surface + 1.0)
+    core.waitForSystem()
     stop = surface - 10 * crash
     core.setProperty("PiezoZ", "Approach_StopZ_um", stop)
     t0 = sim_time(core)
     core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForSystem()
     assert core.getProperty("PiezoZ", "Approach_Result") == "no contact"
     assert math.isnan(core.getProperty("PiezoZ", "Approach_ContactZ_um"))
     assert core.getPosition() == pytest.approx(stop, abs=1e-12)
-    assert core.getProperty("Sample", "Pipette_State") == "broken"
+    assert core.getProperty("SECCM", "Pipette_State") == "broken"
     # it drove all the way down at the approach speed (at most 2 samples more)
     travel_s = (surface + 1.0 - stop) / speed
     assert travel_s <= sim_time(core) - t0 <= travel_s + 2 / fs
@@ -356,32 +385,35 @@ def test_approach_cell_off_never_contacts_and_crashes(core):
 
 
 def test_approach_cell_off_above_crash_depth_keeps_pipette(core):
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
-    crash = core.getProperty("Sample", "Pipette_CrashDepth_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
+    crash = core.getProperty("SECCM", "Pipette_CrashDepth_um")
     core.setPosition(surface + 1.0)
+    core.waitForSystem()
     core.setProperty("PiezoZ", "Approach_StopZ_um", surface - crash / 2)
     core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForSystem()
     assert core.getProperty("PiezoZ", "Approach_Result") == "no contact"
-    assert core.getProperty("Sample", "Pipette_State") == "ok"
+    assert core.getProperty("SECCM", "Pipette_State") == "ok"
 
 
 @pytest.mark.parametrize(("speed", "confirm"), [(1.0, 3), (0.5, 10), (2.0, 0)])
 def test_approach_stops_near_contact_height(core, lander, speed, confirm):
     core.setProperty("PiezoZ", "Approach_ConfirmSamples", confirm)
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
     core.setPosition(surface + 1.0)
+    core.waitForSystem()
     t0 = sim_time(core)
     res = lander(core, speed_um_s=speed)
     approach_s = sim_time(core) - t0
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     # the stage moved at constant speed for exactly the time the clock shows
     assert (res["start_z_um"] - res["final_z_um"]) / speed == pytest.approx(approach_s, rel=1e-9)
-    z_contact = res["surface_um"] + core.getProperty("Sample", "Pipette_MeniscusHeight_um")
+    z_contact = res["surface_um"] + core.getProperty("SECCM", "Pipette_MeniscusHeight_um")
     overshoot = speed * (confirm + 1) / fs
     assert z_contact - overshoot - 1e-9 <= res["final_z_um"] <= z_contact + 1e-9
     # the detected height lies within one sample's travel above the true one
     assert z_contact - 1e-9 <= res["contact_z_um"] <= z_contact + speed / fs + 1e-9
-    assert core.getProperty("Sample", "Pipette_State") == "ok"
+    assert core.getProperty("SECCM", "Pipette_State") == "ok"
 
 
 @pytest.mark.parametrize("landing_sample", [32_760.5, 32_766.5, 32_767.5, 32_770.5])
@@ -391,7 +423,7 @@ def test_long_approach_stops_near_contact_height(core, lander, landing_sample):
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     speed = core.getProperty("PiezoZ", "Approach_Speed_um_per_s")
     confirm = core.getProperty("PiezoZ", "Approach_ConfirmSamples")
-    meniscus = core.getProperty("Sample", "Pipette_MeniscusHeight_um")
+    meniscus = core.getProperty("SECCM", "Pipette_MeniscusHeight_um")
     res = lander(core, start_gap_um=meniscus + landing_sample / fs * speed)
     z_contact = res["surface_um"] + meniscus
     overshoot = speed * (confirm + 1) / fs
@@ -404,6 +436,7 @@ def test_approach_stop_must_be_below(core):
     core.setProperty("PiezoZ", "Approach_StopZ_um", z + 1.0)
     with pytest.raises(ValueError) as e:
         core.setProperty("PiezoZ", "Approach", "Start")
+        core.waitForSystem()
     assert_rejected(e, f"{z + 1.0:g}", f"{z:g}")
     assert core.getPosition() == z
     assert core.getProperty("PiezoZ", "Approach_Result") == "idle"
@@ -411,34 +444,42 @@ def test_approach_stop_must_be_below(core):
 
 def test_retract_hysteresis(landed_core):
     core = landed_core
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
-    meniscus = core.getProperty("Sample", "Pipette_MeniscusHeight_um")
-    detach = core.getProperty("Sample", "Pipette_DetachHeight_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
+    meniscus = core.getProperty("SECCM", "Pipette_MeniscusHeight_um")
+    detach = core.getProperty("SECCM", "Pipette_DetachHeight_um")
     noise = core.getProperty("Potentiostat", "NoiseRMS_A")
     assert meniscus < detach
     i_landed = hold_current(core).mean()
     assert i_landed > 1000 * noise
     # lifting less than the detach height keeps the meniscus
     core.setPosition(surface + detach - 0.05)
+    core.waitForSystem()
     i_kept = hold_current(core)
     assert i_kept.mean() == pytest.approx(i_landed, rel=1e-2)
     # lifting above it ends the contact: only noise is left
     core.setPosition(surface + detach + 0.05)
+    core.waitForSystem()
     i_off = hold_current(core)
     assert abs(i_off.mean()) < 1e-3 * i_landed
     assert i_off.std() < 3 * noise
     # going back down, but not below the meniscus height, does not land again
+    # (a plain move below the last contact: the interlock must be lifted first)
+    with pytest.raises(ValueError, match="below the last contact height"):
+        core.setPosition(surface + 0.5 * meniscus)
+    core.setProperty("SECCM", "Interlock", "Off")
     core.setPosition(surface + 0.5 * (meniscus + detach))
+    core.waitForSystem()
     assert abs(hold_current(core).mean()) < 1e-3 * i_landed
     core.setPosition(surface + 0.5 * meniscus)
+    core.waitForSystem()
     assert hold_current(core).mean() == pytest.approx(i_landed, rel=1e-2)
 
 
 # ------------------------------------------------------------------ sample
 def test_height_offset_moves_surface(core):
-    s0 = core.getProperty("Sample", "SurfaceHeight_um")
-    core.setProperty("Sample", "HeightOffset_um", 25.0)
-    assert core.getProperty("Sample", "SurfaceHeight_um") == pytest.approx(s0 + 5.0, abs=1e-9)
+    s0 = core.getProperty("SECCM", "SurfaceHeight_um")
+    core.setProperty("SECCM", "HeightOffset_um", 25.0)
+    assert core.getProperty("SECCM", "SurfaceHeight_um") == pytest.approx(s0 + 5.0, abs=1e-9)
 
 
 def test_stripe_period_takes_effect(core, lander):
@@ -451,15 +492,15 @@ def test_stripe_period_takes_effect(core, lander):
         ("StripeFraction001", 0.5),
         ("StripePeriod_um", 10.0),
     ):
-        core.setProperty("Sample", prop, val)
+        core.setProperty("SECCM", prop, val)
     core.setXYPosition(0.0, 2.5)  # phase 0.25: a [001] stripe
     lander(core)
     i_001 = hold_current(core).mean()
-    core.setProperty("Sample", "StripePeriod_um", 4.0)  # phase 0.625: [100]
-    assert core.getProperty("Sample", "StripePeriod_um") == 4.0
+    core.setProperty("SECCM", "StripePeriod_um", 4.0)  # phase 0.625: [100]
+    assert core.getProperty("SECCM", "StripePeriod_um") == 4.0
     i_100 = hold_current(core).mean()
     assert i_100 > 1.05 * i_001  # [100] conducts better (DOMAIN.md)
-    core.setProperty("Sample", "StripePeriod_um", 10.0)
+    core.setProperty("SECCM", "StripePeriod_um", 10.0)
     assert hold_current(core).mean() == pytest.approx(i_001, rel=1e-3)
 
 
@@ -487,25 +528,31 @@ def test_camera_snap(make_core):
 # ---------------------------------------------------------------- failures
 def test_inject_failure_xy(core):
     core.setXYPosition(2.0, 3.0)
-    core.setProperty("Sample", "InjectFailure", "xy")
-    assert core.getProperty("Sample", "InjectFailure") == "xy"
+    core.waitForSystem()
+    core.setProperty("SECCM", "InjectFailure", "xy")
+    assert core.getProperty("SECCM", "InjectFailure") == "xy"
     t0 = sim_time(core)
-    with pytest.raises(RuntimeError, match="xy"):
-        core.setXYPosition(5.0, 5.0)
+    # moves are asynchronous: the failure is reported by the device, not raised
+    core.setXYPosition(5.0, 5.0)
+    core.waitForSystem()
+    assert "xy failure" in core.getProperty("PiezoXY", "LastError")
     assert core.getXYPosition() == pytest.approx((2.0, 3.0))
     assert sim_time(core) == t0
-    core.setProperty("Sample", "InjectFailure", "none")
+    core.setProperty("SECCM", "InjectFailure", "none")
     core.setXYPosition(5.0, 5.0)
+    core.waitForSystem()
     assert core.getXYPosition() == pytest.approx((5.0, 5.0))
 
 
 def test_inject_failure_z_and_potentiostat(core):
     z0 = core.getPosition()
-    core.setProperty("Sample", "InjectFailure", "z")
-    with pytest.raises(RuntimeError, match="z"):
-        core.setPosition(z0 - 1.0)
+    core.setProperty("SECCM", "InjectFailure", "z")
+    core.setPosition(z0 - 1.0)
+    core.waitForSystem()
+    assert "z failure" in core.getProperty("PiezoZ", "LastError")
     assert core.getPosition() == z0
-    core.setProperty("Sample", "InjectFailure", "potentiostat")
+    core.setProperty("SECCM", "InjectFailure", "potentiostat")
+    # the amplifier refuses settings at once; a waveform reports its failure
     with pytest.raises(RuntimeError, match="potentiostat"):
         core.setProperty("Potentiostat", "Acquire", "Run")
     assert core.getProperty("Potentiostat", "LastTrace_Samples") == 0
@@ -522,6 +569,7 @@ def test_core_overhead(core, capsys):
     t = time.perf_counter()
     for k in range(n):
         core.setXYPosition(0.01 * (k % 100), 0.0)
+        core.waitForSystem()
     set_us = (time.perf_counter() - t) / n * 1e6
     assert core.getXYPosition() == pytest.approx((0.99, 0.0))
     with capsys.disabled():
@@ -535,13 +583,14 @@ def test_core_overhead(core, capsys):
 def test_pre_init_properties_cannot_change_after_initialization(core):
     """The travel is read at initialization; a later edit would be shown but
     not enforced, so it is refused by name."""
-    for dev, prop in (("PiezoZ", "ZMin_um"), ("PiezoXY", "XMax_um"), ("Potentiostat", "Backend")):
+    for dev, prop in (("PiezoZ", "ZMin_um"), ("PiezoXY", "XMax_um"), ("Potentiostat", "Channel")):
         before = core.getProperty(dev, prop)
         with pytest.raises(ValueError, match=f"{prop} is a pre-initialization property"):
             core.setProperty(dev, prop, "30")
         assert core.getProperty(dev, prop) == before
     with pytest.raises(ValueError, match="outside"):
         core.setPosition(float(core.getProperty("PiezoZ", "ZMin_um")) - 1.0)
+        core.waitForSystem()
 
 
 def test_approach_settings_that_would_fire_at_once_are_refused(core):
@@ -568,10 +617,10 @@ def test_the_sample_cap_holds_whichever_is_set_last(core):
 
 def test_a_setting_the_amplifier_refuses_is_not_kept(core):
     before = core.getProperty("Potentiostat", "CurrentRange_A")
-    core.setProperty("Sample", "InjectFailure", "potentiostat")
+    core.setProperty("SECCM", "InjectFailure", "potentiostat")
     try:
         with pytest.raises(Exception, match="simulated potentiostat failure"):
             core.setProperty("Potentiostat", "CurrentRange_A", 1e-9)
     finally:
-        core.setProperty("Sample", "InjectFailure", "none")
+        core.setProperty("SECCM", "InjectFailure", "none")
     assert core.getProperty("Potentiostat", "CurrentRange_A") == before

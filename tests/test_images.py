@@ -483,6 +483,7 @@ def test_optical_mosaic_places_tiles_in_stage_coordinates(sim_core: Any) -> None
     h, w = core.getImageHeight(), core.getImageWidth()
     assert (h, w, ps) == (512, 512, pytest.approx(0.1))
     core.setXYPosition(3.0, -4.0)
+    core.waitForSystem()
     mosaic, affine = optical_mosaic(core, (-45.0, 45.0), (-40.0, 40.0), overlap=0.1)
     assert tuple(core.getXYPosition()) == pytest.approx((3.0, -4.0))  # back where it was
     step = math.floor(512 * 0.9)
@@ -494,6 +495,7 @@ def test_optical_mosaic_places_tiles_in_stage_coordinates(sim_core: Any) -> None
 
     # one snap with the pad edge (x = -20 um) and [001] stripes in view
     core.setXYPosition(-20.0, 10.0)
+    core.waitForSystem()
     core.snapImage()
     snap = np.asarray(core.getImage(), dtype=float)
     snap_affine = optical_affine(-20.0, 10.0, snap.shape, ps, tuple(core.getPixelSizeAffine()))
@@ -505,7 +507,7 @@ def test_optical_mosaic_places_tiles_in_stage_coordinates(sim_core: Any) -> None
         col = int(np.argmax(prof < mid))  # first column past the pad
         return float((aff @ [row, col - 0.5, 1])[1])
 
-    pad = core.getProperty("Sample", "PadEdgeX_um")
+    pad = core.getProperty("SECCM", "PadEdgeX_um")
     x_snap = edge_x(snap, snap_affine, 450)
     row_m = round((np.linalg.inv(affine) @ (snap_affine @ [450, 0, 1]))[0])
     x_mos = edge_x(mosaic, affine, row_m)

@@ -65,7 +65,7 @@ def sample_params(core) -> dict[str, float]:
     """The sample's parameters, read from the Sample device, in SI."""
 
     def g(prop: str) -> float:
-        return core.getProperty("Sample", prop)
+        return core.getProperty("SECCM", prop)
 
     s_fast = g("SigmaFast_S_per_cm") * 100.0
     return {
@@ -123,7 +123,7 @@ def stripes(core, **extra) -> None:
     """Straight stripes along x (no jitter), [001] for y mod 10 um in [0, 5)."""
     set_props(
         core,
-        "Sample",
+        "SECCM",
         StripeAngle_deg=0.0,
         StripeJitter_um=0.0,
         StripeOffset_um=0.0,
@@ -138,6 +138,7 @@ def stripes(core, **extra) -> None:
 def acquire(core, waveform: str) -> np.ndarray:
     core.setProperty("Potentiostat", "Waveform", waveform)
     core.setProperty("Potentiostat", "Acquire", "Run")
+    core.waitForSystem()
     return core.getProperty("Potentiostat", "LastTrace")
 
 
@@ -148,12 +149,14 @@ def hold_mean(core, volts: float = 1.0, t_s: float = 0.05) -> float:
 
 def retract(core, gap_um: float = 2.0) -> None:
     """Lift well above the detach height: the droplet leaves."""
-    core.setPosition(core.getProperty("Sample", "SurfaceHeight_um") + gap_um)
+    core.setPosition(core.getProperty("SECCM", "SurfaceHeight_um") + gap_um)
+    core.waitForSystem()
 
 
 def land_at(core, lander, x: float, y: float, **kw) -> dict:
     retract(core)
     core.setXYPosition(x, y)
+    core.waitForSystem()
     return lander(core, **kw)
 
 
@@ -262,12 +265,13 @@ def test_landing_spike_charge(core, lander):
     # a 1 um footprint and an interface that sets RC ~ 25 ms (~130 samples),
     # well resolved at 5 kHz; a long confirmation keeps recording the decay
     stripes(core, Pipette_FootprintRadius_nm=1000.0, ASR_ohm_cm2=500.0)
-    core.setProperty("Sample", "Cdl_uF_per_cm2", 50.0)
+    core.setProperty("SECCM", "Cdl_uF_per_cm2", 50.0)
     set_props(core, "Potentiostat", CurrentRange_A=1e-9, Filter_Hz=1000.0)
     core.setProperty("PiezoZ", "Approach_ConfirmSamples", 1000)
     speed = 0.25
     volts = 1.0
     core.setXYPosition(0.0, Y_100)
+    core.waitForSystem()
     res = lander(core, potential_V=volts, speed_um_s=speed)
     tr = core.getProperty("PiezoZ", "Approach_Trace")
     p = sample_params(core)
@@ -287,7 +291,7 @@ def test_landing_spike_charge(core, lander):
     assert baseline == pytest.approx(volts / r, rel=0.01)
 
     # landing time from the trace: z(t) = z0 - speed t reaches surface + meniscus
-    z_contact = res["surface_um"] + core.getProperty("Sample", "Pipette_MeniscusHeight_um")
+    z_contact = res["surface_um"] + core.getProperty("SECCM", "Pipette_MeniscusHeight_um")
     t_land = (tr[1, 0] - z_contact) / speed
     t_end = tr[0, -1] + dt
     # sum of the filtered samples; the one-pole filter (a = exp(-2 pi fc/fs))
@@ -344,18 +348,20 @@ def test_noise_formula_figures():
 # -------------------------------------------------------------------- clock
 def test_clock_waveform_and_approach(core):
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
-    t0 = core.getProperty("Sample", "SimTime_s")
+    t0 = core.getProperty("SECCM", "InstrumentTime_s")
     acquire(core, '[{"hold": 0.5, "t": 0.3}, {"ramp": [0.5, 0.0], "t": 0.1}]')
-    assert core.getProperty("Sample", "SimTime_s") - t0 == pytest.approx(0.4, rel=1e-9)
+    assert core.getProperty("SECCM", "InstrumentTime_s") - t0 == pytest.approx(0.4, rel=1e-9)
     # an approach that misses runs the whole way at the approach speed
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
     speed = 0.5
     core.setProperty("PiezoZ", "Approach_Speed_um_per_s", speed)
     core.setPosition(surface + 3.0)
+    core.waitForSystem()
     core.setProperty("PiezoZ", "Approach_StopZ_um", surface + 1.0)
-    t0 = core.getProperty("Sample", "SimTime_s")
+    t0 = core.getProperty("SECCM", "InstrumentTime_s")
     core.setProperty("PiezoZ", "Approach", "Start")
-    dt = core.getProperty("Sample", "SimTime_s") - t0
+    core.waitForSystem()
+    dt = core.getProperty("SECCM", "InstrumentTime_s") - t0
     assert core.getProperty("PiezoZ", "Approach_Result") == "no contact"
     assert 2.0 / speed <= dt <= 2.0 / speed + 2 / fs
 
@@ -364,10 +370,12 @@ def test_clock_waveform_and_approach(core):
 def _run(core) -> tuple[np.ndarray, np.ndarray]:
     set_props(core, "Potentiostat", Cell="On", Potential_V=1.0)
     noise = acquire(core, '[{"hold": 1.0, "t": 0.2}]').copy()
-    surface = core.getProperty("Sample", "SurfaceHeight_um")
+    surface = core.getProperty("SECCM", "SurfaceHeight_um")
     core.setPosition(surface + 0.5)
+    core.waitForSystem()
     core.setProperty("PiezoZ", "Approach_StopZ_um", surface - 0.02)
     core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForSystem()
     return noise, core.getProperty("PiezoZ", "Approach_Trace").copy()
 
 
@@ -399,6 +407,7 @@ def test_trace_generation_time(landed_core, capsys):
     t = time.perf_counter()
     for _ in range(reps):
         core.setProperty("Potentiostat", "Acquire", "Run")
+        core.waitForSystem()
     per_trace = (time.perf_counter() - t) / reps
     tr = core.getProperty("Potentiostat", "LastTrace")
     assert tr.shape == (3, 10_000)

@@ -58,13 +58,13 @@ def stripe_scan(tmp_path_factory):
     Scans once for the module, records the simulator's truth, and unloads the
     core before the tests run (one core at a time per process).
     """
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
 
     path = tmp_path_factory.mktemp("stripes") / "map.seccm.zarr"
     core = load_core()
     try:
-        core.setProperty("Sample", "StripePeriod_um", STRIPE_PERIOD_UM)
-        core.setProperty("Sample", "StripeAngle_deg", STRIPE_ANGLE_DEG)
+        core.setProperty("SECCM", "StripePeriod_um", STRIPE_PERIOD_UM)
+        core.setProperty("SECCM", "StripeAngle_deg", STRIPE_ANGLE_DEG)
         plan = ScanPlan(area=RectangleArea(width_um=12.0, height_um=12.0), pitch_um=0.5)
         calls: list[tuple[int, int]] = []
         scan = run_scan(core, plan, path, on_point=lambda done, total: calls.append((done, total)))
@@ -83,11 +83,11 @@ def stripe_scan(tmp_path_factory):
         }
         with ScanStore.open(path) as s:
             res = s.results()
-        film = get_rig().film
+        film = simulated_rig().film
         truth = {
-            "period": core.getProperty("Sample", "StripePeriod_um"),
-            "angle": core.getProperty("Sample", "StripeAngle_deg"),
-            "meniscus": core.getProperty("Sample", "Pipette_MeniscusHeight_um"),
+            "period": core.getProperty("SECCM", "StripePeriod_um"),
+            "angle": core.getProperty("SECCM", "StripeAngle_deg"),
+            "meniscus": core.getProperty("SECCM", "Pipette_MeniscusHeight_um"),
             "label": film.domain_label(res["x_um"], res["y_um"]),
             "surface": film.surface_height_um(res["x_um"], res["y_um"]),
             "probe": {},
@@ -95,7 +95,8 @@ def stripe_scan(tmp_path_factory):
         # the Sample device's own reading of the surface under the pipette, a few points
         for i in (0, 37, 300, len(res["x_um"]) - 1):
             core.setXYPosition(float(res["x_um"][i]), float(res["y_um"][i]))
-            truth["probe"][i] = core.getProperty("Sample", "SurfaceHeight_um")
+            core.waitForSystem()
+            truth["probe"][i] = core.getProperty("SECCM", "SurfaceHeight_um")
     finally:
         close_core(core)
         del core
@@ -312,13 +313,14 @@ def test_injected_device_failure_ends_safe_with_data_intact(seccm_core, tmp_path
     path = tmp_path / f"fail-{device}.seccm.zarr"
     scan = Scan.create(core, plan, path)
     counter = FrameCounter(
-        core, at=12, action=lambda: core.setProperty("Sample", "InjectFailure", device)
+        core, at=12, action=lambda: core.setProperty("SECCM", "InjectFailure", device)
     )
-    assert scan.run() == "error"
+    # a device failure is a fault of the rig (not an error of the software)
+    assert scan.run() == "fault"
     counter.disconnect()
     assert counter.fired.is_set()
     assert counter.n == 12
-    assert core.getProperty("Sample", "InjectFailure") == device  # still failing
+    assert core.getProperty("SECCM", "InjectFailure") == device  # still failing
     # safe: cell off, pipette off the surface and above the last landing
     assert core.getProperty("Potentiostat", "Cell") == "Off"
     assert not in_contact()
@@ -326,7 +328,7 @@ def test_injected_device_failure_ends_safe_with_data_intact(seccm_core, tmp_path
     z = core.getPosition()
     assert z >= contacts[-1] + plan.retract_um - 1e-9
     with ScanStore.open(path) as s:
-        assert s.status == "error"
+        assert s.status == "fault"
         reason = s.meta["reason"]
         done = s.done_mask()
         res = s.results()
@@ -344,7 +346,7 @@ def test_injected_device_failure_ends_safe_with_data_intact(seccm_core, tmp_path
     np.testing.assert_allclose(res["contact_z_um"][:12], contacts)
     assert_done_points_intact(path)
     # repaired, the scan resumes to the end
-    core.setProperty("Sample", "InjectFailure", "none")
+    core.setProperty("SECCM", "InjectFailure", "none")
     assert Scan.resume(core, path).run() == "complete"
     with ScanStore.open(path) as s:
         assert s.done_mask().all()
@@ -358,11 +360,11 @@ def test_consecutive_misses_abort_the_scan_safely(seccm_core, tmp_path):
     path = tmp_path / "miss.seccm.zarr"
     scan = Scan.create(core, plan, path)
     # after 15 landings the surface drops 5 um: out of reach of the approach
-    surface0 = core.getProperty("Sample", "HeightOffset_um")
+    surface0 = core.getProperty("SECCM", "HeightOffset_um")
     counter = FrameCounter(
         core,
         at=15,
-        action=lambda: core.setProperty("Sample", "HeightOffset_um", surface0 - 5.0),
+        action=lambda: core.setProperty("SECCM", "HeightOffset_um", surface0 - 5.0),
     )
     assert scan.run() == "error"
     counter.disconnect()
@@ -381,7 +383,7 @@ def test_consecutive_misses_abort_the_scan_safely(seccm_core, tmp_path):
     assert_done_points_intact(path)
     assert core.getProperty("Potentiostat", "Cell") == "Off"
     assert not in_contact()
-    assert core.getProperty("Sample", "Pipette_State") == "ok"  # no crash on the way
+    assert core.getProperty("SECCM", "Pipette_State") == "ok"  # no crash on the way
 
 
 # ------------------------------------------------- software contact detection
@@ -396,10 +398,11 @@ def test_software_approach_without_the_device_loop(seccm_core, tmp_path):
     with ScanStore.open(path) as s:
         res = s.results()
         assert s.done_mask().all()
-    meniscus = core.getProperty("Sample", "Pipette_MeniscusHeight_um")
+    meniscus = core.getProperty("SECCM", "Pipette_MeniscusHeight_um")
     for i in range(len(res["x_um"])):
         core.setXYPosition(float(res["x_um"][i]), float(res["y_um"][i]))
-        surface = core.getProperty("Sample", "SurfaceHeight_um")
+        core.waitForSystem()
+        surface = core.getProperty("SECCM", "SurfaceHeight_um")
         assert res["contact_z_um"][i] == pytest.approx(surface + meniscus, abs=0.02)
     assert_done_points_intact(path)
 

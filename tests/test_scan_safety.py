@@ -32,7 +32,7 @@ def seccm_core():
 
 
 def _surface(core) -> float:
-    return float(core.getProperty("Sample", "SurfaceHeight_um"))
+    return float(core.getProperty("SECCM", "SurfaceHeight_um"))
 
 
 def test_a_miss_on_the_first_landing_stops_the_scan_above_the_film(seccm_core, tmp_path):
@@ -44,7 +44,8 @@ def test_a_miss_on_the_first_landing_stops_the_scan_above_the_film(seccm_core, t
     core.setXYPosition(-2.75, -2.75)  # the first point of the plan below
     start = _surface(core) + 10.0
     core.setPosition(start)
-    core.setProperty("Sample", "Pipette_State", "clogged")
+    core.waitForSystem()
+    core.setProperty("SECCM", "Pipette_State", "clogged")
     plan = small_plan(approach=ApproachSettings(search_depth_um=6.0))
     path = tmp_path / "clogged.seccm.zarr"
     scan = Scan.create(core, plan, path)
@@ -56,21 +57,22 @@ def test_a_miss_on_the_first_landing_stops_the_scan_above_the_film(seccm_core, t
     assert f"{start:.3f} um down to {start - 6.0:.3f} um" in reason, reason
     assert core.getPosition() == pytest.approx(start)
     assert core.getProperty("Potentiostat", "Cell") == "Off"
-    assert core.getProperty("Sample", "Pipette_State") == "clogged"  # not broken
+    assert core.getProperty("SECCM", "Pipette_State") == "clogged"  # not broken
 
 
 def test_an_error_before_any_landing_leaves_the_pipette_at_its_start(seccm_core, tmp_path):
     core = seccm_core
     start = _surface(core) + 8.0
     core.setPosition(start)
+    core.waitForSystem()
     scan = Scan.create(core, small_plan(), tmp_path / "early.seccm.zarr")
     # the potentiostat fails on its first use in the first hop's measurement
     counter = FrameCounter(core)
-    core.setProperty("Sample", "InjectFailure", "potentiostat")
+    core.setProperty("SECCM", "InjectFailure", "potentiostat")
     try:
         assert scan.run() == "error"
     finally:
-        core.setProperty("Sample", "InjectFailure", "none")
+        core.setProperty("SECCM", "InjectFailure", "none")
         counter.disconnect()
     assert counter.n == 0
     assert not in_contact()
@@ -91,14 +93,14 @@ def test_a_resume_after_a_pipette_change_searches_and_forgets_old_heights(seccm_
     counter = FrameCounter(core, at=30, action=scan.cancel)
     assert scan.run() == "canceled"
     counter.disconnect()
-    old = float(core.getProperty("Sample", "HeightOffset_um"))
-    core.setProperty("Sample", "HeightOffset_um", old + 5.0)  # the new pipette
+    old = float(core.getProperty("SECCM", "HeightOffset_um"))
+    core.setProperty("SECCM", "HeightOffset_um", old + 5.0)  # the new pipette
     core.setPosition(core.getPosition() + 10.0)  # the user lifts after the swap
     resumed = Scan.resume(core, path)
     assert resumed.run() == "complete", resumed.store.meta.get("reason")
     # the resumed session records its rig and how it differs from the first
-    assert resumed.rig_changes == [f"Sample HeightOffset_um {old!r} -> {old + 5.0!r}"]
-    assert core.getProperty("Sample", "Pipette_State") == "ok"
+    assert resumed.rig_changes == [f"SECCM HeightOffset_um {old!r} -> {old + 5.0!r}"]
+    assert core.getProperty("SECCM", "Pipette_State") == "ok"
     with ScanStore.open(path) as s:
         res = s.results()
         reason = s.meta["reason"]
@@ -132,12 +134,12 @@ def test_hops_on_a_tilted_film_do_not_crash(
     the rising film, or dive into it, without the tilt allowance; the plane is
     trusted only once the landings spread in both directions. Every lateral
     move ends above the true surface."""
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
 
     core = seccm_core
-    core.setProperty("Sample", "TiltX_um_per_um", tilt_x)
-    core.setProperty("Sample", "TiltY_um_per_um", tilt_y)
-    rig = get_rig()
+    core.setProperty("SECCM", "TiltX_um_per_um", tilt_x)
+    core.setProperty("SECCM", "TiltY_um_per_um", tilt_y)
+    rig = simulated_rig()
     gaps: list[float] = []  # pipette height above the true surface after each XY move
     record = lambda *_: gaps.append(rig.probe().z_um - rig.surface_um())  # noqa: E731
     core.events.XYStagePositionChanged.connect(record)
@@ -147,7 +149,7 @@ def test_hops_on_a_tilted_film_do_not_crash(
         assert scan.run() == "complete", scan.store.meta.get("reason")
     finally:
         core.events.XYStagePositionChanged.disconnect(record)
-    assert core.getProperty("Sample", "Pipette_State") == "ok"
+    assert core.getProperty("SECCM", "Pipette_State") == "ok"
     assert len(gaps) >= plan.n_points() and min(gaps) > 0, f"min gap {min(gaps):.3f} um"
     with ScanStore.open(scan.store.path) as s:
         assert (s.results()["status"] == OK).all()
@@ -200,7 +202,7 @@ def test_exiting_during_a_background_scan_cancels_it_cleanly(tmp_path):
         "core = load_core(signals='psygnal')\n"
         "plan = ScanPlan(area=RectangleArea(width_um=12, height_um=12), pitch_um=0.3)\n"
         f"scan = Scan.create(core, plan, {str(path)!r})\n"
-        "core.setProperty('Sample', 'TimeScale', 0.002)  # slow enough to exit mid-way\n"
+        "core.setProperty('SECCM', 'TimeScale', 0.002)  # slow enough to exit mid-way\n"
         "scan.start()\n"
         "while scan.points_done < 40:\n"
         "    time.sleep(0.01)\n"
@@ -235,7 +237,7 @@ def test_a_fault_while_measuring_lifts_above_that_landing(seccm_core, tmp_path):
     from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
 
     core = seccm_core
-    core.setProperty("Sample", "TiltX_um_per_um", 0.035)
+    core.setProperty("SECCM", "TiltX_um_per_um", 0.035)
     plan = ScanPlan(
         area=RectangleArea(width_um=40, height_um=40),
         pitch_um=10.0,
@@ -245,13 +247,13 @@ def test_a_fault_while_measuring_lifts_above_that_landing(seccm_core, tmp_path):
     )
     scan = Scan.create(core, plan, tmp_path / "fault.seccm.zarr")
     counter = FrameCounter(
-        core, at=2, action=lambda: core.setProperty("Sample", "InjectFailure", "potentiostat")
+        core, at=2, action=lambda: core.setProperty("SECCM", "InjectFailure", "potentiostat")
     )
     try:
-        assert scan.run() == "error"
+        assert scan.run() == "fault"  # a device failure: a fault of the rig
     finally:
         counter.disconnect()
-        core.setProperty("Sample", "InjectFailure", "none")
+        core.setProperty("SECCM", "InjectFailure", "none")
     assert not in_contact()
     z, surface = core.getPosition(), _surface(core)
     assert z - surface >= plan.retract_um - 0.05, (z, surface)

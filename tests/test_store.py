@@ -412,10 +412,10 @@ def test_metadata_holds_plan_rig_and_versions(scanned):
     assert meta["sample_rate_Hz"] == plan.potentiostat.sample_rate_Hz
     assert meta["readout_window_s"] == pytest.approx(list(plan.readout_window_s()))
     rig = meta["rig"]
-    assert {"Sample", "PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera"} <= set(rig["devices"])
+    assert {"SECCM", "PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera"} <= set(rig["devices"])
     assert rig["devices"]["PiezoXY"]["XMax_um"] == 50.0
     assert rig["devices"]["Potentiostat"]["CurrentRange_A"] == plan.potentiostat.current_range_A
-    assert rig["devices"]["Sample"]["StripePeriod_um"] == 2.0
+    assert rig["devices"]["SECCM"]["StripePeriod_um"] == 2.0
     assert Path(rig["config_file"]).resolve() == SIMULATED_CFG.resolve()
     assert rig["config_text"] == SIMULATED_CFG.read_text()
     assert rig["roles"] == {

@@ -211,7 +211,7 @@ def test_rig_loads_a_config_and_snaps_in_stage_coordinates(
     core = rig.session.core
     assert core is not None, rig.status.text()
     text = rig.devices_label.text()
-    for dev in ("PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera", "Sample"):
+    for dev in ("PiezoXY", "PiezoZ", "Potentiostat", "OpticalCamera", "SECCM"):
         assert dev in text, text
     assert (
         "XY stage: PiezoXY" in text and "focus: PiezoZ" in text and "camera: OpticalCamera" in text
@@ -283,12 +283,12 @@ def test_rig_loads_a_config_and_snaps_in_stage_coordinates(
 
 
 def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any) -> None:
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
 
     rig = add_widget(viewer, "Rig")
     rig._load()
     core = rig.session.core
-    surface = float(core.getProperty("Sample", "SurfaceHeight_um"))
+    surface = float(core.getProperty("SECCM", "SurfaceHeight_um"))
 
     rig.pot_spin.setValue(1.0)
     rig._set_potential()
@@ -314,7 +314,7 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     assert "contact at Z" in rig.status.text(), rig.status.text()
     assert core.getProperty("PiezoZ", "Approach_Result") == "contact"
     z_contact = core.getPosition()
-    assert get_rig().probe().contact is not None  # ground truth: the droplet touches
+    assert simulated_rig().probe().contact is not None  # ground truth: the droplet touches
     assert z_contact < surface + 2.0
     # in contact, a lateral move is refused (it would drag the droplet)
     xy = core.getXYPosition()
@@ -326,7 +326,7 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     rig._retract()
     wait_rig_idle(qtbot, rig)
     assert core.getPosition() == pytest.approx(z_contact + 2.0, abs=1e-6)
-    assert get_rig().probe().contact is None
+    assert simulated_rig().probe().contact is None
 
     # a move below the film surface found by the approach is refused, nothing moves
     z_before = core.getPosition()
@@ -335,7 +335,7 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     assert "below the film surface" in rig.status.text(), rig.status.text()
     assert f"{rig._surface_z:.3f} um" in rig.status.text()
     assert not rig._busy and core.getPosition() == z_before
-    assert get_rig().probe().state == "ok"
+    assert simulated_rig().probe().state == "ok"
 
     rig.cell_check.setChecked(False)
     wait_rig_idle(qtbot, rig)
@@ -345,12 +345,12 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
 def test_rig_refuses_an_approach_that_could_not_see_the_landing(viewer: Any, qtbot: Any) -> None:
     """At 0 V a landing gives no current: the approach is refused before any
     move. A miss that ends in the film says so, with the pipette's state."""
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
 
     rig = add_widget(viewer, "Rig")
     rig._load()
     core = rig.session.core
-    surface = float(core.getProperty("Sample", "SurfaceHeight_um"))
+    surface = float(core.getProperty("SECCM", "SurfaceHeight_um"))
     rig._move_z(surface + 2.0)
     wait_rig_idle(qtbot, rig)
     rig.cell_check.setChecked(True)
@@ -363,11 +363,11 @@ def test_rig_refuses_an_approach_that_could_not_see_the_landing(viewer: Any, qtb
     text = rig.status.text()
     assert "approach failed" in text and "0 V" in text and "0.05 V" in text, text
     assert core.getPosition() == pytest.approx(surface + 2.0)
-    assert get_rig().probe().state == "ok"
+    assert simulated_rig().probe().state == "ok"
 
     # a clogged pipette gives no current either: the approach runs to its
     # depth, into the film, and the status says what happened
-    core.setProperty("Sample", "Pipette_State", "clogged")
+    core.setProperty("SECCM", "Pipette_State", "clogged")
     rig.pot_spin.setValue(1.0)
     rig._set_potential()
     wait_rig_idle(qtbot, rig)
@@ -377,8 +377,8 @@ def test_rig_refuses_an_approach_that_could_not_see_the_landing(viewer: Any, qtb
     text = rig.status.text()
     assert "approach failed: no contact down to Z" in text and "max depth 5 um" in text, text
     assert "the pipette is broken" in text, text
-    assert core.getProperty("Sample", "Pipette_State") == "broken"
-    core.setProperty("Sample", "Pipette_State", "ok")
+    assert core.getProperty("SECCM", "Pipette_State") == "broken"
+    core.setProperty("SECCM", "Pipette_State", "ok")
 
 
 def test_moving_the_stage_on_the_main_thread_does_not_hang_the_gui(
@@ -719,7 +719,7 @@ def test_pause_resume_and_unscanned_pixels_are_nan(
 
 def test_stop_leaves_the_rig_safe(viewer: Any, qtbot: Any, tmp_path: Path) -> None:
     from napari_seccm.acquisition.store import ScanStore
-    from napari_seccm.devices._simulated import get_rig
+    from napari_seccm.devices.simulated import simulated_rig
 
     sw = add_widget(viewer, "Scan")
     set_area(sw, 9.6, 9.6, 0.3)
@@ -745,7 +745,7 @@ def test_stop_leaves_the_rig_safe(viewer: Any, qtbot: Any, tmp_path: Path) -> No
     z = core.getPosition()
     assert z > last_contact, (z, last_contact)
     # ground truth: the droplet is off the surface
-    assert get_rig().probe().contact is None
+    assert simulated_rig().probe().contact is None
     assert sw.start_btn.isEnabled() and not sw.stop_btn.isEnabled()
     # the canceled scan's layers stay, finite where measured
     height = np.asarray(seccm_layers(viewer)["contact_height"].data[...])

@@ -17,13 +17,24 @@ engine runs on the simulated rig and on any rig that offers:
 One hop (one event): lift, lateral move, fast descent to just above the
 predicted landing, slow approach with contact detection, the measurement
 program, retract, and the point handed to the store's writer thread.
+
+Each step is started through the core and then awaited: the engine polls the
+device's ``busy()`` with a deadline (a device that never finishes is a fault,
+not a hang) and watches for Stop / cancel and the emergency stop, which abort
+the step in progress through ``core.stop`` (stages) or ``Acquire`` = ``Abort``
+(the potentiostat). Every reading is checked before it is trusted: a stage that
+did not reach its target, a contact height that disagrees with where the stage
+stopped or lies outside the searched range, or a trace without finite samples
+make a ``fault`` point, never an ``ok`` one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +42,11 @@ import numpy as np
 from pymmcore_plus.mda import PMDAEngine
 
 from .store import FAILED, FALSE_TRIGGER, NO_CONTACT, OK, SATURATED, PointRecord
+
+try:  # the point status of an untrusted reading (older stores lack it)
+    from .store import FAULT
+except ImportError:  # pragma: no cover
+    FAULT = FAILED
 from .surface import SurfaceModel
 
 if TYPE_CHECKING:
@@ -48,6 +64,27 @@ logger = logging.getLogger(__name__)
 
 class ScanAborted(RuntimeError):
     """The scan stopped itself (e.g. too many points without contact)."""
+
+
+class DeviceFault(RuntimeError):
+    """A device did not do what it was asked: it missed its deadline, reported
+    an error, gave readings that cannot be trusted, or the emergency stop was
+    latched. The scan ends with status ``fault``."""
+
+
+class _HopCanceled(Exception):
+    """Stop / cancel arrived during a hop: the step in progress was aborted."""
+
+
+#: how far a stage may end from its target before the move counts as failed, um
+POSITION_TOLERANCE_UM = 0.05
+#: how far below the first detection the stage may stop (overshoot), um
+MAX_OVERSHOOT_UM = 0.5
+#: deadline of a step: expected instrument time x this + DEADLINE_MARGIN_S
+DEADLINE_FACTOR = 2.0
+DEADLINE_MARGIN_S = 5.0
+#: points in a row whose readings failed their check before the scan stops
+MAX_CONSECUTIVE_FAULTS = 3
 
 
 class ScanInterrupted(RuntimeError):
@@ -101,13 +138,20 @@ class HoppingEngine(PMDAEngine):
         self._tan_tilt = math.tan(math.radians(plan.safety.max_tilt_deg))
         #: what the engine noticed and did about it (e.g. a surface offset on resume)
         self.notes: list[str] = []
+        #: set by Scan.cancel (and the emergency stop): abort the step in progress
+        self.abort = threading.Event()
+        self._estop = threading.Event()
+        self.consecutive_faults = 0
+        self._clock_dev = ""
+        self._tearing_down = False
+        self._xy_error_um = 0.0
 
     # ------------------------------------------------------------ helpers
     def instrument_time_s(self) -> float:
-        """Instrument time: the simulator's clock if a device publishes one
-        (``SimTime_s``), else the wall clock."""
+        """Instrument time: the controller's clock if a device publishes one
+        (``InstrumentTime_s``), else the wall clock."""
         if self._clock_dev:
-            return float(self.core.getProperty(self._clock_dev, "SimTime_s"))
+            return float(self.core.getProperty(self._clock_dev, "InstrumentTime_s"))
         return time.perf_counter()
 
     def _set_prop(self, dev: str, prop: str, value: Any) -> None:
@@ -115,20 +159,121 @@ class HoppingEngine(PMDAEngine):
         # property browser, and a stale speed could crash the pipette
         self.core.setProperty(dev, prop, value)
 
-    def _wait(self, dev: str) -> None:
-        # waitForDevice costs ~25 us even for an idle device; ask first
-        if self.core.deviceBusy(dev):
-            self.core.waitForDevice(dev)
+    def _stop_requested(self) -> bool:
+        if self._estop.is_set():
+            return True
+        if self._tearing_down:  # the retract after a Stop must not be stopped by it
+            return False
+        return self.abort.is_set() or bool(getattr(self.core.mda, "_cancel_requested", False))
+
+    def _start(self, dev: str, what: str, call: Any, *args: Any) -> None:
+        """Start a step on ``dev``; a device that refuses or fails to start it is
+        a device fault (with the device's own message)."""
+        try:
+            call(*args)
+        except Exception as e:
+            raise DeviceFault(f"{dev} could not start {what}: {e}") from e
+
+    def _abort_device(self, dev: str) -> None:
+        """Abort what ``dev`` is doing (no device lock is taken for stages)."""
+        core = self.core
+        try:
+            if dev in (self.xy_dev, self.z_dev):
+                core.stop(dev)
+            elif self._hw_waveform and core.hasProperty(dev, "Acquire"):
+                core.setProperty(dev, "Acquire", "Abort")
+        except Exception as e:
+            logger.error("aborting %s failed: %s", dev, e)
+
+    def _await(self, dev: str, what: str, expected_s: float) -> None:
+        """Wait until ``dev`` is no longer busy: abort it on Stop / cancel or the
+        emergency stop, and fault when it exceeds its deadline."""
+        core = self.core
+        busy = core.deviceBusy
+        if busy(dev):
+            limit = expected_s * DEADLINE_FACTOR + DEADLINE_MARGIN_S
+            deadline = time.perf_counter() + limit
+            spins = 0
+            while busy(dev):
+                if self._stop_requested():
+                    self._abort_device(dev)
+                    self._settle(dev)
+                    if self._estop.is_set():
+                        raise DeviceFault(f"emergency stop during {what}")
+                    raise _HopCanceled(what)
+                if time.perf_counter() > deadline:
+                    self._abort_device(dev)
+                    still = not self._settle(dev)
+                    raise DeviceFault(
+                        f"{dev} did not finish {what} within {limit:.3g} s (expected "
+                        f"{expected_s:.3g} s); it was told to stop"
+                        + (", and it is still busy" if still else "")
+                    )
+                # the worker usually ends within a few hundred us in fast mode:
+                # yield first, then poll at up to 5 ms
+                time.sleep(0 if spins < 50 else min(0.005, 0.0002 * (spins - 49)))
+                spins += 1
+        if self._estop.is_set():
+            raise DeviceFault(f"emergency stop during {what}")
+        if dev in self._has_last_error:
+            err = core.getProperty(dev, "LastError")
+            if err:
+                raise DeviceFault(f"{dev} reported an error during {what}: {err}")
+
+    def _settle(self, dev: str, timeout_s: float = 1.0) -> bool:
+        """After an abort: wait (briefly) until ``dev`` is idle; False if it is not."""
+        t_end = time.perf_counter() + timeout_s
+        while self.core.deviceBusy(dev):
+            if time.perf_counter() > t_end:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def _z_speed(self, speed: float | None) -> float:
+        if speed is not None and self._z_speed_prop:
+            self._set_prop(self.z_dev, "Speed_um_per_s", speed)
+            return speed
+        return self._z_speed_now()
+
+    def _z_speed_now(self) -> float:
+        if self._z_speed_prop:
+            return float(self.core.getProperty(self.z_dev, "Speed_um_per_s"))
+        return 1.0
 
     def _move_z(self, z: float, speed: float | None = None) -> None:
         if z < self.z_floor:
             raise ScanAborted(
                 f"refusing to move Z to {z:g} um: below the Z floor {self.z_floor:g} um"
             )
-        if speed is not None and self._z_speed_prop:
-            self._set_prop(self.z_dev, "Speed_um_per_s", speed)
-        self.core.setPosition(self.z_dev, z)
-        self._wait(self.z_dev)
+        v = self._z_speed(speed)
+        core = self.core
+        here = float(core.getPosition(self.z_dev))
+        self._start(self.z_dev, f"the Z move to {z:.3f} um", core.setPosition, self.z_dev, z)
+        self._await(self.z_dev, f"the Z move to {z:.3f} um", abs(z - here) / v)
+        got = float(core.getPosition(self.z_dev))
+        if abs(got - z) > POSITION_TOLERANCE_UM:
+            raise DeviceFault(
+                f"{self.z_dev} ended at Z = {got:.3f} um instead of {z:.3f} um "
+                f"(tolerance {POSITION_TOLERANCE_UM:g} um)"
+            )
+
+    def _move_xy(self, x: float, y: float) -> bool:
+        """Move laterally; False if the stage did not reach the target."""
+        core = self.core
+        x0, y0 = core.getXYPosition(self.xy_dev)
+        self._start(
+            self.xy_dev, f"the move to ({x:g}, {y:g}) um", core.setXYPosition, self.xy_dev, x, y
+        )
+        self._await(
+            self.xy_dev, f"the move to ({x:g}, {y:g}) um", math.hypot(x - x0, y - y0) / self._xy_speed
+        )
+        xa, ya = core.getXYPosition(self.xy_dev)
+        self._xy_error_um = math.hypot(xa - x, ya - y)
+        return self._xy_error_um <= POSITION_TOLERANCE_UM
+
+    def _on_property(self, dev: str, prop: str, value: Any) -> None:
+        if prop == "EmergencyStop" and str(value) == "Latched":
+            self._estop.set()
 
     # ------------------------------------------------------- MDA protocol
     def setup_sequence(self, sequence: MDASequence) -> dict[str, Any] | None:
@@ -141,10 +286,27 @@ class HoppingEngine(PMDAEngine):
         loaded = core.getLoadedDevices()
         if self.ps not in loaded:
             raise RuntimeError(f"potentiostat {self.ps!r} is not loaded")
-        self._clock_dev = next(
-            (d for d in loaded if d != "Core" and core.hasProperty(d, "SimTime_s")), ""
-        )
         has = core.hasProperty
+        devs = [d for d in loaded if d != "Core"]
+        self._clock_dev = next((d for d in devs if has(d, "InstrumentTime_s")), "")
+        latched = [
+            d for d in devs if has(d, "EmergencyStop") and core.getProperty(d, "EmergencyStop") == "Latched"
+        ]
+        if latched:
+            raise DeviceFault(
+                f"the emergency stop of {', '.join(latched)} is latched: reset it "
+                "(napari_seccm.reset_emergency_stop(core)) before a scan"
+            )
+        self._has_last_error = {
+            d for d in (self.xy_dev, self.z_dev, self.ps) if has(d, "LastError")
+        }
+        self._xy_speed = (
+            float(core.getProperty(self.xy_dev, "Speed_um_per_s"))
+            if has(self.xy_dev, "Speed_um_per_s")
+            else 1.0
+        )
+        self._estop.clear()
+        core.events.propertyChanged.connect(self._on_property)
         self._device_approach = has(self.z_dev, "Approach") and has(self.z_dev, "Approach_Result")
         method = plan.approach.method
         if method == "device" and not self._device_approach:
@@ -152,6 +314,7 @@ class HoppingEngine(PMDAEngine):
                 f"the plan asks for a device-side approach but {self.z_dev!r} has none"
             )
         self._use_device_approach = self._device_approach and method != "software"
+        self._has_interlock_floor = has(self.z_dev, "Interlock_MinZ_um")
         self._hw_waveform = has(self.ps, "Waveform") and has(self.ps, "LastTrace")
         self._z_speed_prop = has(self.z_dev, "Speed_um_per_s")
         lo = -math.inf
@@ -193,6 +356,7 @@ class HoppingEngine(PMDAEngine):
         self._set_prop(self.ps, "Potential_V", plan.approach.potential_V)
         self._set_prop(self.ps, "Cell", "On")
         fs = pst.sample_rate_Hz
+        self._program_s = sum(float(seg["t"]) for seg in plan.waveform_segments())
         w0, w1 = plan.readout_window_s()
         self._win = slice(int(round(w0 * fs)), max(int(round(w1 * fs)), int(round(w0 * fs)) + 1))
         self._t0_instrument = self.instrument_time_s()
@@ -212,6 +376,11 @@ class HoppingEngine(PMDAEngine):
         i = int(event.index["p"])
         try:
             record, trace = self._hop(i)
+        except _HopCanceled as e:
+            # Stop during the hop: the step was aborted; the point is not
+            # recorded (a resume measures it) and the runner ends the scan
+            logger.info("point %d not measured: stopped during %s", i, e)
+            return []
         except Exception as e:
             self.error = e
             raise
@@ -234,9 +403,15 @@ class HoppingEngine(PMDAEngine):
 
     def teardown_sequence(self, sequence: MDASequence) -> None:
         """However the scan ends: retract to the safe height, cell off, flush."""
+        with contextlib.suppress(Exception):
+            self.core.events.propertyChanged.disconnect(self._on_property)
+        # the teardown must not be canceled by the Stop that brought it here
+        self._tearing_down = True
         problems = []
         try:
             self._retract_to_safe()
+        except _HopCanceled:
+            problems.append("the retract was interrupted")
         except Exception as e:
             problems.append(f"retract failed: {e}")
         try:
@@ -283,8 +458,15 @@ class HoppingEngine(PMDAEngine):
             if core.getPosition(self.z_dev) < lift:
                 self._move_z(lift, a.fast_speed_um_per_s)
         self._last_row = row
-        core.setXYPosition(self.xy_dev, x, y)
-        self._wait(self.xy_dev)
+        if not self._move_xy(x, y):
+            return self._fault_point(
+                i,
+                x,
+                y,
+                t_start,
+                f"{self.xy_dev} ended {self._xy_error_um:.3f} um from ({x:g}, {y:g}) um "
+                f"(tolerance {POSITION_TOLERANCE_UM:g} um)",
+            )
         # 3. where do we expect the surface? The first landing of a session is
         # searched for (slowly, to a limited depth) even with earlier landings:
         # after a resume the pipette may have been changed
@@ -295,12 +477,22 @@ class HoppingEngine(PMDAEngine):
             h = found
         margin = max(a.slow_zone_um, 3.0 * self.surface.rms_um) + slope_extra
         z_slow = h + margin
+        if self._has_interlock_floor:
+            # a plain move may not go below the last contact (the device's
+            # interlock): from there the approach goes on, slowly
+            floor = float(core.getProperty(self.z_dev, "Interlock_MinZ_um"))
+            if math.isfinite(floor):
+                z_slow = max(z_slow, floor)
         if core.getPosition(self.z_dev) > z_slow:
             self._move_z(z_slow, a.fast_speed_um_per_s)
+        z_from = float(core.getPosition(self.z_dev))
         stop = max(h - a.max_depth_um, self.z_floor)
         contact_z = self._approach(stop, a.slow_speed_um_per_s)
         if contact_z is None:
             return self._miss(i, x, y, t_start, self._last_reason)
+        bad = self._check_contact(contact_z, z_from, stop)
+        if bad:
+            return self._fault_point(i, x, y, t_start, bad)
         # in contact: from now on any teardown must lift above this landing too
         self.surface.add(x, y, contact_z)
         self._has_last, self._last_contact_z = True, contact_z
@@ -312,8 +504,15 @@ class HoppingEngine(PMDAEngine):
         window = cur[self._win]
         value = float(np.mean(window)) if window.size else math.nan
         status = OK
-        if cur.size == 0 or not window.size:
-            status = FAILED  # the potentiostat returned no samples
+        if cur.size == 0 or not window.size or not np.isfinite(window).all():
+            # no samples, or samples that are not numbers: not a measurement
+            status = FAULT
+            value = math.nan
+            self.consecutive_faults += 1
+            logger.warning(
+                "point %d: the potentiostat returned %s", i,
+                "no samples" if not window.size else "non-finite samples",
+            )
         elif np.max(np.abs(window)) >= 0.999 * self._range:
             status = SATURATED
         if cur.size == 0 or float(trace[1, -1]) != a.potential_V:  # back to the approach E
@@ -321,6 +520,8 @@ class HoppingEngine(PMDAEngine):
         # 5. retract (the droplet detaches), 6. hand over to the writer
         self._move_z(contact_z + plan.retract_um, a.fast_speed_um_per_s)
         self.consecutive_failures = 0
+        if status != FAULT:
+            self.consecutive_faults = 0
         self.consecutive_saturated = self.consecutive_saturated + 1 if status == SATURATED else 0
         xa, ya = core.getXYPosition(self.xy_dev)
         rec = PointRecord(
@@ -337,6 +538,7 @@ class HoppingEngine(PMDAEngine):
         )
         if self.writer is not None:
             self.writer.put(rec)
+        self._check_fault_limit(x, y)
         limit = plan.safety.max_consecutive_saturated
         if self.consecutive_saturated >= limit:
             raise ScanAborted(
@@ -345,6 +547,51 @@ class HoppingEngine(PMDAEngine):
                 f"{limit}): choose a larger range and resume"
             )
         return rec, trace[1:]  # rows [E_V, I_A] (a view: the payload of frameReady)
+
+    def _check_contact(self, contact_z: float, z_from: float, stop: float) -> str:
+        """Why the reported contact height cannot be trusted ('' if it can): it
+        must lie in the range searched, and the stage must have stopped just
+        below it (the detection's overshoot)."""
+        z_end = float(self.core.getPosition(self.z_dev))
+        tol = POSITION_TOLERANCE_UM
+        if not (stop - tol <= contact_z <= z_from + tol):
+            return (
+                f"contact height {contact_z:.3f} um reported outside the range searched "
+                f"[{stop:.3f}, {z_from:.3f}] um"
+            )
+        if not (contact_z - MAX_OVERSHOOT_UM - tol <= z_end <= contact_z + tol):
+            return (
+                f"contact height {contact_z:.3f} um disagrees with where {self.z_dev} stopped "
+                f"({z_end:.3f} um; at most {MAX_OVERSHOOT_UM:g} um below the contact is expected)"
+            )
+        return ""
+
+    def _fault_point(
+        self, i: int, x: float, y: float, t_start: float, why: str
+    ) -> tuple[PointRecord, None]:
+        """A point whose readings failed their check: recorded as ``fault``
+        (never as a measurement), the pipette lifted above wherever it is."""
+        logger.warning("point %d at (%g, %g) um: %s", i, x, y, why)
+        self.notes.append(f"point {i}: {why}")
+        del self.notes[:-20]
+        self.consecutive_faults += 1
+        rec = PointRecord(i, FAULT, math.nan, math.nan, x, y, t_start, time.time())
+        if self.writer is not None:
+            self.writer.put(rec)
+        here = float(self.core.getPosition(self.z_dev))
+        target = max(here, self._max_contact_z if math.isfinite(self._max_contact_z) else here)
+        self._move_z(target + self.plan.retract_um, self.plan.approach.fast_speed_um_per_s)
+        self._check_fault_limit(x, y)
+        return rec, None
+
+    def _check_fault_limit(self, x: float, y: float) -> None:
+        limit = getattr(self.plan.safety, "max_consecutive_faults", MAX_CONSECUTIVE_FAULTS)
+        if self.consecutive_faults >= limit:
+            last = self.notes[-1] if self.notes else ""
+            raise DeviceFault(
+                f"{self.consecutive_faults} points in a row with readings that cannot be "
+                f"trusted (limit {limit}); last at x={x:g} um, y={y:g} um: {last}"
+            )
 
     def _search(self, i: int, x: float, y: float) -> float:
         """The first landing of a session: search down from here, at most
@@ -355,6 +602,10 @@ class HoppingEngine(PMDAEngine):
         z_from = float(self.core.getPosition(self.z_dev))
         stop = max(z_from - a.search_depth_um, self.z_floor)
         found = self._approach(stop, a.search_speed_um_per_s)
+        if found is not None:
+            bad = self._check_contact(found, z_from, stop)
+            if bad:
+                raise DeviceFault(f"the first landing of this session cannot be trusted: {bad}")
         if found is None:
             z_end = float(self.core.getPosition(self.z_dev))
             self._move_z(max(z_from, z_end), a.fast_speed_um_per_s)
@@ -411,8 +662,8 @@ class HoppingEngine(PMDAEngine):
                 return None
             self._set_prop(z, "Approach_StopZ_um", stop_z)
             self._set_prop(z, "Approach_Speed_um_per_s", speed)
-            self._set_prop(z, "Approach", "Start")
-            self._wait(z)
+            self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
+            self._await(z, "the approach", (here - stop_z) / speed)
             result = core.getProperty(z, "Approach_Result")
             if result == "contact":
                 return float(core.getProperty(z, "Approach_ContactZ_um"))
@@ -456,8 +707,8 @@ class HoppingEngine(PMDAEngine):
         """Run the program; rows [t_s, E_V, I_A]."""
         core, ps = self.core, self.ps
         if self._hw_waveform:
-            self._set_prop(ps, "Acquire", "Run")
-            self._wait(ps)
+            self._start(ps, "the measurement program", core.setProperty, ps, "Acquire", "Run")
+            self._await(ps, "the measurement program", self._program_s)
             trace = core.getProperty(ps, "LastTrace")
             return _as_trace(trace)
         # no hardware timing: hold each segment's potential and read the current

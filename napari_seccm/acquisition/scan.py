@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .engine import HoppingEngine
+from .engine import DeviceFault, HoppingEngine
 from .plan import ScanPlan, check_plan_against_core
 from .store import ScanStore, StoreWriter, _now_iso
 
@@ -35,7 +35,18 @@ log = logging.getLogger(__name__)
 
 #: properties that change while a rig runs (positions, readings, clocks): not
 #: a difference between rigs
-_VOLATILE = ("Position", "Current_A", "SimTime_s", "LastTrace", "Pipette_State")
+_VOLATILE = (
+    "Position",
+    "Current_A",
+    "SimTime_s",
+    "InstrumentTime_s",
+    "LastTrace",
+    "LastError",
+    "Pipette_State",
+    "ProbeHealth",
+    "Interlock_MinZ_um",
+    "EmergencyStop",
+)
 #: settings every scan sets from its plan (the same in every session)
 _SET_BY_SCAN = (
     "Potential_V",
@@ -362,8 +373,10 @@ class Scan:
                 "cell switched off"
             )
         elif self.error is not None or write_error is not None or (eng and eng.error):
-            status = "error"
             err = self.error or write_error or (eng.error if eng else None)
+            # a device that missed a deadline, failed, gave untrusted readings
+            # or was emergency-stopped: a fault of the rig, not of the software
+            status = "fault" if isinstance(err, DeviceFault) else "error"
             reason_parts.append(f"{type(err).__name__}: {err}")
         elif (self._cancel.is_set() or (finish is not None and str(finish) == "canceled")) and (
             store.done_mask().sum() < store.n_points
@@ -374,7 +387,11 @@ class Scan:
             status = "canceled"
             reason_parts.append("stopped before all points were measured")
         if eng is not None:
-            reason_parts.extend(getattr(eng, "teardown_problems", []))
+            problems = getattr(eng, "teardown_problems", [])
+            if problems and status in ("complete", "canceled"):
+                # the data are whole, but the rig may not be safe: never 'complete'
+                status = "fault"
+            reason_parts.extend(problems)
             reason_parts.extend(getattr(eng, "notes", []))
         meta = store.meta
         inst = self._base_instrument_s

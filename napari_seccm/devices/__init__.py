@@ -1,24 +1,29 @@
 """Micro-Manager device adapters of the SECCM, as pymmcore-plus UniMMCore Python devices.
 
-Load them from a config file (``#py pyDevice,PiezoXY,napari_seccm.devices,PiezoXY``)
-or with ``core.loadDevice("PiezoXY", "napari_seccm.devices", "PiezoXY")``.
+Each controller is a hub with its peripherals (``SimulatedSECCM`` here; real
+controllers in their own modules). In a config file::
+
+    #py pyDevice,SECCM,napari_seccm.devices,SimulatedSECCM
+    #py pyDevice,PiezoZ,napari_seccm.devices,PiezoZ
+    #py Parent,PiezoZ,SECCM
+
+The contract every device meets (start / busy / stop, deadlines, interlocks,
+the latched emergency stop, events) is in ``docs/devices.md``.
 """
 
-from . import _simulated  # registers the "simulated" backend
-from .backends import backend_names, register_backend
+from ._hub import EmergencyStopLatched, InterlockError, SECCMHub
 from .camera import OpticalCamera
 from .potentiostat import Potentiostat
-from .sample import Sample
+from .simulated import SimulatedSECCM
 from .stages import PiezoXY, PiezoZ
 
 __all__ = [
+    "EmergencyStopLatched",
+    "InterlockError",
     "OpticalCamera",
     "PiezoXY",
     "PiezoZ",
     "Potentiostat",
-    "Sample",
-    "backend_names",
-    "register_backend",
+    "SECCMHub",
+    "SimulatedSECCM",
 ]
-
-del _simulated

@@ -1,17 +1,19 @@
-"""Shared plumbing of the SECCM devices: backend selection and range checks."""
+"""Shared plumbing of the SECCM devices: properties, range checks, hub peripherals."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from pymmcore_plus.experimental.unicore import Device
 
-from .backends import get_backend
+from ._async import DeviceWorker
 
-#: pre-init property naming the backend ("simulated" unless hardware is added)
-BACKEND_PROP = "Backend"
-#: pre-init property naming the shared rig (devices with the same name share it)
-RIG_PROP = "Rig"
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
+    from ._hub import SECCMHub
 
 
 def register(dev: Device, name: str, default: Any, description: str, **kwargs: Any) -> None:
@@ -20,37 +22,31 @@ def register(dev: Device, name: str, default: Any, description: str, **kwargs: A
     dev.get_property_info(name).description = description
 
 
-class BackendMixin(Device):
-    """Adds the ``Backend`` and ``Rig`` pre-init properties and ``self.backend``."""
+def check_range(what: str, value: float, lo: float, hi: float, unit: str) -> None:
+    """Raise a ValueError naming the value and the limit when out of [lo, hi]
+    (a NaN is refused too)."""
+    if not lo <= value <= hi:
+        if math.isnan(value):
+            raise ValueError(f"{what} is not a number ({value!r}); nothing was changed")
+        limit = f"minimum {lo:g} {unit}" if value < lo else f"maximum {hi:g} {unit}"
+        raise ValueError(
+            f"{what} {value:g} {unit} is outside the allowed range "
+            f"[{lo:g}, {hi:g}] {unit} ({limit}); nothing was changed"
+        )
+
+
+class PreInitFixedMixin(Device):
+    """A pre-initialization property cannot change once the device is
+    initialized (the device would not follow it)."""
 
     def __init__(self) -> None:
         super().__init__()
-        register(
-            self,
-            BACKEND_PROP,
-            "simulated",
-            "hardware behind this device: 'simulated' or a registered hardware backend",
-            is_pre_init=True,
-        )
-        register(
-            self,
-            RIG_PROP,
-            "default",
-            "name of the shared instrument: devices with the same Rig share one",
-            is_pre_init=True,
-        )
-        self._backend: Any = None
         self._pre_init_fixed = False
 
     def initialize(self) -> None:
-        self._backend = get_backend(
-            str(self.get_property_value(BACKEND_PROP)), str(self.get_property_value(RIG_PROP))
-        )
         self._pre_init_fixed = True
 
     def set_property_value(self, prop_name: str, value: Any) -> None:
-        """As the base class, but a pre-initialization property cannot change once
-        the device is initialized (the device would not follow it)."""
         if self._pre_init_fixed and self.get_property_info(prop_name).is_pre_init:
             raise ValueError(
                 f"{self.get_label()} {prop_name} is a pre-initialization property (now "
@@ -59,18 +55,68 @@ class BackendMixin(Device):
             )
         super().set_property_value(prop_name, value)
 
-    @property
-    def backend(self) -> Any:
-        if self._backend is None:
-            raise RuntimeError(f"device {self.get_label()!r} is not initialized")
-        return self._backend
 
+class HubPeripheral(PreInitFixedMixin):
+    """A device behind an SECCM controller hub (its parent in the config).
 
-def check_range(what: str, value: float, lo: float, hi: float, unit: str) -> None:
-    """Raise a ValueError naming the value and the limit when out of [lo, hi]."""
-    if not lo <= value <= hi:
-        limit = f"minimum {lo:g} {unit}" if value < lo else f"maximum {hi:g} {unit}"
-        raise ValueError(
-            f"{what} {value:g} {unit} is outside the allowed range "
-            f"[{lo:g}, {hi:g}] {unit} ({limit}); nothing was changed"
+    It reaches the hardware through ``self.hub.controller``; long operations
+    run on ``self.worker`` (start, ``busy()``, ``stop()``), and each is refused
+    while the hub's emergency stop is latched.
+    """
+
+    IS_Z_STAGE = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hub: SECCMHub | None = None
+        self.worker = DeviceWorker(type(self).__name__)
+        register(
+            self,
+            "LastError",
+            "",
+            "why the last operation (move, approach, waveform) failed; empty if it succeeded",
+            is_read_only=True,
+            getter=lambda d: "" if d.worker.last_error is None else str(d.worker.last_error),
         )
+
+    def initialize(self) -> None:
+        from ._hub import find_hub
+
+        super().initialize()
+        self.worker.name = self.get_label()
+        self._hub = find_hub(self)
+        self._hub.attach(self)
+
+    def shutdown(self) -> None:
+        self.worker.close()
+        if self._hub is not None:
+            self._hub.detach(self)
+
+    @property
+    def hub(self) -> SECCMHub:
+        if self._hub is None:
+            raise RuntimeError(f"device {self.get_label()!r} is not initialized")
+        return self._hub
+
+    @property
+    def controller(self) -> Any:
+        return self.hub.controller
+
+    def busy(self) -> bool:
+        return self.worker.busy()
+
+    def stop(self) -> None:
+        """Abort the operation in progress (no lock: reaches a busy device)."""
+        self.worker.abort()
+
+    def on_emergency_stop(self) -> None:
+        """Called by the hub after it has aborted every operation."""
+
+    def start_operation(
+        self,
+        what: str,
+        op: Callable[[threading.Event], Any],
+        on_done: Callable[[Any, BaseException | None], None] | None = None,
+    ) -> None:
+        self.hub.check_not_latched(self.get_label(), what)
+        self.worker.start(what, op, on_done)

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice, pymm_property
 
-from ._base import BackendMixin, register
+from ._base import HubPeripheral, register
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
-class OpticalCamera(BackendMixin, SimpleCameraDevice):
+class OpticalCamera(HubPeripheral, SimpleCameraDevice):
     """Reflected-light camera of the SECCM (12-bit, 512 x 512 by default)."""
 
     def __init__(self) -> None:
@@ -65,5 +65,5 @@ class OpticalCamera(BackendMixin, SimpleCameraDevice):
         self._pixel_um = float(value)
 
     def snap(self, buffer: np.ndarray) -> Mapping:
-        buffer[:] = self.backend.snap(buffer.shape, self._pixel_um, self._exposure)
+        buffer[:] = self.controller.snap(buffer.shape, self._pixel_um, self._exposure)
         return {"PixelSize_um": self._pixel_um}

@@ -1,26 +1,31 @@
 """``Potentiostat``: the SECCM's potential control and current amplifier.
 
 Micro-Manager has no analog-signal device type, so this is a Generic device
-whose properties are the instrument's controls. Waveform acquisition is
-hardware-timed, so no caller polls ``Current_A`` sample by sample:
+(a peripheral of a controller hub) whose properties are the instrument's
+controls. Waveform acquisition is hardware-timed, so no caller polls
+``Current_A`` sample by sample:
 
 1. set ``Waveform`` to a JSON list of segments
    (``[{"hold": 1.0, "t": 0.1}, {"ramp": [0.0, 1.0], "t": 0.5}]``, V and s);
-2. set ``Acquire`` to ``Run`` (returns when the waveform has ended);
+2. set ``Acquire`` to ``Run``: it starts and returns at once; the device is
+   busy until the program has ended (``Acquire`` = ``Abort`` ends it early:
+   Micro-Manager's ``stop`` is for stages only);
 3. read ``LastTrace``: rows ``[t_s, E_V, I_A]`` sampled at ``SampleRate_Hz``
-   (a numpy array on UniMMCore).
+   (a numpy array on UniMMCore); its end is announced as a change of
+   ``LastTrace_Samples`` through the core's events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
 
-from ._base import BackendMixin, check_range
-from ..simulation import CURRENT_RANGES_A, Waveform
+from ..simulation import Waveform
+from ._base import HubPeripheral, check_range, register
 
 #: the compliance of the potential, V (vs the quasi-reference counter electrode)
 COMPLIANCE_V = (-5.0, 5.0)
@@ -39,11 +44,18 @@ def _check_samples(duration_s: float, rate_hz: float) -> None:
         )
 
 
-class Potentiostat(BackendMixin, GenericDevice):
+class Potentiostat(HubPeripheral, GenericDevice):
     """SECCM potentiostat: potential (V), current (A), range, filter, waveforms."""
 
     def __init__(self) -> None:
         super().__init__()
+        register(
+            self,
+            "Channel",
+            "A",
+            "which channel of the controller this potentiostat is (A; B for a second probe)",
+            is_pre_init=True,
+        )
         self._cell = "Off"
         self._potential = 0.0
         self._range = 1e-8
@@ -52,15 +64,30 @@ class Potentiostat(BackendMixin, GenericDevice):
         self._waveform = json.dumps([{"hold": 1.0, "t": 0.1}])
         self._trace = np.empty((3, 0))
 
+    def _ranges(self) -> tuple[float, ...]:
+        """The controller's current ranges, A."""
+        return tuple(self.controller.current_ranges_A)
+
+    @property
+    def channel(self) -> str:
+        return str(self.get_property_value("Channel"))
+
     def initialize(self) -> None:
         super().initialize()
         self._push_amplifier()
-        self.backend.set_cell(False)
-        self.backend.set_potential(self._potential)
+        self.controller.set_cell(self.channel, False)
+        self.controller.set_potential(self.channel, self._potential)
 
     def shutdown(self) -> None:
-        if self._backend is not None:
-            self.backend.set_cell(False)
+        if self._hub is not None:
+            self.worker.abort()
+            with contextlib.suppress(Exception):
+                self.controller.set_cell(self.channel, False)
+        super().shutdown()
+
+    def on_emergency_stop(self) -> None:
+        self._cell = "Off"
+        self.controller.set_cell(self.channel, False)
 
     def _push_amplifier(
         self,
@@ -73,7 +100,7 @@ class Potentiostat(BackendMixin, GenericDevice):
         r = self._range if range_A is None else range_A
         f = self._filter if filter_hz is None else filter_hz
         s = self._rate if rate_hz is None else rate_hz
-        self.backend.configure(range_A=r, filter_hz=f, sample_rate_hz=s)
+        self.controller.configure(self.channel, range_A=r, filter_hz=f, sample_rate_hz=s)
         self._range, self._filter, self._rate = r, f, s
 
     @pymm_property(allowed_values=("Off", "On"))
@@ -83,7 +110,9 @@ class Potentiostat(BackendMixin, GenericDevice):
 
     @Cell.setter
     def Cell(self, value: str) -> None:
-        self.backend.set_cell(value == "On")
+        if value == "On":
+            self.hub.check_not_latched(self.get_label(), "switching the cell on")
+        self.controller.set_cell(self.channel, value == "On")
         self._cell = value
 
     @pymm_property(limits=COMPLIANCE_V)
@@ -93,21 +122,21 @@ class Potentiostat(BackendMixin, GenericDevice):
 
     @Potential_V.setter
     def Potential_V(self, value: float) -> None:
-        self.backend.set_potential(float(value))
+        self.controller.set_potential(self.channel, float(value))
         self._potential = float(value)
 
     @pymm_property(is_read_only=True)
     def Current_A(self) -> float:
         """One reading of the current, A (for monitoring; scans use waveforms)."""
-        return self.backend.read_current()
+        return self.controller.read_current(self.channel)
 
     @pymm_property(is_read_only=True)
     def CurrentRanges_A(self) -> str:
         """The amplifier's current ranges, A, comma-separated (the values
         CurrentRange_A accepts; plans are checked against them)."""
-        return ",".join(f"{r:g}" for r in CURRENT_RANGES_A)
+        return ",".join(f"{r:g}" for r in self._ranges())
 
-    @pymm_property(limits=(min(CURRENT_RANGES_A), max(CURRENT_RANGES_A)))
+    @pymm_property(limits=(1e-12, 1e-3))
     def CurrentRange_A(self) -> float:
         """Full-scale current, A: one of 1e-10 ... 1e-6; readings beyond it saturate.
 
@@ -117,11 +146,12 @@ class Potentiostat(BackendMixin, GenericDevice):
 
     @CurrentRange_A.setter
     def CurrentRange_A(self, value: float) -> None:
-        match = [r for r in CURRENT_RANGES_A if abs(float(value) / r - 1) < 1e-6]
+        ranges = self._ranges()
+        match = [r for r in ranges if abs(float(value) / r - 1) < 1e-6]
         if not match:
             raise ValueError(
                 f"CurrentRange_A {value!r} A is not a range of this amplifier; "
-                f"choose one of {list(CURRENT_RANGES_A)} A"
+                f"choose one of {list(ranges)} A"
             )
         self._push_amplifier(range_A=match[0])
 
@@ -169,21 +199,37 @@ class Potentiostat(BackendMixin, GenericDevice):
         _check_samples(wf.duration_s, self._rate)
         self._waveform = wf.to_json()
 
-    @pymm_property(allowed_values=("Idle", "Run"))
+    @pymm_property(allowed_values=("Idle", "Run", "Abort"))
     def Acquire(self) -> str:
-        """Set to Run to apply ``Waveform`` and record ``LastTrace``."""
-        return "Idle"
+        """Run: apply ``Waveform`` and record ``LastTrace`` (returns at once; busy
+        until the program has ended). Abort: end it now (the trace ends there)."""
+        return "Run" if self.busy() else "Idle"
 
     @Acquire.setter
     def Acquire(self, value: str) -> None:
+        if value == "Abort":
+            self.stop()
+            return
         if value != "Run":
             return
-        # re-assert the settings: the rig may have been replaced since they were set
+        self.hub.check_not_latched(self.get_label(), "running a waveform")
+        # re-assert the settings: another client may have changed the controller's
         self._push_amplifier()
-        self.backend.set_cell(self._cell == "On")
-        self._trace = self.backend.run_waveform(self._waveform)
-        if self._trace.shape[1]:
-            self._potential = float(self._trace[1, -1]) if self._cell == "On" else self._potential
+        ctrl, ch, program = self.controller, self.channel, self._waveform
+        ctrl.set_cell(ch, self._cell == "On")
+
+        def done(trace: Any, error: BaseException | None) -> None:
+            self._trace = trace if error is None and trace is not None else np.empty((3, 0))
+            if self._trace.shape[1] and self._cell == "On":
+                self._potential = float(self._trace[1, -1])
+            self.core.events.propertyChanged.emit(
+                self.get_label(), "LastTrace_Samples", str(self._trace.shape[1])
+            )
+
+        self._trace = np.empty((3, 0))
+        self.start_operation(
+            "running a waveform", lambda abort: ctrl.run_program(ch, program, abort), done
+        )
 
     @pymm_property(is_read_only=True, property_type=str)
     def LastTrace(self) -> Any:

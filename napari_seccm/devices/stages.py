@@ -1,12 +1,20 @@
 """Piezo stages: ``PiezoXY`` (lateral) and ``PiezoZ`` (the pipette's height).
 
-Z is larger farther from the sample. Moves outside the travel raise a
-``ValueError`` naming the value and the limit, and nothing moves. Every move
-emits the core's position-changed event, so stage widgets follow.
+Peripherals of a controller hub. Z is larger farther from the sample. Moves
+follow Micro-Manager's asynchronous convention: a move (or the approach)
+starts and returns at once, ``busy()`` is true until it has ended, and
+``core.stop(label)`` aborts it. The end of every move emits the core's
+position-changed event, so stage widgets follow.
+
+Refused before anything moves, with a ``ValueError`` naming the value and the
+limit: a target outside the travel, a Z move down below the last contact
+height or a lateral move near the surface (the hub's interlocks), and anything
+while the hub's emergency stop is latched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -14,12 +22,12 @@ import numpy as np
 from pymmcore_plus.core._constants import FocusDirection
 from pymmcore_plus.experimental.unicore import StageDevice, XYStageDevice, pymm_property
 
-from ._base import BackendMixin, check_range, register
+from ._base import HubPeripheral, check_range, register
 
 APPROACH_MODES = ("absolute", "rise", "either")
 
 
-class PiezoXY(BackendMixin, XYStageDevice):
+class PiezoXY(HubPeripheral, XYStageDevice):
     """SECCM lateral piezo stage (positions in um, stage frame)."""
 
     def __init__(self) -> None:
@@ -81,14 +89,28 @@ class PiezoXY(BackendMixin, XYStageDevice):
         return self._travel
 
     def set_position_um(self, x: float, y: float) -> None:
+        x, y = float(x), float(y)
         xmin, xmax, ymin, ymax = self.travel()
         check_range(f"{self.get_label()} X", x, xmin, xmax, "um")
         check_range(f"{self.get_label()} Y", y, ymin, ymax, "um")
-        self.backend.move_xy_um(float(x), float(y), self._speed)
-        self.core.events.XYStagePositionChanged.emit(self.get_label(), float(x), float(y))
+        hub = self.hub
+        hub.check_xy_move(
+            self.get_label(), {z.get_label(): z.get_position_um() for z in hub.z_stages()}
+        )
+        speed, ctrl, label = self._speed, self.controller, self.get_label()
+
+        def done(_: object, error: BaseException | None) -> None:
+            xa, ya = ctrl.get_xy_um()
+            self.core.events.XYStagePositionChanged.emit(label, float(xa), float(ya))
+
+        self.start_operation(
+            f"moving to ({x:g}, {y:g}) um",
+            lambda abort: ctrl.move_xy_um(x, y, speed, abort),
+            done,
+        )
 
     def get_position_um(self) -> tuple[float, float]:
-        return self.backend.get_xy_um()
+        return self.controller.get_xy_um()
 
     def set_origin_x(self) -> None:
         raise NotImplementedError("PiezoXY positions are absolute; the origin is fixed")
@@ -99,11 +121,8 @@ class PiezoXY(BackendMixin, XYStageDevice):
     def home(self) -> None:
         self.set_position_um(0.0, 0.0)
 
-    def stop(self) -> None:
-        """Moves complete before returning; nothing to stop."""
 
-
-class PiezoZ(BackendMixin, StageDevice):
+class PiezoZ(HubPeripheral, StageDevice):
     """SECCM Z piezo carrying the pipette; larger Z is farther from the sample.
 
     Besides ordinary moves it runs the instrument-side approach: set the
@@ -111,10 +130,22 @@ class PiezoZ(BackendMixin, StageDevice):
     ``Approach_Speed_um_per_s`` while the current is sampled; it stops at the
     first confirmed contact (``Approach_Result`` = ``contact``, the height in
     ``Approach_ContactZ_um``) or at ``Approach_StopZ_um`` (``no contact``).
+    The approach runs like a move: ``busy()`` until it has ended,
+    ``core.stop(label)`` (or ``Approach`` = ``Stop``) aborts it (``aborted``).
+    Its end emits the position and ``Approach_Result`` through the core's events.
     """
+
+    IS_Z_STAGE = True
 
     def __init__(self) -> None:
         super().__init__()
+        register(
+            self,
+            "Probe",
+            "A",
+            "which probe of the controller this Z stage carries (A; B for a second pipette)",
+            is_pre_init=True,
+        )
         register(
             self,
             "ZMin_um",
@@ -165,14 +196,44 @@ class PiezoZ(BackendMixin, StageDevice):
     def travel(self) -> tuple[float, float]:
         return self._travel
 
+    @property
+    def probe(self) -> str:
+        return str(self.get_property_value("Probe"))
+
     def set_position_um(self, val: float) -> None:
+        val = float(val)
         zmin, zmax = self.travel()
         check_range(f"{self.get_label()} Z", val, zmin, zmax, "um")
-        self.backend.move_z_um(float(val), self._speed)
-        self.core.events.stagePositionChanged.emit(self.get_label(), float(val))
+        label, ctrl, probe, speed = self.get_label(), self.controller, self.probe, self._speed
+        self.hub.check_z_move(label, val, ctrl.get_z_um(probe))
+        self.start_operation(
+            f"moving Z to {val:g} um",
+            lambda abort: ctrl.move_z_um(probe, val, speed, abort),
+            self._emit_position,
+        )
+
+    def _emit_position(self, *_: object) -> None:
+        z = float(self.controller.get_z_um(self.probe))
+        self.core.events.stagePositionChanged.emit(self.get_label(), z)
 
     def get_position_um(self) -> float:
-        return self.backend.get_z_um()
+        return float(self.controller.get_z_um(self.probe))
+
+    @pymm_property(is_read_only=True)
+    def Interlock_MinZ_um(self) -> float:
+        """Lowest Z a plain move may go down to now: the last contact height
+        (NaN while none is known or the interlock is off), um."""
+        hub = self.hub
+        if hub.get_property_value("Interlock") != "On":
+            return math.nan
+        return hub.guard(self.get_label()).contact_z_um
+
+    @pymm_property(is_read_only=True)
+    def ProbeHealth(self) -> str:
+        """The pipette's state as the controller reports it: ok, clogged, broken
+        (unknown when the controller cannot tell)."""
+        health = getattr(self.controller, "probe_health", None)
+        return str(health(self.probe)) if health is not None else "unknown"
 
     def get_focus_direction(self) -> FocusDirection:
         return FocusDirection.FocusDirectionAwayFromSample
@@ -190,9 +251,6 @@ class PiezoZ(BackendMixin, StageDevice):
 
     def home(self) -> None:
         self.set_position_um(self.travel()[1])
-
-    def stop(self) -> None:
-        """Moves complete before returning; nothing to stop."""
 
     # --------------------------------------------------------------- approach
     @pymm_property(limits=(0.001, 100.0))
@@ -248,29 +306,56 @@ class PiezoZ(BackendMixin, StageDevice):
             raise ValueError(f"Approach_ConfirmSamples must be a whole number, got {value!r}")
         self._ap_confirm = int(float(value))
 
-    @pymm_property(allowed_values=("Idle", "Start"))
+    @pymm_property(allowed_values=("Idle", "Start", "Stop"))
     def Approach(self) -> str:
-        """Set to Start to run the approach (returns when it has ended)."""
-        return "Idle"
+        """Start: begin the approach (returns at once; busy until it ends). Stop: abort it."""
+        return "Start" if self.busy() and self.worker.last_what == "approach" else "Idle"
 
     @Approach.setter
     def Approach(self, value: str) -> None:
+        if value == "Stop":
+            self.stop()
+            return
         if value != "Start":
             return
-        z = self.get_position_um()
-        if self._ap_stop >= z:
+        ctrl, probe = self.controller, self.probe
+        z = ctrl.get_z_um(probe)
+        stop_z = self._ap_stop
+        if stop_z >= z:
             raise ValueError(
-                f"Approach_StopZ_um {self._ap_stop:g} um must be below the current Z "
+                f"Approach_StopZ_um {stop_z:g} um must be below the current Z "
                 f"{z:g} um; nothing was changed"
             )
-        self._ap_result = self.backend.approach(
-            self._ap_stop, self._ap_speed, self._ap_threshold, self._ap_mode, self._ap_confirm
+        args = (stop_z, self._ap_speed, self._ap_threshold, self._ap_mode, self._ap_confirm)
+        self._ap_result = {**self._ap_result, "reason": "running"}
+
+        def done(result: dict[str, Any] | None, error: BaseException | None) -> None:
+            if error is not None or result is None:
+                result = {
+                    "contact": False,
+                    "contact_z_um": math.nan,
+                    "reason": f"error: {error}",
+                    "trace": np.empty((3, 0)),
+                }
+            self._ap_result = result
+            if result["contact"]:
+                xy = None
+                with contextlib.suppress(Exception):
+                    xy = ctrl.get_xy_um()
+                self.hub.guard(self.get_label()).record_contact(result["contact_z_um"], xy)
+            self._emit_position()
+            self.core.events.propertyChanged.emit(
+                self.get_label(), "Approach_Result", str(result["reason"])
+            )
+
+        self.start_operation(
+            "approach", lambda abort: ctrl.approach(probe, *args, abort), done
         )
-        self.core.events.stagePositionChanged.emit(self.get_label(), self.get_position_um())
 
     @pymm_property(is_read_only=True)
     def Approach_Result(self) -> str:
-        """Outcome of the last approach: contact, no contact, false trigger, idle."""
+        """Outcome of the last approach: contact, no contact, false trigger, aborted,
+        error: ..., running (while it runs), idle."""
         return str(self._ap_result["reason"])
 
     @pymm_property(is_read_only=True)

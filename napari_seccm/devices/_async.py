@@ -1,0 +1,125 @@
+"""Micro-Manager's asynchronous convention for Python devices.
+
+A move, an approach or a waveform *starts* and the call returns at once;
+``busy()`` is true until it has ended; ``stop()`` aborts it. UniMMCore runs every
+device call under the device's lock, so a device that blocked inside a call
+would also block every ``busy()`` poll and every other client; ``core.stop()``
+takes no lock, which is how an abort reaches a device while another thread
+waits on it.
+
+:class:`DeviceWorker` is the device-owned thread that carries one operation
+at a time. An operation is a callable ``op(abort)`` that blocks until the
+hardware (or the simulator) has finished, returning early once the
+``abort`` event is set. Its outcome (value or exception) is kept for the
+device to report.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class DeviceBusyError(RuntimeError):
+    """A new operation was started while the device was still carrying out one."""
+
+
+class DeviceWorker:
+    """One daemon thread per device, running one operation at a time."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._job: tuple[Callable[[threading.Event], Any], Callable[[Any, BaseException | None], None] | None] | None = None
+        self._busy = False
+        self._closed = False
+        self._abort = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+        #: what the last operation was and how it ended
+        self.last_what = ""
+        self.last_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+
+    def start(
+        self,
+        what: str,
+        op: Callable[[threading.Event], Any],
+        on_done: Callable[[Any, BaseException | None], None] | None = None,
+    ) -> None:
+        """Begin ``op(abort)`` on the worker; ``on_done(result, error)`` runs
+        on the worker when it has ended (before ``busy()`` turns false)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the device has been shut down")
+            if self._busy:
+                raise DeviceBusyError(
+                    f"{self.name} is still busy ({self.last_what}); wait for it or stop it first"
+                )
+            self._busy = True
+            self._done.clear()
+            self._abort.clear()
+            self.last_what = what
+            self.last_error = None
+            self._job = (op, on_done)
+            self._ensure_thread()
+            self._cond.notify()
+
+    def busy(self) -> bool:
+        return self._busy
+
+    def abort(self) -> None:
+        """Ask the operation in progress to end now (takes no lock)."""
+        self._abort.set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until idle (for tests and shutdown); False on timeout."""
+        return self._done.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.abort()
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self.wait(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._closed:
+                    self._cond.wait()
+                if self._job is None:
+                    return
+                op, on_done = self._job
+                self._job = None
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = op(self._abort)
+            except BaseException as e:  # reported through the device, never lost
+                error = e
+                log.warning("%s: %s failed: %s", self.name, self.last_what, e)
+            self.last_error = error
+            if on_done is not None:
+                try:
+                    on_done(result, error)
+                except Exception:
+                    log.exception("%s: completion of %s failed", self.name, self.last_what)
+            with self._cond:
+                self._busy = False
+                self._done.set()

@@ -1,0 +1,300 @@
+"""Controller hubs: the base of every SECCM controller, and how peripherals find it.
+
+Micro-Manager groups the devices of one controller under a hub
+(``#py Parent,PiezoZ,SECCM`` in a config). A hub here owns the controller
+connection (a simulator, a PI GCS controller, a DAQ board, ...), the latched
+emergency stop of everything behind it, and the interlocks of its probes, so
+that every client of the core (a script, pymmcore-widgets, napari-micromanager,
+the scan engine) meets the same safety.
+
+UniMMCore gives a Python peripheral its parent's *label* but no handle on the
+parent object, and initializes devices in parallel. Hubs therefore list
+themselves in a weak set when they are created; a peripheral looks its parent up
+by label (and, should two cores have hubs of one label, by the core they share)
+and waits for the hub to finish initializing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pymmcore_plus.experimental.unicore import HubDevice
+
+from ._base import PreInitFixedMixin, register
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._base import HubPeripheral
+
+log = logging.getLogger(__name__)
+
+_LIVE_HUBS: weakref.WeakSet[SECCMHub] = weakref.WeakSet()
+_HUBS_LOCK = threading.Lock()
+
+#: how long a peripheral waits for its hub to initialize, s
+HUB_WAIT_S = 30.0
+
+ESTOP_CLEAR = "Clear"
+ESTOP_LATCHED = "Latched"
+
+
+class EmergencyStopLatched(RuntimeError):
+    """Refused: the emergency stop is latched."""
+
+
+class InterlockError(ValueError):
+    """Refused by an interlock: the move would endanger the probe."""
+
+
+def _same_core(a: Any, b: Any) -> bool:
+    try:
+        return a.core.events.propertyChanged is b.core.events.propertyChanged
+    except AttributeError:
+        return False
+
+
+def find_hub(dev: Any) -> SECCMHub:
+    """The initialized hub that is ``dev``'s parent (a clear error if none)."""
+    parent = dev.get_parent_label()
+    label = dev.get_label()
+    if not parent:
+        # a config saved by UniMMCore (0.18) keeps no '#py Parent' lines: the one
+        # SECCM hub of this core is the parent
+        with _HUBS_LOCK:
+            mine = [h for h in _LIVE_HUBS if _same_core(h, dev)]
+        if len(mine) != 1:
+            raise RuntimeError(
+                f"{label} has no parent hub: add '#py Parent,{label},<hub label>' to the "
+                "config after the device lines (see micromanager_config/seccm_simulated.cfg)"
+            )
+        parent = mine[0].get_label()
+        dev.set_parent_label(parent)
+    with _HUBS_LOCK:
+        found = [h for h in _LIVE_HUBS if h.get_label() == parent]
+    if len(found) > 1:
+        found = [h for h in found if _same_core(h, dev)]
+    if not found:
+        raise RuntimeError(
+            f"{label}'s parent hub {parent!r} is not loaded (or is not an SECCM hub); "
+            f"load it with '#py pyDevice,{parent},<module>,<hub class>'"
+        )
+    if len(found) > 1:
+        raise RuntimeError(f"several loaded hubs are labelled {parent!r}; give each its own label")
+    hub = found[0]
+    if not hub._ready.wait(HUB_WAIT_S):
+        raise RuntimeError(f"hub {parent!r} did not initialize within {HUB_WAIT_S:g} s")
+    if hub._init_error is not None:
+        raise RuntimeError(
+            f"hub {parent!r} failed to initialize: {hub._init_error}"
+        ) from hub._init_error
+    return hub
+
+
+@dataclass
+class ProbeGuard:
+    """The interlock of one probe (one Z stage): where it last touched the surface.
+
+    - A plain Z move (not the approach) may not go *down* below the last contact
+      height: the approach is the only way toward the surface.
+    - No lateral move while the probe is in contact or within ``margin_um``
+      of the last contact height: the droplet would be dragged and the tip
+      broken on a step.
+    """
+
+    z_label: str
+    contact_z_um: float = math.nan
+    contact_x_um: float = math.nan
+    contact_y_um: float = math.nan
+
+    def record_contact(self, z_um: float, xy: tuple[float, float] | None) -> None:
+        self.contact_z_um = float(z_um)
+        if xy is not None:
+            self.contact_x_um, self.contact_y_um = float(xy[0]), float(xy[1])
+
+
+class SECCMHub(PreInitFixedMixin, HubDevice):
+    """Base of the SECCM controller hubs (simulated, PI, NI-DAQ, PalmSens, ...).
+
+    Subclasses set ``PERIPHERALS`` and implement :meth:`make_controller`.
+    """
+
+    #: (class name, description) of the peripherals, importable from the hub's module
+    PERIPHERALS: ClassVar[Sequence[tuple[str, str]]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ready = threading.Event()
+        self._init_error: BaseException | None = None
+        self.controller: Any = None
+        self._latched = False
+        self.latch_reason = ""
+        self._interlock = True
+        self._margin_um = 0.5
+        self._guards: dict[str, ProbeGuard] = {}
+        self._peripherals: weakref.WeakSet[HubPeripheral] = weakref.WeakSet()
+        self._guard_lock = threading.Lock()
+        with _HUBS_LOCK:
+            _LIVE_HUBS.add(self)
+        register(
+            self,
+            "EmergencyStop",
+            ESTOP_CLEAR,
+            "Latched: every motion and waveform of this controller is halted, the cell "
+            "switched off, and every further move refused until set back to Clear",
+            allowed_values=(ESTOP_CLEAR, ESTOP_LATCHED),
+            getter=lambda d: ESTOP_LATCHED if d._latched else ESTOP_CLEAR,
+            setter=lambda d, v: (
+                d.emergency_stop("the EmergencyStop property")
+                if v == ESTOP_LATCHED
+                else d.reset_emergency_stop()
+            ),
+        )
+        register(
+            self,
+            "Interlock",
+            "On",
+            "On: Z moves below the last contact height (other than the approach) and "
+            "lateral moves near the surface are refused. Off: expert use only (logged)",
+            allowed_values=("On", "Off"),
+            getter=lambda d: "On" if d._interlock else "Off",
+            setter=lambda d, v: d._set_interlock(v == "On"),
+        )
+        register(
+            self,
+            "Interlock_Margin_um",
+            0.5,
+            "lateral moves are refused while a probe is below its last contact height + this, um",
+            limits=(0.0, 100.0),
+            getter=lambda d: d._margin_um,
+            setter=lambda d, v: setattr(d, "_margin_um", float(v)),
+        )
+
+    # ---------------------------------------------------------------- life
+    def get_installed_peripherals(self) -> Sequence[tuple[str, str]]:
+        return tuple(self.PERIPHERALS)
+
+    def make_controller(self) -> Any:
+        raise NotImplementedError
+
+    def initialize(self) -> None:
+        super().initialize()
+        try:
+            self.controller = self.make_controller()
+        except BaseException as e:
+            self._init_error = e
+            raise
+        finally:
+            self._ready.set()
+
+    def shutdown(self) -> None:
+        for p in list(self._peripherals):
+            p.worker.abort()
+        close = getattr(self.controller, "close", None)
+        if close is not None:
+            close()
+        with _HUBS_LOCK:
+            _LIVE_HUBS.discard(self)
+
+    def attach(self, dev: HubPeripheral) -> None:
+        self._peripherals.add(dev)
+
+    def detach(self, dev: HubPeripheral) -> None:
+        self._peripherals.discard(dev)
+
+    # ------------------------------------------------------ emergency stop
+    @property
+    def latched(self) -> bool:
+        return self._latched
+
+    def emergency_stop(self, reason: str = "") -> None:
+        """Halt every motion and waveform, switch the cells off, and latch.
+
+        Takes no device lock: the aborts reach operations in progress at once."""
+        self._latched = True
+        self.latch_reason = reason or "emergency stop"
+        for p in list(self._peripherals):
+            p.worker.abort()
+        for p in list(self._peripherals):
+            try:
+                p.on_emergency_stop()
+            except Exception as e:  # keep going: the others must still stop
+                log.error("%s: emergency stop of %s: %s", self.get_label(), p.get_label(), e)
+        log.error("%s: EMERGENCY STOP latched (%s)", self.get_label(), self.latch_reason)
+        self._emit("EmergencyStop", ESTOP_LATCHED)
+
+    def reset_emergency_stop(self) -> None:
+        if self._latched:
+            log.warning("%s: emergency stop reset", self.get_label())
+        self._latched = False
+        self.latch_reason = ""
+        self._emit("EmergencyStop", ESTOP_CLEAR)
+
+    def check_not_latched(self, who: str, what: str) -> None:
+        if self._latched:
+            raise EmergencyStopLatched(
+                f"{who}: {what} refused: the emergency stop of {self.get_label()} is latched "
+                f"({self.latch_reason}); nothing moves until it is reset "
+                "(napari_seccm.reset_emergency_stop(core), or the Reset button)"
+            )
+
+    def _emit(self, prop: str, value: Any) -> None:
+        try:
+            self.core.events.propertyChanged.emit(self.get_label(), prop, str(value))
+        except AttributeError:  # not loaded in a core
+            pass
+
+    # ---------------------------------------------------------- interlocks
+    def _set_interlock(self, on: bool) -> None:
+        if not on and self._interlock:
+            log.warning(
+                "%s: interlocks switched OFF: Z moves below the contact height and lateral "
+                "moves near the surface are no longer refused",
+                self.get_label(),
+            )
+        elif on and not self._interlock:
+            log.warning("%s: interlocks switched back on", self.get_label())
+        self._interlock = on
+
+    def guard(self, z_label: str) -> ProbeGuard:
+        with self._guard_lock:
+            if z_label not in self._guards:
+                self._guards[z_label] = ProbeGuard(z_label)
+            return self._guards[z_label]
+
+    def check_z_move(self, z_label: str, target_um: float, current_um: float) -> None:
+        """Refuse a plain move down below the last contact height."""
+        g = self.guard(z_label)
+        if not self._interlock or not math.isfinite(g.contact_z_um):
+            return
+        if target_um < g.contact_z_um and target_um < current_um:
+            raise InterlockError(
+                f"{z_label}: refusing to move Z down to {target_um:.3f} um: below the last "
+                f"contact height {g.contact_z_um:.3f} um, the pipette would be driven into the "
+                "sample. Use the approach to go toward the surface; nothing moved "
+                f"({self.get_label()} Interlock = Off lifts this, for experts)"
+            )
+
+    def check_xy_move(self, xy_label: str, z_positions: dict[str, float]) -> None:
+        """Refuse a lateral move while a probe is in contact or near its last contact."""
+        if not self._interlock:
+            return
+        for z_label, z in z_positions.items():
+            g = self.guard(z_label)
+            if not math.isfinite(g.contact_z_um):
+                continue
+            if z < g.contact_z_um + self._margin_um:
+                raise InterlockError(
+                    f"{xy_label}: lateral move refused: {z_label} is at {z:.3f} um, within "
+                    f"{self._margin_um:g} um of (or below) its last contact height "
+                    f"{g.contact_z_um:.3f} um; the droplet would be dragged. Lift Z to at least "
+                    f"{g.contact_z_um + self._margin_um:.3f} um first; nothing moved"
+                )
+
+    def z_stages(self) -> list[HubPeripheral]:
+        return [p for p in self._peripherals if getattr(p, "IS_Z_STAGE", False)]

@@ -1,0 +1,538 @@
+"""The simulated SECCM: one controller hub (``SimulatedSECCM``) over the physics
+simulator, with the same peripherals a real rig has (``PiezoXY``, ``PiezoZ``,
+``Potentiostat``, ``OpticalCamera``).
+
+Initializing the hub starts a fresh simulated experiment (a new rig, with the
+pipette 30 um above the film). Each film and pipette parameter of the simulated
+world is a hub property with its unit in its name; setting one rebuilds the film
+at once. ``TimeScale`` paces the simulated instrument: 0 (the default) runs every
+operation as fast as the computer allows while the instrument clock
+(``InstrumentTime_s``) keeps the true instrument time; 1 runs in real time, so
+that ``busy()``, aborts and the GUI behave as on a real rig.
+
+Operations run on the peripherals' workers: the simulator computes an
+operation at once, then the worker lets its duration pass (scaled by
+``TimeScale``); an abort in that time cuts the operation where it had got to
+(the stage stops there, the trace ends there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pymmcore_plus.experimental.unicore import pymm_property
+
+from ..simulation import (
+    CURRENT_RANGES_A,
+    PIPETTE_STATES,
+    FilmParameters,
+    PipetteParameters,
+    SimulatedRig,
+    Waveform,
+    optics,
+)
+from ._base import register
+from ._hub import SECCMHub
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+#: faults the simulated controller can be told to show (``InjectFailure``):
+#: a device that raises on every use, one that never finishes until aborted,
+#: an XY stage that stays where it is, a contact height reported 5 um low,
+#: a potentiostat that returns NaN samples
+FAULTS = (
+    "none",
+    "xy",
+    "z",
+    "potentiostat",
+    "xy-hang",
+    "z-hang",
+    "potentiostat-hang",
+    "xy-stuck",
+    "contact-low",
+    "nan-samples",
+)
+
+
+class SimulatedController:
+    """The controller behind the simulated hub: every peripheral's operations
+    on one :class:`SimulatedRig`, paced by ``time_scale``."""
+
+    current_ranges_A = CURRENT_RANGES_A
+
+    def __init__(self, rig: SimulatedRig, time_scale: float = 0.0) -> None:
+        self.rig = rig
+        self.time_scale = time_scale
+        self.fault = "none"
+        self._motion: dict[Hashable, tuple[Any, Any, float, float]] = {}
+
+    # ------------------------------------------------------------ helpers
+    def _check(self, what: str) -> None:
+        if self.fault == what:
+            raise RuntimeError(f"simulated {what} failure (injected)")
+
+    def _hang(self, what: str, abort: threading.Event) -> bool:
+        """An injected hang: wait until aborted; True if it hung."""
+        if self.fault != f"{what}-hang":
+            return False
+        abort.wait()
+        return True
+
+    def _pace(
+        self, key: Hashable, start: Any, end: Any, duration_s: float, abort: threading.Event
+    ) -> float:
+        """Let ``duration_s`` of instrument time pass in wall time (scaled);
+        the fraction of the operation done when it ended (1: all of it)."""
+        wall = duration_s * self.time_scale
+        if wall <= 0:
+            return 1.0
+        t0 = time.perf_counter()
+        self._motion[key] = (start, end, t0, wall)
+        try:
+            if abort.wait(wall):
+                return min(1.0, (time.perf_counter() - t0) / wall)
+            return 1.0
+        finally:
+            self._motion.pop(key, None)
+
+    def _interp(self, key: Hashable) -> Any:
+        m = self._motion.get(key)
+        if m is None:
+            return None
+        start, end, t0, wall = m
+        f = min(1.0, (time.perf_counter() - t0) / wall)
+        if isinstance(start, tuple):
+            return tuple(s + (e - s) * f for s, e in zip(start, end, strict=True))
+        return start + (end - start) * f
+
+    def _rewind(self, dt: float) -> None:
+        """Give back instrument time that an aborted operation did not use."""
+        if dt > 0:
+            with self.rig.clock._lock:
+                self.rig.clock.now -= dt
+
+    def instrument_time_s(self) -> float:
+        return self.rig.clock.now
+
+    def probe_health(self, probe: str) -> str:
+        return self.rig.probe(probe).state
+
+    # ---------------------------------------------------------------- XY
+    def get_xy_um(self) -> tuple[float, float]:
+        moving = self._interp("xy")
+        if moving is not None:
+            return moving
+        rig = self.rig
+        return rig.x_um, rig.y_um
+
+    def move_xy_um(self, x: float, y: float, speed_um_s: float, abort: threading.Event) -> None:
+        self._check("xy")
+        if self._hang("xy", abort):
+            return
+        if self.fault == "xy-stuck":
+            return  # the stage does not move (and says nothing)
+        rig = self.rig
+        x0, y0 = rig.x_um, rig.y_um
+        d = math.hypot(x - x0, y - y0) / speed_um_s
+        f = self._pace("xy", (x0, y0), (x, y), d, abort)
+        rig.xy_speed_um_s = speed_um_s
+        rig.move_xy(x0 + (x - x0) * f, y0 + (y - y0) * f)
+
+    # ----------------------------------------------------------------- Z
+    def get_z_um(self, probe: str) -> float:
+        moving = self._interp(("z", probe))
+        return float(moving) if moving is not None else self.rig.probe(probe).z_um
+
+    def move_z_um(self, probe: str, z: float, speed_um_s: float, abort: threading.Event) -> None:
+        self._check("z")
+        if self._hang("z", abort):
+            return
+        z0 = self.rig.probe(probe).z_um
+        f = self._pace(("z", probe), z0, z, abs(z - z0) / speed_um_s, abort)
+        self.rig.move_z(z0 + (z - z0) * f, probe, speed_um_s)
+
+    def approach(
+        self,
+        probe: str,
+        stop_z_um: float,
+        speed_um_s: float,
+        threshold_A: float,
+        mode: str,
+        confirm_samples: int,
+        abort: threading.Event,
+    ) -> dict[str, Any]:
+        self._check("z")
+        rig = self.rig
+        p = rig.probe(probe)
+        z0 = p.z_um
+        if self._hang("z", abort):
+            return _approach_dict(False, math.nan, z0, 0.0, "aborted", np.empty((3, 0)))
+        r = rig.approach(
+            stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, probe_name=probe
+        )
+        f = self._pace(("z", probe), z0, r.final_z_um, r.duration_s, abort)
+        if f < 1.0:  # stopped on the way down: where it had got to, no contact yet
+            t_stop = f * r.duration_s
+            z_stop = max(z0 - speed_um_s * t_stop, r.final_z_um)
+            with rig.lock:
+                p.z_um = z_stop
+                gap = z_stop - rig.surface_um()
+                if p.contact is not None and gap > p.pipette.meniscus_height_um:
+                    p.contact = None
+            self._rewind(r.duration_s - t_stop)
+            trace = r.trace[:, r.trace[0] <= t_stop] if r.trace.size else r.trace
+            return _approach_dict(False, math.nan, z_stop, t_stop, "aborted", trace)
+        contact_z = r.contact_z_um
+        if self.fault == "contact-low" and r.contact:
+            contact_z -= 5.0
+        return _approach_dict(
+            r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace
+        )
+
+    # ------------------------------------------------------- potentiostat
+    def set_cell(self, channel: str, on: bool) -> None:
+        with self.rig.lock:
+            self.rig.probe(channel).cell_on = bool(on)
+
+    def set_potential(self, channel: str, volts: float) -> None:
+        self.rig.set_potential(volts, channel)
+
+    def read_current(self, channel: str) -> float:
+        return self.rig.read_current(channel)
+
+    def configure(
+        self, channel: str, *, range_A: float, filter_hz: float, sample_rate_hz: float
+    ) -> None:
+        self._check("potentiostat")  # an injected fault refuses settings too
+        amp = self.rig.probe(channel).amplifier
+        amp.range_A, amp.filter_hz, amp.sample_rate_hz = range_A, filter_hz, sample_rate_hz
+
+    def run_program(self, channel: str, program_json: str, abort: threading.Event) -> np.ndarray:
+        self._check("potentiostat")
+        if self._hang("potentiostat", abort):
+            return np.empty((3, 0))
+        rig = self.rig
+        trace = rig.acquire(Waveform.from_json(program_json), channel)
+        n = trace.shape[1]
+        fs = rig.probe(channel).amplifier.sample_rate_hz
+        f = self._pace(("wave", channel), 0, n, n / fs, abort)
+        if f < 1.0:
+            keep = int(f * n)
+            self._rewind((n - keep) / fs)
+            trace = trace[:, :keep]
+            if keep:
+                rig.set_potential(float(trace[1, -1]), channel)
+        if self.fault == "nan-samples":
+            trace = trace.copy()
+            trace[2] = np.nan
+        return trace
+
+    # -------------------------------------------------------------- camera
+    def snap(self, shape: tuple[int, int], pixel_um: float, exposure_ms: float) -> np.ndarray:
+        rig = self.rig
+        with rig.lock:
+            img = optics.render(
+                rig.film,
+                rig.x_um,
+                rig.y_um,
+                shape,
+                pixel_um,
+                rig.residues,
+                rig.probe().z_um - rig.surface_um(),
+                rig.rng,
+                exposure_ms,
+            )
+            rig._advance(exposure_ms * 1e-3)
+            return img
+
+    def cells_off(self) -> None:
+        with self.rig.lock:
+            for p in self.rig.probes.values():
+                p.cell_on = False
+
+
+def _approach_dict(
+    contact: bool, contact_z: float, final_z: float, duration: float, reason: str, trace: Any
+) -> dict[str, Any]:
+    return {
+        "contact": bool(contact),
+        "contact_z_um": float(contact_z),
+        "final_z_um": float(final_z),
+        "duration_s": float(duration),
+        "reason": reason,
+        "trace": trace,
+    }
+
+
+# property name -> (field, limits or allowed values, description)
+FILM_PROPERTIES: dict[str, tuple[str, Any, str]] = {
+    "Thickness_nm": ("thickness_nm", (1.0, 10_000.0), "film thickness"),
+    "SigmaFast_S_per_cm": (
+        "sigma_fast_S_per_cm",
+        (1e-9, 1.0),
+        "ab-plane (fast) ionic conductivity",
+    ),
+    "Anisotropy": ("anisotropy", (1.0, 1e4), "sigma_fast / sigma_slow (c axis)"),
+    "SigmaFilm_S_per_cm": (
+        "sigma_film_S_per_cm",
+        (1e-9, 1.0),
+        "in-plane conductivity of the film term",
+    ),
+    "StripePeriod_um": ("stripe_period_um", (0.0, 1000.0), "period of the [001] stripes (0: none)"),
+    "StripeFraction001": ("stripe_fraction_001", (0.0, 1.0), "width fraction of [001] in a period"),
+    "StripeAngle_deg": (
+        "stripe_angle_deg",
+        (-360.0, 360.0),
+        "direction along the stripes, CCW from +x",
+    ),
+    "StripeOffset_um": (
+        "stripe_offset_um",
+        (-1000.0, 1000.0),
+        "shift of the stripes across their direction",
+    ),
+    "StripeJitter_um": ("stripe_jitter_um", (0.0, 100.0), "rms wander of the stripe edges"),
+    "DomainMapFile": (
+        "domain_map_file",
+        None,
+        "label image (.npy/.tif; >0 = [001]) replacing the stripes",
+    ),
+    "DomainMapPixel_um": ("domain_map_pixel_um", (1e-4, 100.0), "pixel size of the label image"),
+    "DomainMapOriginX_um": (
+        "domain_map_origin_x_um",
+        (-1e4, 1e4),
+        "x of the label image's first column",
+    ),
+    "DomainMapOriginY_um": (
+        "domain_map_origin_y_um",
+        (-1e4, 1e4),
+        "y of the label image's first row",
+    ),
+    "GrainSize_um": (
+        "grain_size_um",
+        (0.0, 1000.0),
+        "mean grain size of the GB network (0: one grain)",
+    ),
+    "GBWidth_nm": ("gb_width_nm", (0.1, 1000.0), "width of a grain boundary"),
+    "GBConductivityFactor": ("gb_conductivity_factor", (1e-8, 1.0), "sigma_GB / sigma_bulk"),
+    "PadEdgeX_um": ("pad_edge_x_um", (-1e4, 1e4), "the Au pad covers x < this"),
+    "PadCapacitance_F": (
+        "pad_capacitance_F",
+        (1e-12, 1.0),
+        "capacitance of the blocking Au contact",
+    ),
+    "PadLeak_ohm": ("pad_leak_ohm", (1.0, 1e15), "leak resistance of the Au contact"),
+    "ASR_ohm_cm2": ("asr_ohm_cm2", (0.0, 1e6), "area-specific Li+ transfer resistance"),
+    "Cdl_uF_per_cm2": ("cdl_uF_per_cm2", (0.0, 1000.0), "double-layer capacitance"),
+    "RestPotential_V": ("rest_potential_V", (-5.0, 5.0), "potential at which no current flows"),
+    "LeakageEnabled": ("leakage_enabled", (0, 1), "electronic leakage below the onset (1: on)"),
+    "LeakageOnset_V": ("leakage_onset_V", (-5.0, 5.0), "onset potential of electronic leakage"),
+    "LeakageResistance_ohm": (
+        "leakage_resistance_ohm",
+        (1.0, 1e15),
+        "resistance of the leakage branch",
+    ),
+    "HeightOffset_um": ("height_offset_um", (-1e3, 1e3), "mean surface height in the Z frame"),
+    "TiltX_um_per_um": ("tilt_x_um_per_um", (-1.0, 1.0), "surface slope along x"),
+    "TiltY_um_per_um": ("tilt_y_um_per_um", (-1.0, 1.0), "surface slope along y"),
+    "Roughness_nm": ("roughness_nm", (0.0, 1000.0), "rms roughness"),
+    "RoughnessLength_um": (
+        "roughness_length_um",
+        (0.01, 1000.0),
+        "correlation length of the roughness",
+    ),
+    "StepHeight_nm": ("step_height_nm", (-1000.0, 1000.0), "height of substrate steps (0: none)"),
+    "StepSpacing_um": ("step_spacing_um", (0.01, 1000.0), "terrace width"),
+    "StepAngle_deg": ("step_angle_deg", (-360.0, 360.0), "direction along the step edges"),
+}
+
+PIPETTE_PROPERTIES: dict[str, tuple[str, Any, str]] = {
+    "Pipette_TipRadius_nm": ("tip_radius_nm", (1.0, 10_000.0), "inner tip radius"),
+    "Pipette_HalfAngle_deg": ("half_angle_deg", (0.1, 45.0), "half-cone angle"),
+    "Pipette_Electrolyte_S_per_cm": (
+        "electrolyte_S_per_cm",
+        (1e-6, 1.0),
+        "conductivity of the filling",
+    ),
+    "Pipette_FootprintRadius_nm": (
+        "footprint_radius_nm",
+        (1.0, 100_000.0),
+        "droplet footprint radius",
+    ),
+    "Pipette_MeniscusHeight_um": (
+        "meniscus_height_um",
+        (0.0, 10.0),
+        "tip height at which the meniscus lands",
+    ),
+    "Pipette_DetachHeight_um": (
+        "detach_height_um",
+        (0.0, 20.0),
+        "tip height at which it detaches on retract",
+    ),
+    "Pipette_CrashDepth_um": (
+        "crash_depth_um",
+        (0.0, 10.0),
+        "depth into the surface that breaks the tip",
+    ),
+}
+
+
+class SimulatedSECCM(SECCMHub):
+    """The simulated SECCM controller: film, pipette, stages, potentiostat, camera."""
+
+    PERIPHERALS = (
+        ("PiezoXY", "lateral piezo stage"),
+        ("PiezoZ", "Z piezo carrying the pipette, with the approach"),
+        ("Potentiostat", "potential control and current amplifier"),
+        ("OpticalCamera", "optical microscope looking at the pipette"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        register(
+            self,
+            "Seed",
+            0,
+            "seed of every random element (film, noise): same seed, same experiment",
+            limits=(0, 2**31 - 1),
+            is_pre_init=True,
+        )
+        self._film = FilmParameters()
+        self._pipette = PipetteParameters()
+        for name, (fld, spec, desc) in FILM_PROPERTIES.items():
+            self._register_param(name, fld, spec, desc, is_film=True)
+        for name, (fld, spec, desc) in PIPETTE_PROPERTIES.items():
+            self._register_param(name, fld, spec, desc, is_film=False)
+        self._time_scale = 0.0
+        self._fault = "none"
+
+    def _register_param(self, name: str, fld: str, spec: Any, desc: str, is_film: bool) -> None:
+        current = getattr(self._film if is_film else self._pipette, fld)
+
+        def getter(dev: SimulatedSECCM) -> Any:
+            val = getattr(dev._film if is_film else dev._pipette, fld)
+            return int(val) if isinstance(val, bool) else val
+
+        def setter(dev: SimulatedSECCM, value: Any) -> None:
+            dev._apply(is_film, fld, value)
+
+        default = int(current) if isinstance(current, bool) else current
+        self.register_property(
+            name,
+            default_value=default,
+            getter=getter,
+            setter=setter,
+            property_type=type(default),
+            limits=spec,
+        )
+        self.get_property_info(name).description = desc
+
+    def _apply(self, is_film: bool, fld: str, value: Any) -> None:
+        obj = self._film if is_film else self._pipette
+        old = getattr(obj, fld)
+        value = bool(int(float(value))) if isinstance(old, bool) else type(old)(value)
+        new = dataclasses.replace(obj, **{fld: value})
+        rig = self.rig if self.controller is not None else None
+        if is_film:
+            if rig is not None:
+                rig.set_film(new)  # may raise (e.g. a missing domain map file)
+            self._film = new
+        else:
+            if rig is not None:
+                with rig.lock:
+                    for probe in rig.probes.values():
+                        probe.pipette = new
+            self._pipette = new
+
+    def make_controller(self) -> SimulatedController:
+        rig = SimulatedRig(film=self._film, seed=int(float(self.get_property_value("Seed"))))
+        for probe in rig.probes.values():
+            probe.pipette = self._pipette
+            probe.z_um = rig.surface_um(0.0, 0.0) + 30.0
+        ctrl = SimulatedController(rig, self._time_scale)
+        ctrl.fault = self._fault
+        return ctrl
+
+    @property
+    def rig(self) -> SimulatedRig:
+        """The simulated instrument (ground truth, for tests and sample data)."""
+        if self.controller is None:
+            raise RuntimeError(f"{self.get_label()} is not initialized")
+        return self.controller.rig
+
+    @pymm_property(limits=(0.0, 1.0))
+    def TimeScale(self) -> float:
+        """0: instrument waits take no wall time; 1: real time; 0.1: ten times faster
+        (never slower than real: the scan's deadlines assume the instrument's pace)."""
+        return self._time_scale
+
+    @TimeScale.setter
+    def TimeScale(self, value: float) -> None:
+        self._time_scale = float(value)
+        if self.controller is not None:
+            self.controller.time_scale = float(value)
+
+    @pymm_property(is_read_only=True)
+    def InstrumentTime_s(self) -> float:
+        """Instrument time elapsed on this controller's clock, s."""
+        return self.rig.clock.now
+
+    @pymm_property(allowed_values=PIPETTE_STATES)
+    def Pipette_State(self) -> str:
+        """ok, clogged or broken (a crash breaks it; set ok to fit a new pipette)."""
+        return self.rig.probe().state
+
+    @Pipette_State.setter
+    def Pipette_State(self, value: str) -> None:
+        with self.rig.lock:
+            self.rig.probe().state = str(value)
+
+    @pymm_property(is_read_only=True)
+    def SurfaceHeight_um(self) -> float:
+        """True surface height under the pipette, um (the simulator's ground truth)."""
+        return self.rig.surface_um()
+
+    @pymm_property(allowed_values=FAULTS)
+    def InjectFailure(self) -> str:
+        """Make a device fail (raise, hang until aborted, stay put, report a wrong
+        contact height or NaN samples) on every use until set back to none."""
+        return self._fault
+
+    @InjectFailure.setter
+    def InjectFailure(self, value: str) -> None:
+        self._fault = str(value)
+        if self.controller is not None:
+            self.controller.fault = str(value)
+
+    @pymm_property(limits=(0.0, 1e-6))
+    def MainsPickup_A(self) -> float:
+        """Amplitude of 50 Hz mains pickup on the current, A (0: none)."""
+        return self.rig.probe().amplifier.mains_A
+
+    @MainsPickup_A.setter
+    def MainsPickup_A(self, value: float) -> None:
+        self.rig.probe().amplifier.mains_A = float(value)
+
+
+def simulated_rig(label: str = "SECCM") -> SimulatedRig:
+    """The simulated instrument behind the loaded ``SimulatedSECCM`` hub called
+    ``label``: the simulator's ground truth, for tests, benchmarks and sample data
+    (nothing that runs a scan may use it)."""
+    from ._hub import _HUBS_LOCK, _LIVE_HUBS
+
+    with _HUBS_LOCK:
+        hubs = [
+            h
+            for h in _LIVE_HUBS
+            if isinstance(h, SimulatedSECCM) and h.get_label() == label and h.controller
+        ]
+    if not hubs:
+        raise RuntimeError(f"no simulated SECCM hub {label!r} is loaded and initialized")
+    if len(hubs) > 1:
+        raise RuntimeError(f"several simulated SECCM hubs {label!r} are loaded")
+    return hubs[0].rig
