@@ -2,9 +2,11 @@
 
 The scans run through the real stack (UniMMCore + the shipped config + the
 hopping engine + the zarr store), with the film chosen through the ``Sample``
-device's properties. Expected values come from the simulator's physics module
-(``napari_seccm.simulation.physics``), not from the analysis package's
-own series model, so the two implementations check each other.
+device's properties and the pipette declared in the plan (as on a real
+instrument) and pinned to the same values in the simulator. Expected values
+come from the simulator's physics module (``napari_seccm.simulation.physics``),
+which the analysis's series model now uses too; so the series model's terms are
+checked here against textbook formulas written out in the tests.
 
 One CA map (12 x 12 um at 0.3 um, stripes 2.4 um at 125 deg, anisotropy 30)
 and one small staircase I-V map are scanned once per module.
@@ -45,6 +47,7 @@ from napari_seccm.analysis import (
 from napari_seccm.analysis import maps as amaps
 from napari_seccm.analysis.report import analyze_store
 from napari_seccm.analysis.series import SeriesModel, domain_spreading_ratio
+from napari_seccm.model import PipetteGeometry
 
 # ------------------------------------------------------------------- truth
 PERIOD_UM = 2.4
@@ -80,6 +83,21 @@ PINNED = {
     "Thickness_nm": THICKNESS_NM,
     "PadEdgeX_um": PAD_EDGE_X_UM,
 }
+# the same pipette, declared in every test scan's plan (where the analysis reads it)
+PIPETTE = PipetteGeometry(
+    tip_radius_nm=TIP_NM,
+    half_angle_deg=HALF_ANGLE_DEG,
+    electrolyte_S_per_cm=ELECTROLYTE_S_PER_CM,
+    footprint_radius_nm=FOOTPRINT_NM,
+)
+
+
+def agm(a: float, b: float) -> float:
+    """Arithmetic-geometric mean (the complete elliptic integral without scipy:
+    ``K(m) = pi / (2 AGM(1, sqrt(1 - m)))``)."""
+    while abs(a - b) > 1e-15 * abs(a):
+        a, b = (a + b) / 2, math.sqrt(a * b)
+    return a
 
 
 def _physics():
@@ -111,6 +129,7 @@ def angle_diff(a: float, b: float) -> float:
 def _scan(path: Path, plan, props: dict[str, float]) -> Path:
     from _scan_helpers import scan_to_store
 
+    plan = plan.model_copy(update={"pipette": PIPETTE})
     return scan_to_store(path, plan, {**PINNED, **props})
 
 
@@ -415,6 +434,11 @@ def test_conductance_ratios_recovered(ca_result: dict) -> None:
     # the spreading-only ratio [100]/[001], after subtracting pipette and film
     truth_sp = _physics().domain_conductance_ratio(ANISOTROPY)
     assert truth_sp == pytest.approx(domain_spreading_ratio(ANISOTROPY), rel=1e-9)
+    # independently: G[100] / G[001] = (pi / 2) sqrt(A) / K(1 - 1/A) = AGM(1, sqrt(A))
+    # (the ellipse on the half-space against Holm's 4 a sqrt(sigma_in sigma_z))
+    assert truth_sp == pytest.approx(agm(1.0, math.sqrt(ANISOTROPY)), rel=1e-9)
+    for a in (3.0, 10.0, 100.0):
+        assert domain_spreading_ratio(a) == pytest.approx(agm(1.0, math.sqrt(a)), rel=1e-9)
     assert r["spreading_conductance_ratio"] == pytest.approx(truth_sp, rel=0.10)
     lo, hi = r["spreading_conductance_ratio_ci95"]
     assert lo <= r["spreading_conductance_ratio"] <= hi
@@ -439,16 +463,54 @@ def test_local_conductivity_recovered(ca_result: dict) -> None:
 
 
 def test_series_model_from_meta_and_overrides(ca_store: Path) -> None:
+    """The pipette from the plan recorded in the store (the rig snapshot for an
+    older store), the film from the rig snapshot, arguments over both; each
+    term against its textbook formula."""
+    import copy
+
     from napari_seccm.acquisition.store import ScanStore
 
     meta = ScanStore.open(ca_store).meta
+    assert meta["plan"]["pipette"] == PIPETTE.model_dump()
     m = SeriesModel.from_meta(meta)
+    src = SeriesModel.sources(meta)
+    assert {src[k] for k in PipetteGeometry.model_fields} == {"plan"}
+    assert src["thickness_nm"] == src["pad_edge_x_um"] == "rig snapshot"
     ph = _physics()
     assert m.pipette_resistance_ohm == pytest.approx(ph.pipette_resistance(50e-9, 5.0, 1.0))
     assert float(m.film_resistance_ohm(0.0)) == pytest.approx(
         float(ph.film_resistance(20e-6, 1e-7, 0.1, 50e-9))
     )
+    # textbook: a cone of 1 S/m electrolyte, r = 50 nm, 5 deg: 1 / (kappa pi r tan theta)
+    r_pip = 1.0 / (1.0 * math.pi * 50e-9 * math.tan(math.radians(5.0)))
+    assert m.pipette_resistance_ohm == pytest.approx(r_pip, rel=1e-12)
+    assert r_pip == pytest.approx(72.76e6, rel=1e-3)  # 72.8 MOhm, by hand
+    # a 50 nm film of 0.1 S/m collected 20 um away by the pad: ln(L / a) / (2 pi sigma t)
+    r_film = math.log(20e-6 / 100e-9) / (2 * math.pi * 0.1 * 50e-9)
+    assert float(m.film_resistance_ohm(0.0)) == pytest.approx(r_film, rel=1e-12)
+    # ASR / (pi a^2): 1e-3 Ohm cm^2 on a 100 nm disk
+    m_ct = SeriesModel.from_meta(meta, asr_ohm_cm2=1e-3)
+    assert m_ct.interface_resistance_ohm == pytest.approx(1e-7 / (math.pi * 1e-14), rel=1e-12)
+    # Holm: the isotropic spreading conductance 4 a sigma inverts to sigma
+    assert float(m.conductivity_S_per_cm(4 * 1e-7 * 0.1)) == pytest.approx(1e-3, rel=1e-12)
+    # arguments win
     assert SeriesModel.from_meta(meta, tip_radius_nm=30.0).tip_radius_nm == 30.0
+    assert SeriesModel.sources(meta, tip_radius_nm=30.0)["tip_radius_nm"] == "argument"
+    # the plan's pipette wins over the simulator's
+    other = copy.deepcopy(meta)
+    other["plan"]["pipette"]["footprint_radius_nm"] = 150.0
+    assert SeriesModel.from_meta(other).footprint_radius_nm == 150.0
+    # a store from before plans recorded the pipette: the rig snapshot's
+    old = copy.deepcopy(meta)
+    del old["plan"]["pipette"]
+    assert SeriesModel.from_meta(old) == m
+    assert {SeriesModel.sources(old)[k] for k in PipetteGeometry.model_fields} == {"rig snapshot"}
+    # a store with the plan's pipette but no simulated film: the film is missing, by name
+    real = copy.deepcopy(meta)
+    real["rig"]["devices"] = {}
+    with pytest.raises(ValueError, match="give them as arguments") as e:
+        SeriesModel.from_meta(real)
+    assert "thickness_nm" in str(e.value) and "tip_radius_nm" not in str(e.value)
     with pytest.raises(ValueError, match="give them as arguments"):
         SeriesModel.from_meta({})
     with pytest.raises(ValueError, match="unknown"):

@@ -16,9 +16,15 @@ One landing (disk contact of radius ``a``) is, in series (``docs`` and
 - ``R_film = ln(L / a) / (2 pi sigma_film t)``: the thin film collected by
   the Au pad at distance ``L = x - PadEdgeX``.
 
-The formulas are written here again (numpy/scipy only) rather than imported
-from the simulator, so that the analysis does not depend on it (the simulator
-package imports pymmcore-plus) and a test compares two implementations.
+The formulas are those of :mod:`napari_seccm.simulation.physics` (numpy/scipy
+only, nothing of Micro-Manager): one implementation, which the tests check
+against textbook values.
+
+Where the parameters come from (:meth:`SeriesModel.from_meta`), first found
+wins: the arguments; for the pipette, the plan recorded in the store
+(``meta["plan"]["pipette"]``, a :class:`~napari_seccm.model.PipetteGeometry`);
+then the store's rig snapshot (the simulated film's device properties, and
+the pipette of stores written before plans recorded it).
 
 Units: the dataclass fields and the function names carry their units; the
 formulas work in SI.
@@ -31,10 +37,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy.special import ellipk
 
-#: SeriesModel field -> the property of the ``Sample`` device that holds it in
-#: a store's rig snapshot (``meta["rig"]["devices"]["Sample"]``)
+from ..model.probe import PipetteGeometry
+from ..simulation import physics
+
+#: SeriesModel field -> the device property that holds it in a store's rig
+#: snapshot (``meta["rig"]["devices"][label]``: the simulated ``Sample``
+#: device's, or any other device that has the property)
 RIG_PROPERTIES: dict[str, str] = {
     "tip_radius_nm": "Pipette_TipRadius_nm",
     "half_angle_deg": "Pipette_HalfAngle_deg",
@@ -46,53 +55,50 @@ RIG_PROPERTIES: dict[str, str] = {
     "asr_ohm_cm2": "ASR_ohm_cm2",
 }
 
+#: SeriesModel fields that a plan records under ``pipette`` (same names)
+PIPETTE_FIELDS: tuple[str, ...] = tuple(PipetteGeometry.model_fields)
+
+
+def _plan_pipette(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """``meta["plan"]["pipette"]``, or {} (a store from before plans recorded it)."""
+    plan = (meta or {}).get("plan") or {}
+    pip = plan.get("pipette") if isinstance(plan, dict) else None
+    return dict(pip) if isinstance(pip, dict) else {}
+
+
+def _rig_sample(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The series-model properties (:data:`RIG_PROPERTIES`) in the store's rig
+    snapshot: the ``Sample`` device's first, then any device's that has them
+    (the simulated film is described by whichever device simulates it)."""
+    devices = (((meta or {}).get("rig") or {}).get("devices")) or {}
+    if not isinstance(devices, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for _, props in sorted(devices.items(), key=lambda kv: kv[0] != "Sample"):
+        if isinstance(props, dict):
+            for prop in RIG_PROPERTIES.values():
+                if prop in props and prop not in out:
+                    out[prop] = props[prop]
+    return out
+
+
+def pipette_from_meta(meta: dict[str, Any] | None) -> dict[str, float]:
+    """The pipette's geometry a store records (names of
+    :class:`~napari_seccm.model.PipetteGeometry`): from the plan, else from the
+    rig snapshot of an older store; the fields found in neither are absent."""
+    plan, sample = _plan_pipette(meta), _rig_sample(meta)
+    out: dict[str, float] = {}
+    for name in PIPETTE_FIELDS:
+        v = plan.get(name, sample.get(RIG_PROPERTIES[name]))
+        if v is not None:
+            try:
+                out[name] = float(v)
+            except (TypeError, ValueError):
+                continue
+    return out
+
 
 # ------------------------------------------------------------------ formulas
-def pipette_resistance_ohm(
-    tip_radius_m: float, half_angle_deg: float, conductivity_S_per_m: float
-) -> float:
-    """``rho / (pi r tan(theta))`` of a conical pipette, Ohm."""
-    return 1.0 / (
-        conductivity_S_per_m * math.pi * tip_radius_m * math.tan(math.radians(half_angle_deg))
-    )
-
-
-def interface_resistance_ohm(asr_ohm_m2: float, radius_m: float) -> float:
-    """``ASR / (pi a^2)``, Ohm."""
-    return asr_ohm_m2 / (math.pi * radius_m**2)
-
-
-def film_resistance_ohm(
-    distance_m: np.ndarray | float,
-    radius_m: float,
-    sigma_S_per_m: float,
-    thickness_m: float,
-) -> np.ndarray:
-    """``ln(L / a) / (2 pi sigma t)``, Ohm; ``L`` is clipped at ``a``."""
-    L = np.maximum(np.asarray(distance_m, dtype=float), radius_m)
-    return np.log(L / radius_m) / (2.0 * math.pi * sigma_S_per_m * thickness_m)
-
-
-def spreading_conductance_S(
-    radius_m: float | np.ndarray,
-    sigma_x_S_per_m: float | np.ndarray,
-    sigma_y_S_per_m: float | np.ndarray,
-    sigma_z_S_per_m: float | np.ndarray,
-) -> np.ndarray:
-    """Conductance of a disk of radius ``a`` on an anisotropic half-space, S.
-
-    ``4 a sigma`` when isotropic; ``4 a sqrt(sigma_in sigma_z)`` when the two
-    in-plane conductivities are equal.
-    """
-    a = np.asarray(radius_m, dtype=float)
-    sx = np.asarray(sigma_x_S_per_m, dtype=float)
-    sy = np.asarray(sigma_y_S_per_m, dtype=float)
-    sz = np.asarray(sigma_z_S_per_m, dtype=float)
-    lo, hi = np.minimum(sx, sy), np.maximum(sx, sy)
-    alpha = a / np.sqrt(lo)
-    return np.sqrt(sx * sy * sz) * 2.0 * math.pi * alpha / ellipk(1.0 - lo / hi)
-
-
 def llto_axes(anisotropy: float, orientation: str) -> tuple[float, float, float]:
     """Principal conductivities ``(x, y, z)`` of an LLTO domain relative to the
     fast (ab-plane) one, for ``anisotropy = sigma_fast / sigma_slow``.
@@ -100,21 +106,16 @@ def llto_axes(anisotropy: float, orientation: str) -> tuple[float, float, float]
     ``"001"``: c axis normal to the film (fast, fast, slow); ``"100"``: c axis
     in the plane (fast, slow, fast).
     """
-    if anisotropy < 1:
+    if not anisotropy >= 1:
         raise ValueError(f"anisotropy (sigma_fast / sigma_slow) must be >= 1, got {anisotropy}")
-    slow = 1.0 / anisotropy
-    if orientation == "001":
-        return 1.0, 1.0, slow
-    if orientation == "100":
-        return 1.0, slow, 1.0
-    raise ValueError(f"orientation must be '001' or '100', not {orientation!r}")
+    return physics.orientation_conductivities(1.0, 1.0 / anisotropy, orientation)
 
 
 def domain_spreading_ratio(anisotropy: float) -> float:
     """``G[100] / G[001]`` of the spreading term alone (1.3 / 1.9 / 2.8 / 4.3
     for an anisotropy of 3 / 10 / 30 / 100)."""
-    g100 = spreading_conductance_S(1.0, *llto_axes(anisotropy, "100"))
-    g001 = spreading_conductance_S(1.0, *llto_axes(anisotropy, "001"))
+    g100 = physics.spreading_conductance(1.0, *llto_axes(anisotropy, "100"))
+    g001 = physics.spreading_conductance(1.0, *llto_axes(anisotropy, "001"))
     return float(g100 / g001)
 
 
@@ -123,8 +124,9 @@ def domain_spreading_ratio(anisotropy: float) -> float:
 class SeriesModel:
     """Pipette, interface and film parameters of the series model.
 
-    ``from_meta`` reads them from a store's rig snapshot; any of them can be
-    given instead (a real instrument records no film parameters).
+    ``from_meta`` reads them from a store (the plan's pipette, the rig
+    snapshot); any of them can be given instead (a real instrument records no
+    film parameters).
     """
 
     tip_radius_nm: float
@@ -148,42 +150,67 @@ class SeriesModel:
 
     # ------------------------------------------------------------ building
     @classmethod
-    def from_meta(cls, meta: dict[str, Any] | None, **overrides: float | None) -> SeriesModel:
-        """Parameters from ``meta["rig"]["devices"]["Sample"]``, overridden by
-        the keyword arguments that are not None. Raises ``ValueError`` naming
-        every parameter found in neither."""
-        sample: dict[str, Any] = {}
-        if meta:
-            sample = dict(((meta.get("rig") or {}).get("devices") or {}).get("Sample") or {})
+    def sources(cls, meta: dict[str, Any] | None, **overrides: float | None) -> dict[str, str]:
+        """Where each parameter comes from: ``"argument"``, ``"plan"`` (the
+        plan's pipette), ``"rig snapshot"``, ``"default"`` (ASR 0) or
+        ``"missing"``."""
+        return cls._gather(meta, overrides)[1]
+
+    @classmethod
+    def _gather(
+        cls, meta: dict[str, Any] | None, overrides: dict[str, float | None]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         unknown = set(overrides) - set(RIG_PROPERTIES)
         if unknown:
             raise ValueError(f"unknown series-model parameters: {sorted(unknown)}")
-        values: dict[str, float] = {}
-        missing = []
+        plan, sample = _plan_pipette(meta), _rig_sample(meta)
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         for name, prop in RIG_PROPERTIES.items():
-            v = overrides.get(name)
-            if v is None and prop in sample:
-                v = sample[prop]
-            if v is None:
-                if name == "asr_ohm_cm2":
-                    v = 0.0
-                else:
-                    missing.append(f"{name} (rig property Sample-{prop})")
-                    continue
-            try:
-                values[name] = float(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"series model: {name} = {v!r} is not a number") from None
+            for src, v in (
+                ("argument", overrides.get(name)),
+                ("plan", plan.get(name) if name in PIPETTE_FIELDS else None),
+                ("rig snapshot", sample.get(prop)),
+                ("default", 0.0 if name == "asr_ohm_cm2" else None),
+            ):
+                if v is not None:
+                    values[name], sources[name] = v, src
+                    break
+            else:
+                sources[name] = "missing"
+        return values, sources
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None, **overrides: float | None) -> SeriesModel:
+        """Parameters from the keyword arguments that are not None, else (the
+        pipette's) from the plan recorded in the store (``meta["plan"]
+        ["pipette"]``), else from the rig snapshot's device properties
+        (:data:`RIG_PROPERTIES`). Raises ``ValueError`` naming every parameter
+        found nowhere."""
+        values, sources = cls._gather(meta, overrides)
+        missing = [
+            f"{name} ("
+            + (f"plan pipette.{name} or " if name in PIPETTE_FIELDS else "")
+            + f"rig property {RIG_PROPERTIES[name]})"
+            for name, src in sources.items()
+            if src == "missing"
+        ]
         if missing:
             raise ValueError(
-                "the series model needs parameters that the store's rig snapshot does not "
-                "hold; give them as arguments: " + ", ".join(missing)
+                "the series model needs parameters that the store's plan and rig snapshot "
+                "do not hold; give them as arguments: " + ", ".join(missing)
             )
-        return cls(**values)
+        out: dict[str, float] = {}
+        for name, v in values.items():
+            try:
+                out[name] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"series model: {name} = {v!r} is not a number") from None
+        return cls(**out)
 
     @classmethod
     def available_in(cls, meta: dict[str, Any] | None) -> bool:
-        """True if the rig snapshot holds every parameter (ASR may be absent)."""
+        """True if the store holds every parameter (ASR may be absent)."""
         try:
             cls.from_meta(meta)
         except ValueError:
@@ -200,7 +227,7 @@ class SeriesModel:
 
     @property
     def pipette_resistance_ohm(self) -> float:
-        return pipette_resistance_ohm(
+        return physics.pipette_resistance(
             self.tip_radius_nm * 1e-9,
             self.half_angle_deg,
             self.electrolyte_S_per_cm * 100.0,
@@ -208,12 +235,12 @@ class SeriesModel:
 
     @property
     def interface_resistance_ohm(self) -> float:
-        return interface_resistance_ohm(self.asr_ohm_cm2 * 1e-4, self.footprint_radius_m)
+        return physics.interface_resistance(self.asr_ohm_cm2 * 1e-4, self.footprint_radius_m)
 
     def film_resistance_ohm(self, x_um: np.ndarray | float) -> np.ndarray:
         """Film (collection) term at stage x, Ohm (distance to the pad edge)."""
         d_m = (np.asarray(x_um, dtype=float) - self.pad_edge_x_um) * 1e-6
-        return film_resistance_ohm(
+        return physics.film_resistance(
             d_m,
             self.footprint_radius_m,
             self.sigma_film_S_per_cm * 100.0,
@@ -282,7 +309,7 @@ def conductivity_S_per_cm(
     if orientation is None:
         raise ValueError("an anisotropic conductivity needs the domain orientation")
     unit = {
-        o: float(spreading_conductance_S(radius_m, *llto_axes(anisotropy, o)))
+        o: float(physics.spreading_conductance(radius_m, *llto_axes(anisotropy, o)))
         for o in ("100", "001")
     }
     if isinstance(orientation, str):

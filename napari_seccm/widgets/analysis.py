@@ -291,16 +291,17 @@ class AnalysisWidget(QWidget):
         return prof
 
     def _footprint_radius_um(self) -> float | None:
-        """The droplet footprint radius from the scan's rig snapshot, um."""
+        """The droplet footprint radius the scan recorded (its plan's pipette;
+        the rig snapshot of an older store), um."""
         if self.result is None:
             return None
         try:
             from ..acquisition.store import ScanStore
+            from ..analysis.series import pipette_from_meta
 
             with ScanStore.open(self.result["store"]) as s:
-                sample = s.meta.get("rig", {}).get("devices", {}).get("Sample", {})
-            v = sample.get("Pipette_FootprintRadius_nm")
-            return float(v) * 1e-3 if v is not None else None
+                v = pipette_from_meta(s.meta).get("footprint_radius_nm")
+            return v * 1e-3 if v is not None else None
         except (OSError, ValueError, KeyError):
             return None
 
