@@ -36,6 +36,36 @@ def config_path(name_or_path: str | Path = SIMULATED) -> Path:
     )
 
 
+def new_core() -> UniMMCore:
+    """An empty UniMMCore that routes ``setProperty('Core', 'Focus' | 'XYStage' |
+    'Camera' | 'Shutter' | 'SLM', <Python device>)`` to the role setters.
+
+    pymmcore-plus 0.18.1 passes those to the C++ core, which knows no Python
+    device and refuses ("Cannot set Core property Focus to invalid value");
+    pymmcore-widgets' StageWidget ("Set as default") and saved configs use them.
+    Later pymmcore-plus releases route them the same way.
+    """
+    from pymmcore_plus.core._constants import Keyword
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
+    class SECCMCore(UniMMCore):
+        def setProperty(self, label: str, propName: str, propValue: object) -> None:
+            if label == Keyword.CoreDevice:
+                setter = {
+                    Keyword.CoreFocus: self.setFocusDevice,
+                    Keyword.CoreCamera: self.setCameraDevice,
+                    Keyword.CoreXYStage: self.setXYStageDevice,
+                    Keyword.CoreShutter: self.setShutterDevice,
+                    Keyword.CoreSLM: self.setSLMDevice,
+                }.get(propName)
+                if setter is not None:
+                    setter(str(propValue))
+                    return
+            super().setProperty(label, propName, propValue)  # type: ignore[arg-type]
+
+    return SECCMCore()
+
+
 def load_core(
     config: str | Path = SIMULATED, *, quiet: bool = True, signals: str | None = None
 ) -> UniMMCore:
@@ -49,15 +79,13 @@ def load_core(
     """
     import os
 
-    from pymmcore_plus.experimental.unicore import UniMMCore
-
     if quiet:
         logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)
     old = os.environ.get("PYMM_SIGNALS_BACKEND")
     if signals is not None:
         os.environ["PYMM_SIGNALS_BACKEND"] = signals
     try:
-        core = UniMMCore()
+        core = new_core()
     finally:
         if signals is not None:
             if old is None:

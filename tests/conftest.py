@@ -25,6 +25,25 @@ CONFIG = REPO / "micromanager_config" / "seccm_simulated.cfg"
 INIT_LINE = "Property,Core,Initialize,1"
 
 
+def _new_core() -> UniMMCore:
+    """A core whose events are delivered at once on the thread that emits them
+    (devices emit on their workers): these tests run no Qt event loop, even
+    when a GUI test has made a QApplication."""
+    import os
+
+    from napari_seccm.configs import new_core
+
+    old = os.environ.get("PYMM_SIGNALS_BACKEND")
+    os.environ["PYMM_SIGNALS_BACKEND"] = "psygnal"
+    try:
+        return new_core()
+    finally:
+        if old is None:
+            del os.environ["PYMM_SIGNALS_BACKEND"]
+        else:
+            os.environ["PYMM_SIGNALS_BACKEND"] = old
+
+
 def _close(core: UniMMCore) -> None:
     core.unloadAllDevices()
 
@@ -61,7 +80,7 @@ def _frozen_heap() -> Iterator[None]:
 @pytest.fixture
 def core(_frozen_heap: None) -> Iterator[UniMMCore]:
     """A UniMMCore with the simulated SECCM config loaded (a fresh experiment)."""
-    mmc = UniMMCore()
+    mmc = _new_core()
     mmc.loadSystemConfiguration(str(CONFIG))
     yield mmc
     _close(mmc)
@@ -82,7 +101,7 @@ def make_core(tmp_path: Path, _frozen_heap: None) -> Iterator[Callable[..., UniM
     def factory(seed: int | None = None, preinit: Sequence[str] = ()) -> UniMMCore:
         cfg = tmp_path / f"seccm_{len(made)}.cfg"
         cfg.write_text(_config_text(seed, preinit))
-        mmc = UniMMCore()
+        mmc = _new_core()
         mmc.loadSystemConfiguration(str(cfg))
         made.append(mmc)
         return mmc

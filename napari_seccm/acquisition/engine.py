@@ -191,7 +191,8 @@ class HoppingEngine(PMDAEngine):
         core = self.core
         busy = core.deviceBusy
         if busy(dev):
-            limit = expected_s * DEADLINE_FACTOR + DEADLINE_MARGIN_S
+            margin = getattr(self.plan.safety, "deadline_margin_s", DEADLINE_MARGIN_S)
+            limit = expected_s * DEADLINE_FACTOR + margin
             deadline = time.perf_counter() + limit
             spins = 0
             while busy(dev):

@@ -328,6 +328,21 @@ class SafetySettings(_Model):
         description="steepest surface slope assumed until the plane model is trusted: the "
         "lift before a hop and the slow zone after it grow by tan(tilt) x hop distance",
     )
+    max_consecutive_faults: int = Field(
+        3,
+        ge=1,
+        le=1_000_000,
+        description="stop the scan (status fault) after this many points in a row whose "
+        "readings cannot be trusted (stage not at its target, contact height disagreeing "
+        "with the stage, no or non-finite samples)",
+    )
+    deadline_margin_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="a step (move, approach, program) that takes longer than twice its "
+        "expected time plus this is a device fault: it is aborted and the scan ends, s",
+    )
 
 
 class PotentiostatSettings(_Model):

@@ -94,6 +94,7 @@ class PiezoXY(HubPeripheral, XYStageDevice):
         check_range(f"{self.get_label()} X", x, xmin, xmax, "um")
         check_range(f"{self.get_label()} Y", y, ymin, ymax, "um")
         hub = self.hub
+        hub.check_not_latched(self.get_label(), "a lateral move")
         hub.check_xy_move(
             self.get_label(), {z.get_label(): z.get_position_um() for z in hub.z_stages()}
         )
@@ -205,6 +206,7 @@ class PiezoZ(HubPeripheral, StageDevice):
         zmin, zmax = self.travel()
         check_range(f"{self.get_label()} Z", val, zmin, zmax, "um")
         label, ctrl, probe, speed = self.get_label(), self.controller, self.probe, self._speed
+        self.hub.check_not_latched(label, "a Z move")
         self.hub.check_z_move(label, val, ctrl.get_z_um(probe))
         self.start_operation(
             f"moving Z to {val:g} um",

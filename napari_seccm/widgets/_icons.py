@@ -1,0 +1,81 @@
+"""Icons for pymmcore-widgets on an offline instrument PC.
+
+pymmcore-widgets (its ``StageWidget`` among others) asks pyconify for its icons,
+which downloads them the first time and keeps them in a disk cache; with no
+network the widget cannot even be built. :func:`provide_offline_icons` puts
+simple drawings of the icons it needs into that cache, under the names
+pyconify looks for when it cannot reach its server. An icon already in the
+cache (downloaded once online) is left as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+log = logging.getLogger(__name__)
+
+_CHEVRON = "M7.4 8.6 12 13.2l4.6-4.6L18 10l-6 6-6-6z"  # a down chevron, 24 x 24
+
+#: rotation (deg) of the down chevron for each direction
+_DIRECTIONS = {"down": 0, "left": 90, "up": 180, "right": 270}
+_COUNTS = {"": 1, "double-": 2, "triple-": 3}
+
+_STOP = (
+    "M8.1 1h7.8L23 8.1v7.8L15.9 23H8.1L1 15.9V8.1z"
+    "M6.5 10.5v3h11v-3z"  # an octagon with a bar (a stop sign)
+)
+
+#: (icon, colours) that pymmcore-widgets' StageWidget asks for
+STAGE_WIDGET_ICONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    *(
+        (f"mdi:chevron-{count}{direction}", ("rgb(0, 180, 0)", "lime", "green"))
+        for count in _COUNTS
+        for direction in _DIRECTIONS
+    ),
+    ("bi:sign-stop-fill", ("red",)),
+)
+
+
+def _svg(name: str, color: str) -> bytes:
+    if name == "bi:sign-stop-fill":
+        body = f'<path fill="{color}" fill-rule="evenodd" d="{_STOP}"/>'
+    else:
+        stem = name.split(":", 1)[1].removeprefix("chevron-")
+        count = next(n for p, n in sorted(_COUNTS.items(), reverse=True) if stem.startswith(p))
+        direction = stem.split("-")[-1]
+        rot = _DIRECTIONS[direction]
+        offsets = {1: (0,), 2: (-3, 3), 3: (-5, 0, 5)}[count]
+        body = "".join(
+            f'<path fill="{color}" transform="rotate({rot} 12 12) translate(0 {dy})" d="{_CHEVRON}"/>'
+            for dy in offsets
+        )
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="1em" height="1em" viewBox="0 0 24 24">'
+        f"{body}</svg>"
+    ).encode()
+
+
+def provide_offline_icons(
+    icons: tuple[tuple[str, tuple[str, ...]], ...] = STAGE_WIDGET_ICONS,
+) -> int:
+    """Put the icons that are missing into pyconify's cache; how many were added."""
+    try:
+        from pyconify._cache import cache_key, svg_cache
+        from pyconify.api import NO_LAST_MOD
+    except ImportError:  # pragma: no cover - pyconify changed its layout
+        log.warning("pyconify's cache layout is unknown: offline icons not provided")
+        return 0
+    cache = svg_cache()
+    added = 0
+    for name, colors in icons:
+        prefix, icon = name.split(":", 1)
+        for color in colors:
+            key = cache_key((prefix, icon), {"color": color}, NO_LAST_MOD)
+            stem = key.removesuffix(NO_LAST_MOD)
+            with contextlib.suppress(Exception):
+                if any(k.startswith(stem) for k in cache):
+                    continue
+                cache[key] = _svg(name, color)
+                added += 1
+    return added
