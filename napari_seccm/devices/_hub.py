@@ -96,6 +96,23 @@ def find_hub(dev: Any) -> SECCMHub:
     return hub
 
 
+def loaded_hub(label: str, cls: type[SECCMHub] | None = None) -> SECCMHub:
+    """The one initialized hub of class ``cls`` labelled ``label`` (for tests,
+    benchmarks and diagnostics, which look behind the core at the controller)."""
+    cls = cls or SECCMHub
+    with _HUBS_LOCK:
+        hubs = [
+            h
+            for h in _LIVE_HUBS
+            if isinstance(h, cls) and h.get_label() == label and h.controller is not None
+        ]
+    if not hubs:
+        raise RuntimeError(f"no {cls.__name__} hub {label!r} is loaded and initialized")
+    if len(hubs) > 1:
+        raise RuntimeError(f"several {cls.__name__} hubs {label!r} are loaded")
+    return hubs[0]
+
+
 @dataclass
 class ProbeGuard:
     """The interlock of one probe (one Z stage): where it last touched the surface.

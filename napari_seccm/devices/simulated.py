@@ -523,16 +523,8 @@ def simulated_rig(label: str = "SECCM") -> SimulatedRig:
     """The simulated instrument behind the loaded ``SimulatedSECCM`` hub called
     ``label``: the simulator's ground truth, for tests, benchmarks and sample data
     (nothing that runs a scan may use it)."""
-    from ._hub import _HUBS_LOCK, _LIVE_HUBS
+    from ._hub import loaded_hub
 
-    with _HUBS_LOCK:
-        hubs = [
-            h
-            for h in _LIVE_HUBS
-            if isinstance(h, SimulatedSECCM) and h.get_label() == label and h.controller
-        ]
-    if not hubs:
-        raise RuntimeError(f"no simulated SECCM hub {label!r} is loaded and initialized")
-    if len(hubs) > 1:
-        raise RuntimeError(f"several simulated SECCM hubs {label!r} are loaded")
-    return hubs[0].rig
+    hub = loaded_hub(label, SimulatedSECCM)
+    assert isinstance(hub, SimulatedSECCM)
+    return hub.rig
