@@ -316,11 +316,15 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     z_contact = core.getPosition()
     assert simulated_rig().probe().contact is not None  # ground truth: the droplet touches
     assert z_contact < surface + 2.0
-    # in contact, a lateral move is refused (it would drag the droplet)
+    # in contact, a lateral move is refused by the stage's interlock (it would
+    # drag the droplet); the widget shows why
     xy = core.getXYPosition()
     rig._move_xy(xy[0] + 5.0, xy[1])
-    assert "Retract first" in rig.status.text(), rig.status.text()
-    assert not rig._busy and core.getXYPosition() == pytest.approx(xy)
+    wait_rig_idle(qtbot, rig)
+    assert "lateral move refused" in rig.status.text(), rig.status.text()
+    assert "Lift Z to at least" in rig.status.text()
+    assert "e06c6c" in rig.status.styleSheet()
+    assert core.getXYPosition() == pytest.approx(xy)
 
     rig.retract_spin.setValue(2.0)
     rig._retract()
@@ -328,13 +332,16 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
     assert core.getPosition() == pytest.approx(z_contact + 2.0, abs=1e-6)
     assert simulated_rig().probe().contact is None
 
-    # a move below the film surface found by the approach is refused, nothing moves
+    # a move below the film surface found by the approach is refused by the Z
+    # stage's interlock, nothing moves
     z_before = core.getPosition()
     rig._move_z(z_contact - 10.0)
-    assert rig._surface_z == pytest.approx(z_contact, abs=2e-3)
-    assert "below the film surface" in rig.status.text(), rig.status.text()
-    assert f"{rig._surface_z:.3f} um" in rig.status.text()
-    assert not rig._busy and core.getPosition() == z_before
+    wait_rig_idle(qtbot, rig)
+    floor = core.getProperty("PiezoZ", "Interlock_MinZ_um")
+    assert floor == pytest.approx(z_contact, abs=2e-3)
+    assert "below the last contact height" in rig.status.text(), rig.status.text()
+    assert f"{floor:.3f} um" in rig.status.text()
+    assert core.getPosition() == z_before
     assert simulated_rig().probe().state == "ok"
 
     rig.cell_check.setChecked(False)

@@ -336,11 +336,14 @@ class Scan:
         return self._thread is not None and self._thread.is_alive()
 
     def cancel(self) -> None:
-        """Stop after the point in progress (the pipette is retracted, data flushed).
+        """Stop now: the step in progress (a move, the approach, the program) is
+        aborted, the point is not recorded, the pipette retracted, data flushed.
 
         Also before the first point: a scan canceled while it is still being
         prepared measures nothing."""
         self._cancel.set()
+        if self.engine is not None:
+            self.engine.abort.set()  # abort the step in progress, not only the next one
         self.core.mda.cancel()
 
     def set_paused(self, paused: bool) -> None:

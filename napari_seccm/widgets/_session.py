@@ -8,6 +8,8 @@ QApplication exists, so its signals are Qt signals (safe across threads).
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,8 @@ class Session(QObject):
     scanFinished = Signal(str)
     #: a store's layers were added to the viewer (store path)
     storeShown = Signal(str)
+    #: the emergency stop was latched (True) or reset (False)
+    estopChanged = Signal(bool)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         super().__init__()
@@ -89,6 +93,34 @@ class Session(QObject):
             self.load_config(SIMULATED)
         assert self.core is not None
         return self.core
+
+    def emergency_stop(self, reason: str = "emergency stop") -> list[str]:
+        """Halt everything now and latch (see :func:`napari_seccm.emergency_stop`).
+        Returns at once: no call waits on hardware."""
+        from ..acquisition.control import emergency_stop
+
+        if self.core is None:
+            return []
+        if self.scan is not None:
+            with contextlib.suppress(Exception):
+                self.scan.engine.abort.set()  # type: ignore[union-attr]
+        done = emergency_stop(self.core, reason)
+        self.estopChanged.emit(True)
+        return done
+
+    def reset_emergency_stop(self) -> list[str]:
+        from ..acquisition.control import reset_emergency_stop
+
+        if self.core is None:
+            return []
+        out = reset_emergency_stop(self.core)
+        self.estopChanged.emit(False)
+        return out
+
+    def latched_devices(self) -> list[str]:
+        from ..acquisition.control import latched_devices
+
+        return [] if self.core is None else latched_devices(self.core)
 
     def use_core(self, core: CMMCorePlus) -> None:
         """Drive an existing core (e.g. a script's, or napari-micromanager's)."""

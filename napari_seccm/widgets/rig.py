@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..configs import SIMULATED, config_dir
+from ._estop import EmergencyStopBar
 from ._qt import group, readout_label, run_in_thread, scroll_layout, spin, status_label
 from ._session import get_session
 
@@ -44,21 +45,18 @@ CURRENT_RANGES = (
 
 #: below this |E| a landing gives no current to detect (V)
 MIN_APPROACH_V = 0.05
-#: XY moves are refused closer than this above the last contact height (um)
-XY_CLEARANCE_UM = 0.5
+#: a manual move may take its expected time x this + MOVE_MARGIN_S
+MOVE_FACTOR, MOVE_MARGIN_S = 2.0, 5.0
 
 
 def _pipette_note(core: Any) -> str:
-    """'; the pipette is broken (...)' when a device reports a pipette state
-    (the simulated Sample does) that is not ok, else ''."""
-    for dev in core.getLoadedDevices():
-        if core.hasProperty(dev, "Pipette_State"):
-            state = core.getProperty(dev, "Pipette_State")
-            if state != "ok":
-                return (
-                    f"; the pipette is {state} ({dev} Pipette_State: set it to ok after "
-                    "fitting a new pipette)"
-                )
+    """'; the pipette is broken' when the focus stage reports its probe's
+    health (``ProbeHealth``) and it is not ok, else ''."""
+    z = core.getFocusDevice()
+    if z and core.hasProperty(z, "ProbeHealth"):
+        state = core.getProperty(z, "ProbeHealth")
+        if state not in ("ok", "unknown"):
+            return f"; the pipette is {state} ({z} ProbeHealth)"
     return ""
 
 
@@ -79,6 +77,8 @@ class RigWidget(QWidget):
         self.viewer = napari_viewer
         self.session = get_session(napari_viewer)
         self._busy = False
+        #: set by Stop: the waiting job aborts its device
+        self._stop_requested = False
         self._workers: list[Any] = []
 
         # -- config
@@ -231,8 +231,19 @@ class RigWidget(QWidget):
         opt_box.layout().addLayout(mrow)
 
         self.status = status_label()
-        lay = scroll_layout(self)
-        for w in (cfg_box, stage_box, pot_box, app_box, opt_box, self.status):
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setToolTip("abort the move or approach in progress (the stage stops there)")
+        self.stop_btn.setEnabled(False)
+        self.stop_btn.clicked.connect(self._stop)
+        self.estop = EmergencyStopBar(napari_viewer)
+        foot = QWidget()
+        frow = QHBoxLayout(foot)
+        frow.setContentsMargins(0, 0, 0, 0)
+        frow.addWidget(self.status, 1)
+        frow.addWidget(self.stop_btn)
+        # the status (refusals), Stop and the emergency stop stay in view
+        lay = scroll_layout(self, footer=(foot, self.estop))
+        for w in (cfg_box, stage_box, pot_box, app_box, opt_box):
             lay.addWidget(w)
         lay.addStretch()
 
@@ -251,8 +262,6 @@ class RigWidget(QWidget):
         # at most 10 times a second: the slot never calls the core, which may
         # hold a device lock while it emits, or be busy with a scan
         self._pos = [math.nan, math.nan, math.nan]
-        #: Z of the last contact (the film surface), um; moves below it are refused
-        self._surface_z: float | None = None
         self._xy = self._focus = ""
         self._pos_dirty = False
         self._core_events: Any = None
@@ -286,8 +295,10 @@ class RigWidget(QWidget):
             self._say("a scan is running: manual control is locked", error=True)
             return
         self._busy = True
+        self._stop_requested = False
         for b in self._buttons:
             b.setEnabled(False)
+        self.stop_btn.setEnabled(True)
         self._say(f"{what}…")
 
         def done(result: Any) -> None:
@@ -302,6 +313,7 @@ class RigWidget(QWidget):
             self._busy = False
             for b in self._buttons:
                 b.setEnabled(True)
+            self.stop_btn.setEnabled(False)
             self._update_positions()
 
         self._workers.append(run_in_thread(func, done, error, finished))
@@ -330,7 +342,6 @@ class RigWidget(QWidget):
             f"focus: {core.getFocusDevice() or '—'}, camera: {core.getCameraDevice() or '—'}"
         )
         self._disconnect_core()
-        self._surface_z = None  # another instrument: no surface known yet
         # direct connections: a scan moves the stages thousands of times; the
         # slots only store the numbers (the timer draws them), so they run in
         # the emitting thread instead of queueing an event per move for the
@@ -388,18 +399,50 @@ class RigWidget(QWidget):
             self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
 
     # ------------------------------------------------------------- actions
-    def _move_xy(self, x: float, y: float) -> None:
+    def _stop(self) -> None:
+        """Abort the manual operation in progress (the waiting job sees it)."""
+        self._stop_requested = True
+        core = self.session.core
+        if core is not None:
+            from ..acquisition.control import abort
+
+            for dev in (core.getXYStageDevice(), core.getFocusDevice()):
+                if dev:
+                    abort(core, dev)
+
+    def _await(self, dev: str, what: str, expected_s: float) -> bool:
+        """On the job's thread: wait for ``dev``; False if Stop was pressed."""
+        from ..acquisition.control import wait_idle
+
+        ok = wait_idle(
+            self.core,
+            dev,
+            expected_s * MOVE_FACTOR + MOVE_MARGIN_S,
+            what,
+            should_stop=lambda: self._stop_requested,
+        )
+        if not ok:
+            raise RuntimeError("stopped: the stage stopped where it was")
+        return ok
+
+    def _speed(self, dev: str, default: float) -> float:
         core = self.core
-        z, surface = self._pos[2], self._surface_z
-        if surface is not None and math.isfinite(z) and z < surface + XY_CLEARANCE_UM:
-            self._say(
-                f"the pipette is at Z = {z:.3f} um, within {XY_CLEARANCE_UM:g} um of the film "
-                f"surface ({surface:.3f} um): a lateral move would drag or break it. "
-                "Retract first",
-                error=True,
-            )
-            return
-        self._run(f"move XY to ({x:g}, {y:g}) um", lambda: core.setXYPosition(x, y))
+        if dev and core.hasProperty(dev, "Speed_um_per_s"):
+            return float(core.getProperty(dev, "Speed_um_per_s"))
+        return default
+
+    def _move_xy(self, x: float, y: float) -> None:
+        """Move laterally; the devices refuse a move near the surface
+        (their interlocks), and the refusal is shown here."""
+        core = self.core
+
+        def move() -> None:
+            dev = core.getXYStageDevice()
+            x0, y0 = core.getXYPosition()
+            core.setXYPosition(x, y)
+            self._await(dev, "the move", math.hypot(x - x0, y - y0) / self._speed(dev, 10.0))
+
+        self._run(f"move XY to ({x:g}, {y:g}) um", move)
 
     def _step_xy(self, dx: int, dy: int) -> None:
         """Step from the last known position (kept from the core's events), so
@@ -415,19 +458,15 @@ class RigWidget(QWidget):
         self._move_xy(x + dx * step, y + dy * step)
 
     def _move_z(self, z: float) -> None:
+        """Move Z; the devices refuse a move below the last contact (their
+        interlock: only the approach goes toward the surface)."""
         core = self.core
-        surface = self._surface_z
-        if surface is not None and z < surface:
-            self._say(
-                f"Z = {z:g} um is below the film surface found at {surface:.3f} um (the last "
-                "contact): the pipette would crash into the film. Retract, then Approach to "
-                "land",
-                error=True,
-            )
-            return
 
         def move() -> None:
+            dev = core.getFocusDevice()
+            z0 = core.getPosition()
             core.setPosition(z)
+            self._await(dev, "the Z move", abs(z - z0) / self._speed(dev, 1.0))
             note = _pipette_note(core)
             if note:
                 raise RuntimeError(f"Z = {z:g} um reached{note}")
@@ -488,14 +527,15 @@ class RigWidget(QWidget):
                 if core.hasProperty(zdev, "ZMin_um")
                 else z - depth
             )
-            core.setProperty(zdev, "Approach_StopZ_um", max(z - depth, zmin))
+            stop = max(z - depth, zmin)
+            core.setProperty(zdev, "Approach_StopZ_um", stop)
             core.setProperty(zdev, "Approach_Speed_um_per_s", speed)
             core.setProperty(zdev, "Approach_Threshold_A", thr)
             core.setProperty(zdev, "Approach", "Start")
+            self._await(zdev, "the approach", (z - stop) / speed)
             result = core.getProperty(zdev, "Approach_Result")
             if result == "contact":
                 cz = float(core.getProperty(zdev, "Approach_ContactZ_um"))
-                self._surface_z = cz
                 return f"contact at Z = {cz:.3f} um" + _pipette_note(core)
             raise RuntimeError(
                 f"{result} down to Z = {core.getPosition():.3f} um (max depth {depth:g} um): "
@@ -506,8 +546,17 @@ class RigWidget(QWidget):
         self._run("approach", approach)
 
     def _retract(self) -> None:
-        core, d = self.core, self.retract_spin.value()
-        self._run(f"retract {d:g} um", lambda: core.setPosition(core.getPosition() + d))
+        self._move_z_by(self.retract_spin.value(), "retract")
+
+    def _move_z_by(self, d: float, what: str) -> None:
+        core = self.core
+
+        def move() -> None:
+            dev = core.getFocusDevice()
+            core.setPosition(core.getPosition() + d)
+            self._await(dev, what, abs(d) / self._speed(dev, 1.0))
+
+        self._run(f"{what} {d:g} um", move)
 
     def _snap(self) -> None:
         core = self.core

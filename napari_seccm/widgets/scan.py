@@ -37,6 +37,7 @@ from ..acquisition.plan import (
     ScanPlan,
     Staircase,
 )
+from ._estop import EmergencyStopBar
 from ._qt import group, readout_label, scroll_layout, spin, status_label
 from ._session import get_session
 
@@ -185,7 +186,8 @@ class ScanWidget(QWidget):
         run_box.layout().addWidget(self.time_label)
 
         # the run controls, progress and messages stay in view (not scrolled)
-        lay = scroll_layout(self, footer=(run_box, self.status))
+        self.estop = EmergencyStopBar(napari_viewer)
+        lay = scroll_layout(self, footer=(run_box, self.status, self.estop))
         for wdg in (area_box, meas_box, app_box, out_box):
             lay.addWidget(wdg)
         lay.addStretch()
