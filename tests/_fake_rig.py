@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from napari_seccm.devices import PiezoXY, PiezoZ, Potentiostat, SECCMHub
+from napari_seccm.model.program import Program
 
 __all__ = ["PiezoXY", "PiezoZ", "Potentiostat", "ScriptedController", "ScriptedHub"]
 
@@ -150,14 +151,12 @@ class ScriptedController:
         self.rate = sample_rate_hz
 
     def run_program(self, channel: str, program_json: str, abort: threading.Event) -> np.ndarray:
-        from napari_seccm.simulation import Waveform
-
         fault = self._take("program")
         self.log.append(("program", self.z, self.in_contact))
         self._behave("program", fault, abort)
         if fault in ("hang", "empty"):
             return np.empty((3, 0))
-        e = Waveform.from_json(program_json).sample(self.rate)
+        e = Program.from_json(program_json).sample(self.rate)
         i = np.full(e.size, CURRENT_A if (self.in_contact and self.cell) else 0.0)
         if fault == "nan":
             i[:] = np.nan

@@ -105,7 +105,7 @@ def test_samples_that_are_not_numbers_are_faults(rig, tmp_path, fault):
     core, ctrl = rig
     ctrl.next["program"] = ["ok"]
     ctrl.fault["program"] = fault
-    status, meta, res = scan(core, tmp_path / f"{fault}.seccm.zarr", max_consecutive_faults=2)
+    status, _, res = scan(core, tmp_path / f"{fault}.seccm.zarr", max_consecutive_faults=2)
     assert status == "fault"
     assert res["status"][0] == OK
     assert (res["status"][1:3] == FAULT).all()

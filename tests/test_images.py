@@ -14,14 +14,6 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from napari_seccm.simulation import DOMAIN_001, FilmParameters, LLTOFilm
-from napari_seccm.simulation.tem import (
-    DEFAULT_PIXEL_NM,
-    pixel_to_stage,
-    render_tem_image,
-    tem_transform,
-    write_tem_tiff,
-)
 from napari_seccm.io.images import (
     MissingScaleError,
     get_reader,
@@ -30,6 +22,14 @@ from napari_seccm.io.images import (
     load_image,
     optical_mosaic,
     read_images,
+)
+from napari_seccm.simulation import DOMAIN_001, FilmParameters, LLTOFilm
+from napari_seccm.simulation.tem import (
+    DEFAULT_PIXEL_NM,
+    pixel_to_stage,
+    render_tem_image,
+    tem_transform,
+    write_tem_tiff,
 )
 
 if TYPE_CHECKING:

@@ -36,6 +36,7 @@ import logging
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
     from useq import MDAEvent, MDASequence
 
+    from ..model import ProbeSpec
     from .plan import ScanPlan, ScanPoints
     from .store import StoreWriter
 
@@ -93,6 +95,28 @@ class ScanInterrupted(RuntimeError):
     ``__cause__`` is the original interrupt."""
 
 
+@dataclass
+class ProbeState:
+    """What the engine knows about one probe: its devices (from its
+    :class:`ProbeSpec`), its surface model, and where it has landed."""
+
+    spec: ProbeSpec
+    surface: SurfaceModel
+    #: Micro-Manager labels of its Z stage and potentiostat (set at the sequence's start)
+    z_dev: str = ""
+    ps: str = ""
+    #: a landing in this session (the last one's height and place)
+    has_last: bool = False
+    last_contact_z: float = math.nan
+    last_xy: tuple[float, float] = (math.nan, math.nan)
+    #: the highest landing of the scan (the safe height is above it)
+    max_contact_z: float = -math.inf
+    #: Z where this session started (the safe height while no landing is known)
+    start_z: float = math.nan
+    #: until the first landing of a session the surface is searched, not predicted
+    session_landed: bool = False
+
+
 class HoppingEngine(PMDAEngine):
     """Runs one hop per MDA event (``event.index["p"]`` = point index)."""
 
@@ -110,31 +134,25 @@ class HoppingEngine(PMDAEngine):
         self.plan = plan
         self.writer = writer
         self.points = points if points is not None else plan.points()
-        self.surface = SurfaceModel(plan.surface.model, plan.surface.min_landings)
+        surface = SurfaceModel(plan.surface.model, plan.surface.min_landings)
         if previous_landings is not None:
-            self.surface.add_many(*previous_landings)
+            surface.add_many(*previous_landings)
+        #: the one probe of this plan; a dual-probe plan will hold two
+        self.probe = ProbeState(plan.probe_spec(), surface)
+        if previous_landings is not None:
+            z_prev = np.asarray(previous_landings[2], dtype=float)
+            z_prev = z_prev[np.isfinite(z_prev)]  # misses have no height
+            if z_prev.size:
+                self.probe.max_contact_z = float(z_prev.max())
         self.error: BaseException | None = None
         self.points_done = 0
         self.consecutive_failures = 0
         self.consecutive_saturated = 0
         self._last_row: int | None = None
-        self._max_contact_z = -math.inf
-        if previous_landings is not None:
-            z_prev = np.asarray(previous_landings[2], dtype=float)
-            z_prev = z_prev[np.isfinite(z_prev)]  # misses have no height
-            if z_prev.size:
-                self._max_contact_z = float(z_prev.max())
         self._t0_instrument = 0.0
         #: instrument time of earlier sessions (resume): t_start_s keeps counting
         self.time_offset_s = time_offset_s
-        self._has_last = False
-        self._last_contact_z = math.nan
-        self._last_xy = (math.nan, math.nan)
         self._last_reason = NO_CONTACT
-        #: Z where this session started (the safe height while no landing is known)
-        self._start_z = math.nan
-        #: a landing in this session: until then the surface is searched, not predicted
-        self._session_landed = False
         self._tan_tilt = math.tan(math.radians(plan.safety.max_tilt_deg))
         #: what the engine noticed and did about it (e.g. a surface offset on resume)
         self.notes: list[str] = []
@@ -178,7 +196,7 @@ class HoppingEngine(PMDAEngine):
         """Abort what ``dev`` is doing (no device lock is taken for stages)."""
         core = self.core
         try:
-            if dev in (self.xy_dev, self.z_dev):
+            if dev in (self.xy_dev, self.probe.z_dev):
                 core.stop(dev)
             elif self._hw_waveform and core.hasProperty(dev, "Acquire"):
                 core.setProperty(dev, "Acquire", "Abort")
@@ -232,13 +250,13 @@ class HoppingEngine(PMDAEngine):
 
     def _z_speed(self, speed: float | None) -> float:
         if speed is not None and self._z_speed_prop:
-            self._set_prop(self.z_dev, "Speed_um_per_s", speed)
+            self._set_prop(self.probe.z_dev, "Speed_um_per_s", speed)
             return speed
         return self._z_speed_now()
 
     def _z_speed_now(self) -> float:
         if self._z_speed_prop:
-            return float(self.core.getProperty(self.z_dev, "Speed_um_per_s"))
+            return float(self.core.getProperty(self.probe.z_dev, "Speed_um_per_s"))
         return 1.0
 
     def _move_z(self, z: float, speed: float | None = None) -> None:
@@ -248,13 +266,15 @@ class HoppingEngine(PMDAEngine):
             )
         v = self._z_speed(speed)
         core = self.core
-        here = float(core.getPosition(self.z_dev))
-        self._start(self.z_dev, f"the Z move to {z:.3f} um", core.setPosition, self.z_dev, z)
-        self._await(self.z_dev, f"the Z move to {z:.3f} um", abs(z - here) / v)
-        got = float(core.getPosition(self.z_dev))
+        here = float(core.getPosition(self.probe.z_dev))
+        self._start(
+            self.probe.z_dev, f"the Z move to {z:.3f} um", core.setPosition, self.probe.z_dev, z
+        )
+        self._await(self.probe.z_dev, f"the Z move to {z:.3f} um", abs(z - here) / v)
+        got = float(core.getPosition(self.probe.z_dev))
         if abs(got - z) > POSITION_TOLERANCE_UM:
             raise DeviceFault(
-                f"{self.z_dev} ended at Z = {got:.3f} um instead of {z:.3f} um "
+                f"{self.probe.z_dev} ended at Z = {got:.3f} um instead of {z:.3f} um "
                 f"(tolerance {POSITION_TOLERANCE_UM:g} um)"
             )
 
@@ -266,7 +286,9 @@ class HoppingEngine(PMDAEngine):
             self.xy_dev, f"the move to ({x:g}, {y:g}) um", core.setXYPosition, self.xy_dev, x, y
         )
         self._await(
-            self.xy_dev, f"the move to ({x:g}, {y:g}) um", math.hypot(x - x0, y - y0) / self._xy_speed
+            self.xy_dev,
+            f"the move to ({x:g}, {y:g}) um",
+            math.hypot(x - x0, y - y0) / self._xy_speed,
         )
         xa, ya = core.getXYPosition(self.xy_dev)
         self._xy_error_um = math.hypot(xa - x, ya - y)
@@ -280,18 +302,23 @@ class HoppingEngine(PMDAEngine):
     def setup_sequence(self, sequence: MDASequence) -> dict[str, Any] | None:
         core, plan = self.core, self.plan
         self.xy_dev = core.getXYStageDevice()
-        self.z_dev = core.getFocusDevice()
-        self.ps = plan.potentiostat.label
-        if not self.xy_dev or not self.z_dev:
+        #: the measurement at every landing (one typed program, sampled one way)
+        self._program = plan.program()
+        spec = self.probe.spec
+        self.probe.z_dev = spec.z_stage or core.getFocusDevice()
+        self.probe.ps = spec.potentiostat
+        if not self.xy_dev or not self.probe.z_dev:
             raise RuntimeError("the core needs an XY stage and a focus (Z) stage for a scan")
         loaded = core.getLoadedDevices()
-        if self.ps not in loaded:
-            raise RuntimeError(f"potentiostat {self.ps!r} is not loaded")
+        if self.probe.ps not in loaded:
+            raise RuntimeError(f"potentiostat {self.probe.ps!r} is not loaded")
         has = core.hasProperty
         devs = [d for d in loaded if d != "Core"]
         self._clock_dev = next((d for d in devs if has(d, "InstrumentTime_s")), "")
         latched = [
-            d for d in devs if has(d, "EmergencyStop") and core.getProperty(d, "EmergencyStop") == "Latched"
+            d
+            for d in devs
+            if has(d, "EmergencyStop") and core.getProperty(d, "EmergencyStop") == "Latched"
         ]
         if latched:
             raise DeviceFault(
@@ -299,7 +326,7 @@ class HoppingEngine(PMDAEngine):
                 "(napari_seccm.reset_emergency_stop(core)) before a scan"
             )
         self._has_last_error = {
-            d for d in (self.xy_dev, self.z_dev, self.ps) if has(d, "LastError")
+            d for d in (self.xy_dev, self.probe.z_dev, self.probe.ps) if has(d, "LastError")
         }
         self._xy_speed = (
             float(core.getProperty(self.xy_dev, "Speed_um_per_s"))
@@ -308,61 +335,65 @@ class HoppingEngine(PMDAEngine):
         )
         self._estop.clear()
         core.events.propertyChanged.connect(self._on_property)
-        self._device_approach = has(self.z_dev, "Approach") and has(self.z_dev, "Approach_Result")
+        self._device_approach = has(self.probe.z_dev, "Approach") and has(
+            self.probe.z_dev, "Approach_Result"
+        )
         method = plan.approach.method
         if method == "device" and not self._device_approach:
             raise RuntimeError(
-                f"the plan asks for a device-side approach but {self.z_dev!r} has none"
+                f"the plan asks for a device-side approach but {self.probe.z_dev!r} has none"
             )
         self._use_device_approach = self._device_approach and method != "software"
-        self._has_interlock_floor = has(self.z_dev, "Interlock_MinZ_um")
-        self._hw_waveform = has(self.ps, "Waveform") and has(self.ps, "LastTrace")
-        self._z_speed_prop = has(self.z_dev, "Speed_um_per_s")
+        self._has_interlock_floor = has(self.probe.z_dev, "Interlock_MinZ_um")
+        self._hw_waveform = has(self.probe.ps, "Waveform") and has(self.probe.ps, "LastTrace")
+        self._z_speed_prop = has(self.probe.z_dev, "Speed_um_per_s")
         lo = -math.inf
-        if has(self.z_dev, "ZMin_um"):
-            lo = float(core.getProperty(self.z_dev, "ZMin_um"))
+        if has(self.probe.z_dev, "ZMin_um"):
+            lo = float(core.getProperty(self.probe.z_dev, "ZMin_um"))
         self.z_floor = plan.safety.z_floor_um if plan.safety.z_floor_um is not None else lo
         pst = plan.potentiostat
         if self._hw_waveform:
             # a long program left by an earlier scan would make a higher sample
             # rate exceed the device's sample cap: a short one until the real one
             self._set_prop(
-                self.ps, "Waveform", json.dumps([{"hold": plan.approach.potential_V, "t": 0.001}])
+                self.probe.ps,
+                "Waveform",
+                json.dumps([{"hold": plan.approach.potential_V, "t": 0.001}]),
             )
         for prop, val in (
             ("SampleRate_Hz", pst.sample_rate_Hz),
             ("Filter_Hz", pst.filter_Hz),
             ("CurrentRange_A", pst.current_range_A),
         ):
-            if has(self.ps, prop):
+            if has(self.probe.ps, prop):
                 # the filter must stay below half the rate at every step
                 if (
                     prop == "SampleRate_Hz"
-                    and float(core.getProperty(self.ps, "Filter_Hz")) > val / 2
+                    and float(core.getProperty(self.probe.ps, "Filter_Hz")) > val / 2
                 ):
-                    self._set_prop(self.ps, "Filter_Hz", pst.filter_Hz)
-                self._set_prop(self.ps, prop, val)
+                    self._set_prop(self.probe.ps, "Filter_Hz", pst.filter_Hz)
+                self._set_prop(self.probe.ps, prop, val)
         self._range = (
-            float(core.getProperty(self.ps, "CurrentRange_A"))
-            if has(self.ps, "CurrentRange_A")
+            float(core.getProperty(self.probe.ps, "CurrentRange_A"))
+            if has(self.probe.ps, "CurrentRange_A")
             else math.inf
         )
         if self._hw_waveform:
-            self._set_prop(self.ps, "Waveform", plan.waveform_json())
+            self._set_prop(self.probe.ps, "Waveform", self._program.to_json())
         if self._use_device_approach:
             a = plan.approach
-            self._set_prop(self.z_dev, "Approach_Threshold_A", a.threshold_A)
-            self._set_prop(self.z_dev, "Approach_Detection", a.detection)
-            self._set_prop(self.z_dev, "Approach_ConfirmSamples", a.confirm_samples)
-        self._set_prop(self.ps, "Potential_V", plan.approach.potential_V)
-        self._set_prop(self.ps, "Cell", "On")
+            self._set_prop(self.probe.z_dev, "Approach_Threshold_A", a.threshold_A)
+            self._set_prop(self.probe.z_dev, "Approach_Detection", a.detection)
+            self._set_prop(self.probe.z_dev, "Approach_ConfirmSamples", a.confirm_samples)
+        self._set_prop(self.probe.ps, "Potential_V", plan.approach.potential_V)
+        self._set_prop(self.probe.ps, "Cell", "On")
         fs = pst.sample_rate_Hz
-        self._program_s = sum(float(seg["t"]) for seg in plan.waveform_segments())
+        self._program_s = self._program.duration_s
         w0, w1 = plan.readout_window_s()
         self._win = slice(int(round(w0 * fs)), max(int(round(w1 * fs)), int(round(w0 * fs)) + 1))
         self._t0_instrument = self.instrument_time_s()
         self._t0_wall = time.perf_counter()
-        self._start_z = float(core.getPosition(self.z_dev))
+        self.probe.start_z = float(core.getPosition(self.probe.z_dev))
         # resuming: the pipette may have been left low; lift before any move
         self._retract_to_safe()
         return None
@@ -416,19 +447,19 @@ class HoppingEngine(PMDAEngine):
         except Exception as e:
             problems.append(f"retract failed: {e}")
         try:
-            self._set_prop(self.ps, "Cell", "Off")
+            self._set_prop(self.probe.ps, "Cell", "Off")
         except Exception as e:
             problems.append(f"switching the cell off failed: {e}")
         self.teardown_problems = problems
 
     def safe_height_um(self) -> float:
         """Above every landing so far; with none, where the scan started."""
-        if math.isfinite(self._max_contact_z):
-            return self._max_contact_z + self.plan.retract_um + self.plan.flyback_extra_um
-        return self._start_z if math.isfinite(self._start_z) else -math.inf
+        if math.isfinite(self.probe.max_contact_z):
+            return self.probe.max_contact_z + self.plan.retract_um + self.plan.flyback_extra_um
+        return self.probe.start_z if math.isfinite(self.probe.start_z) else -math.inf
 
     def _retract_to_safe(self) -> None:
-        z = self.core.getPosition(self.z_dev)
+        z = self.core.getPosition(self.probe.z_dev)
         target = self.safe_height_um()
         if math.isfinite(target) and z < target:
             self._move_z(target, self.plan.approach.fast_speed_um_per_s)
@@ -444,19 +475,23 @@ class HoppingEngine(PMDAEngine):
         # trusted: fitted, and from landings spread in both directions (from a
         # first row alone, the slope across the rows would be taken as 0)
         trusted = (
-            self.surface.coefficients() is not None
-            and self.surface.min_spread_um() >= plan.pitch_um / 3
+            self.probe.surface.coefficients() is not None
+            and self.probe.surface.min_spread_um() >= plan.pitch_um / 3
         )
-        hop = math.hypot(x - self._last_xy[0], y - self._last_xy[1]) if self._has_last else 0.0
+        hop = (
+            math.hypot(x - self.probe.last_xy[0], y - self.probe.last_xy[1])
+            if self.probe.has_last
+            else 0.0
+        )
         slope_extra = 0.0 if trusted else self._tan_tilt * hop
         # 1. lift (extra on a raster fly-back), 2. lateral move
-        if self._has_last:
-            lift = self._last_contact_z + plan.retract_um + slope_extra
+        if self.probe.has_last:
+            lift = self.probe.last_contact_z + plan.retract_um + slope_extra
             if trusted:
-                lift = max(lift, float(self.surface.predict(x, y)) + plan.retract_um)
+                lift = max(lift, float(self.probe.surface.predict(x, y)) + plan.retract_um)
             if plan.order == "raster" and self._last_row is not None and row != self._last_row:
                 lift += plan.flyback_extra_um
-            if core.getPosition(self.z_dev) < lift:
+            if core.getPosition(self.probe.z_dev) < lift:
                 self._move_z(lift, a.fast_speed_um_per_s)
         self._last_row = row
         if not self._move_xy(x, y):
@@ -471,22 +506,22 @@ class HoppingEngine(PMDAEngine):
         # 3. where do we expect the surface? The first landing of a session is
         # searched for (slowly, to a limited depth) even with earlier landings:
         # after a resume the pipette may have been changed
-        h = self.surface.predict(x, y) if self._session_landed else None
+        h = self.probe.surface.predict(x, y) if self.probe.session_landed else None
         if h is None:
             found = self._search(i, x, y)
             self._move_z(found + plan.retract_um, a.fast_speed_um_per_s)
             h = found
-        margin = max(a.slow_zone_um, 3.0 * self.surface.rms_um) + slope_extra
+        margin = max(a.slow_zone_um, 3.0 * self.probe.surface.rms_um) + slope_extra
         z_slow = h + margin
         if self._has_interlock_floor:
             # a plain move may not go below the last contact (the device's
             # interlock): from there the approach goes on, slowly
-            floor = float(core.getProperty(self.z_dev, "Interlock_MinZ_um"))
+            floor = float(core.getProperty(self.probe.z_dev, "Interlock_MinZ_um"))
             if math.isfinite(floor):
                 z_slow = max(z_slow, floor)
-        if core.getPosition(self.z_dev) > z_slow:
+        if core.getPosition(self.probe.z_dev) > z_slow:
             self._move_z(z_slow, a.fast_speed_um_per_s)
-        z_from = float(core.getPosition(self.z_dev))
+        z_from = float(core.getPosition(self.probe.z_dev))
         stop = max(h - a.max_depth_um, self.z_floor)
         contact_z = self._approach(stop, a.slow_speed_um_per_s)
         if contact_z is None:
@@ -495,10 +530,10 @@ class HoppingEngine(PMDAEngine):
         if bad:
             return self._fault_point(i, x, y, t_start, bad)
         # in contact: from now on any teardown must lift above this landing too
-        self.surface.add(x, y, contact_z)
-        self._has_last, self._last_contact_z = True, contact_z
-        self._last_xy = (x, y)
-        self._max_contact_z = max(self._max_contact_z, contact_z)
+        self.probe.surface.add(x, y, contact_z)
+        self.probe.has_last, self.probe.last_contact_z = True, contact_z
+        self.probe.last_xy = (x, y)
+        self.probe.max_contact_z = max(self.probe.max_contact_z, contact_z)
         # 4. measure
         trace = self._measure()
         cur = trace[2]
@@ -511,13 +546,14 @@ class HoppingEngine(PMDAEngine):
             value = math.nan
             self.consecutive_faults += 1
             logger.warning(
-                "point %d: the potentiostat returned %s", i,
+                "point %d: the potentiostat returned %s",
+                i,
                 "no samples" if not window.size else "non-finite samples",
             )
         elif np.max(np.abs(window)) >= 0.999 * self._range:
             status = SATURATED
         if cur.size == 0 or float(trace[1, -1]) != a.potential_V:  # back to the approach E
-            self._set_prop(self.ps, "Potential_V", a.potential_V)
+            self._set_prop(self.probe.ps, "Potential_V", a.potential_V)
         # 5. retract (the droplet detaches), 6. hand over to the writer
         self._move_z(contact_z + plan.retract_um, a.fast_speed_um_per_s)
         self.consecutive_failures = 0
@@ -553,7 +589,7 @@ class HoppingEngine(PMDAEngine):
         """Why the reported contact height cannot be trusted ('' if it can): it
         must lie in the range searched, and the stage must have stopped just
         below it (the detection's overshoot)."""
-        z_end = float(self.core.getPosition(self.z_dev))
+        z_end = float(self.core.getPosition(self.probe.z_dev))
         tol = POSITION_TOLERANCE_UM
         if not (stop - tol <= contact_z <= z_from + tol):
             return (
@@ -562,7 +598,7 @@ class HoppingEngine(PMDAEngine):
             )
         if not (contact_z - MAX_OVERSHOOT_UM - tol <= z_end <= contact_z + tol):
             return (
-                f"contact height {contact_z:.3f} um disagrees with where {self.z_dev} stopped "
+                f"contact height {contact_z:.3f} um disagrees with where {self.probe.z_dev} stopped "
                 f"({z_end:.3f} um; at most {MAX_OVERSHOOT_UM:g} um below the contact is expected)"
             )
         return ""
@@ -579,8 +615,10 @@ class HoppingEngine(PMDAEngine):
         rec = PointRecord(i, FAULT, math.nan, math.nan, x, y, t_start, time.time())
         if self.writer is not None:
             self.writer.put(rec)
-        here = float(self.core.getPosition(self.z_dev))
-        target = max(here, self._max_contact_z if math.isfinite(self._max_contact_z) else here)
+        here = float(self.core.getPosition(self.probe.z_dev))
+        target = max(
+            here, self.probe.max_contact_z if math.isfinite(self.probe.max_contact_z) else here
+        )
         self._move_z(target + self.plan.retract_um, self.plan.approach.fast_speed_um_per_s)
         self._check_fault_limit(x, y)
         return rec, None
@@ -600,7 +638,7 @@ class HoppingEngine(PMDAEngine):
         so a resume retries it). Earlier landings that disagree with what is
         found (a new pipette, a moved sample) are no longer used to predict."""
         a = self.plan.approach
-        z_from = float(self.core.getPosition(self.z_dev))
+        z_from = float(self.core.getPosition(self.probe.z_dev))
         stop = max(z_from - a.search_depth_um, self.z_floor)
         found = self._approach(stop, a.search_speed_um_per_s)
         if found is not None:
@@ -608,7 +646,7 @@ class HoppingEngine(PMDAEngine):
             if bad:
                 raise DeviceFault(f"the first landing of this session cannot be trusted: {bad}")
         if found is None:
-            z_end = float(self.core.getPosition(self.z_dev))
+            z_end = float(self.core.getPosition(self.probe.z_dev))
             self._move_z(max(z_from, z_end), a.fast_speed_um_per_s)
             raise ScanAborted(
                 f"no contact on the first landing of this session at x={x:g} um, y={y:g} um "
@@ -617,8 +655,8 @@ class HoppingEngine(PMDAEngine):
                 "the potential, the threshold against the current range, and the pipette "
                 "(clogged?); the pipette is back at the start height"
             )
-        predicted = self.surface.predict(x, y)
-        tol = max(a.slow_zone_um, 3.0 * self.surface.rms_um)
+        predicted = self.probe.surface.predict(x, y)
+        tol = max(a.slow_zone_um, 3.0 * self.probe.surface.rms_um)
         if predicted is not None and abs(found - predicted) > tol:
             note = (
                 f"the surface was found at Z = {found:.3f} um where earlier landings predict "
@@ -627,9 +665,11 @@ class HoppingEngine(PMDAEngine):
             )
             logger.warning(note)
             self.notes.append(note)
-            self.surface = SurfaceModel(self.plan.surface.model, self.plan.surface.min_landings)
-            self._max_contact_z = found
-        self._session_landed = True
+            self.probe.surface = SurfaceModel(
+                self.plan.surface.model, self.plan.surface.min_landings
+            )
+            self.probe.max_contact_z = found
+        self.probe.session_landed = True
         return found
 
     def _miss(
@@ -640,9 +680,9 @@ class HoppingEngine(PMDAEngine):
         if self.writer is not None:
             self.writer.put(rec)
         # lift back to where the next hop expects to start
-        if math.isfinite(self._max_contact_z):
-            here = self.core.getPosition(self.z_dev)
-            target = self._max_contact_z + self.plan.retract_um
+        if math.isfinite(self.probe.max_contact_z):
+            here = self.core.getPosition(self.probe.z_dev)
+            target = self.probe.max_contact_z + self.plan.retract_um
             if here < target:
                 self._move_z(target, self.plan.approach.fast_speed_um_per_s)
         limit = self.plan.safety.max_consecutive_failures
@@ -656,7 +696,7 @@ class HoppingEngine(PMDAEngine):
     def _approach(self, stop_z: float, speed: float) -> float | None:
         """Lower Z to ``stop_z`` at ``speed`` until contact; the contact height or None."""
         if self._use_device_approach:
-            core, z = self.core, self.z_dev
+            core, z = self.core, self.probe.z_dev
             here = core.getPosition(z)
             if stop_z >= here:
                 self._last_reason = NO_CONTACT
@@ -676,16 +716,16 @@ class HoppingEngine(PMDAEngine):
         """Fallback: step Z down and read the current through the core after each step."""
         a = self.plan.approach
         core = self.core
-        z = core.getPosition(self.z_dev)
+        z = core.getPosition(self.probe.z_dev)
         step = a.software_step_um
         baseline: list[float] = []
         while z - step >= stop_z:
             z -= step
             self._move_z(z, speed)
-            i = float(core.getProperty(self.ps, "Current_A"))
+            i = float(core.getProperty(self.probe.ps, "Current_A"))
             if self._fires(i, baseline):
                 ok = all(
-                    self._fires(float(core.getProperty(self.ps, "Current_A")), baseline)
+                    self._fires(float(core.getProperty(self.probe.ps, "Current_A")), baseline)
                     for _ in range(a.confirm_samples)
                 )
                 if ok:
@@ -706,28 +746,23 @@ class HoppingEngine(PMDAEngine):
 
     def _measure(self) -> np.ndarray:
         """Run the program; rows [t_s, E_V, I_A]."""
-        core, ps = self.core, self.ps
+        core, ps = self.core, self.probe.ps
         if self._hw_waveform:
             self._start(ps, "the measurement program", core.setProperty, ps, "Acquire", "Run")
             self._await(ps, "the measurement program", self._program_s)
             trace = core.getProperty(ps, "LastTrace")
             return _as_trace(trace)
-        # no hardware timing: hold each segment's potential and read the current
+        # no hardware timing: step through the program's samples, setting the
+        # potential and reading the current through the core at each
         fs = self.plan.potentiostat.sample_rate_Hz
-        rows = []
-        t = 0.0
-        for seg in self.plan.waveform_segments():
-            n = max(1, int(round(seg["t"] * fs)))
-            for k in range(n):
-                e = (
-                    seg["hold"]
-                    if "hold" in seg
-                    else seg["ramp"][0] + (seg["ramp"][1] - seg["ramp"][0]) * (k + 0.5) / n
-                )
-                self._set_prop(ps, "Potential_V", e)
-                rows.append((t, e, float(core.getProperty(ps, "Current_A"))))
-                t += 1.0 / fs
-        return np.asarray(rows).T
+        e = self._program.sample(fs)
+        i = np.empty(e.size)
+        for k, ek in enumerate(e):
+            if self._stop_requested():
+                raise _HopCanceled("the measurement program")
+            self._set_prop(ps, "Potential_V", float(ek))
+            i[k] = float(core.getProperty(ps, "Current_A"))
+        return np.vstack((np.arange(e.size) / fs, e, i))
 
 
 def _as_trace(value: Any) -> np.ndarray:

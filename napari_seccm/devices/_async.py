@@ -36,7 +36,12 @@ class DeviceWorker:
     def __init__(self, name: str) -> None:
         self.name = name
         self._cond = threading.Condition()
-        self._job: tuple[Callable[[threading.Event], Any], Callable[[Any, BaseException | None], None] | None] | None = None
+        self._job: (
+            tuple[
+                Callable[[threading.Event], Any], Callable[[Any, BaseException | None], None] | None
+            ]
+            | None
+        ) = None
         self._busy = False
         self._closed = False
         self._abort = threading.Event()

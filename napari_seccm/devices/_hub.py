@@ -16,6 +16,7 @@ and waits for the hub to finish initializing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -261,10 +262,8 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             )
 
     def _emit(self, prop: str, value: Any) -> None:
-        try:
+        with contextlib.suppress(AttributeError):  # not loaded in a core
             self.core.events.propertyChanged.emit(self.get_label(), prop, str(value))
-        except AttributeError:  # not loaded in a core
-            pass
 
     # ---------------------------------------------------------- interlocks
     def _set_interlock(self, on: bool) -> None:

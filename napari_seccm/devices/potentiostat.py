@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
 
-from ..simulation import Waveform
+from ..model.program import Program
 from ._base import HubPeripheral, check_range, register
 
 #: the compliance of the potential, V (vs the quasi-reference counter electrode)
@@ -173,7 +173,7 @@ class Potentiostat(HubPeripheral, GenericDevice):
     @SampleRate_Hz.setter
     def SampleRate_Hz(self, value: float) -> None:
         check_range("SampleRate_Hz", float(value), 2 * self._filter, 100_000.0, "Hz")
-        _check_samples(Waveform.from_json(self._waveform).duration_s, float(value))
+        _check_samples(Program.from_json(self._waveform).duration_s, float(value))
         self._push_amplifier(rate_hz=float(value))
 
     @pymm_property(is_read_only=True)
@@ -192,7 +192,7 @@ class Potentiostat(HubPeripheral, GenericDevice):
 
     @Waveform.setter
     def Waveform(self, value: str) -> None:
-        wf = Waveform.from_json(str(value))
+        wf = Program.from_json(str(value))
         lo, hi = wf.potential_limits()
         check_range("Waveform potential", lo, *COMPLIANCE_V, "V")
         check_range("Waveform potential", hi, *COMPLIANCE_V, "V")

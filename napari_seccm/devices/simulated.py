@@ -20,26 +20,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import pymm_property
 
+from ..model.program import Program
 from ..simulation import (
     CURRENT_RANGES_A,
     PIPETTE_STATES,
     FilmParameters,
     PipetteParameters,
     SimulatedRig,
-    Waveform,
     optics,
 )
 from ._base import register
 from ._hub import SECCMHub
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Hashable
 
 #: faults the simulated controller can be told to show (``InjectFailure``):
@@ -191,9 +191,7 @@ class SimulatedController:
         contact_z = r.contact_z_um
         if self.fault == "contact-low" and r.contact:
             contact_z -= 5.0
-        return _approach_dict(
-            r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace
-        )
+        return _approach_dict(r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace)
 
     # ------------------------------------------------------- potentiostat
     def set_cell(self, channel: str, on: bool) -> None:
@@ -218,7 +216,7 @@ class SimulatedController:
         if self._hang("potentiostat", abort):
             return np.empty((3, 0))
         rig = self.rig
-        trace = rig.acquire(Waveform.from_json(program_json), channel)
+        trace = rig.acquire(Program.from_json(program_json), channel)
         n = trace.shape[1]
         fs = rig.probe(channel).amplifier.sample_rate_hz
         f = self._pace(("wave", channel), 0, n, n / fs, abort)

@@ -350,9 +350,7 @@ class PiezoZ(HubPeripheral, StageDevice):
                 self.get_label(), "Approach_Result", str(result["reason"])
             )
 
-        self.start_operation(
-            "approach", lambda abort: ctrl.approach(probe, *args, abort), done
-        )
+        self.start_operation("approach", lambda abort: ctrl.approach(probe, *args, abort), done)
 
     @pymm_property(is_read_only=True)
     def Approach_Result(self) -> str:

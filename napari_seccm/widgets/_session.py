@@ -9,7 +9,6 @@ QApplication exists, so its signals are Qt signals (safe across threads).
 from __future__ import annotations
 
 import contextlib
-
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
