@@ -186,10 +186,13 @@ def test_an_expert_can_lift_the_interlock_and_it_is_logged(core, caplog):
 
 
 @pytest.mark.gui
-def test_interlocks_hold_against_pymmcore_widgets_stage_widget(core, qtbot, caplog):
+def test_interlocks_hold_against_pymmcore_widgets_stage_widget(core, qtbot, caplog, monkeypatch):
     """The standard stage control of the Micro-Manager / napari world, built
     offline (its icons drawn by napari-seccm) and clicked as a user would: the
     devices refuse, nothing moves, the pipette stays whole."""
+    # importing pymmcore-widgets sets PYMM_SIGNALS_BACKEND=qt for the whole
+    # process (and its children): keep that to this test
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
     from pymmcore_widgets import StageWidget
     from pymmcore_widgets.control._stage_widget import MoveStageButton
 

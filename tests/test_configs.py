@@ -74,8 +74,11 @@ def _mmconfig_demo() -> Path:
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture
-def make_core() -> Iterator[Callable[..., CMMCorePlus]]:
-    """Factory of cores loaded with a config; all deleted at teardown."""
+def make_core(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., CMMCorePlus]]:
+    """Factory of cores loaded with a config; all deleted at teardown. Their
+    events are delivered at once on the emitting thread (devices emit on their
+    workers, and these tests run no Qt event loop)."""
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
     cores: list[CMMCorePlus] = []
 
     def _make(config: Path | None = None, *, uni: bool = True) -> CMMCorePlus:

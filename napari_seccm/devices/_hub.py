@@ -54,8 +54,11 @@ class InterlockError(ValueError):
 
 
 def _same_core(a: Any, b: Any) -> bool:
+    """Whether two devices are loaded in one core: their core proxies share the
+    core's signals (psygnal signal instances are the same object; Qt bound
+    signals of one QObject compare equal)."""
     try:
-        return a.core.events.propertyChanged is b.core.events.propertyChanged
+        return bool(a.core.events.propertyChanged == b.core.events.propertyChanged)
     except AttributeError:
         return False
 
