@@ -150,13 +150,13 @@ class ScriptedController:
     ) -> None:
         self.rate = sample_rate_hz
 
-    def run_program(self, channel: str, program_json: str, abort: threading.Event) -> np.ndarray:
+    def run_program(self, channel: str, program: Program, abort: threading.Event) -> np.ndarray:
         fault = self._take("program")
         self.log.append(("program", self.z, self.in_contact))
         self._behave("program", fault, abort)
         if fault in ("hang", "empty"):
             return np.empty((3, 0))
-        e = Program.from_json(program_json).sample(self.rate)
+        e = program.sample(self.rate)
         i = np.full(e.size, CURRENT_A if (self.in_contact and self.cell) else 0.0)
         if fault == "nan":
             i[:] = np.nan

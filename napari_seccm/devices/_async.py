@@ -81,6 +81,29 @@ class DeviceWorker:
             self._ensure_thread()
             self._cond.notify()
 
+    def run_inline(
+        self,
+        what: str,
+        op: Callable[[threading.Event], Any],
+        on_done: Callable[[Any, BaseException | None], None] | None = None,
+    ) -> None:
+        """Carry out ``op`` in the caller's thread, with the same bookkeeping as
+        :meth:`start`: for an operation that takes no time (a simulator in fast
+        mode), where handing it to the worker would cost more than the work."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the device has been shut down")
+            if self._busy:
+                raise DeviceBusyError(
+                    f"{self.name} is still busy ({self.last_what}); wait for it or stop it first"
+                )
+            self._busy = True
+            self._done.clear()
+            self._abort.clear()
+            self.last_what = what
+            self.last_error = None
+        self._finish(op, on_done)
+
     def busy(self) -> bool:
         return self._busy
 
@@ -112,19 +135,26 @@ class DeviceWorker:
                     return
                 op, on_done = self._job
                 self._job = None
-            result: Any = None
-            error: BaseException | None = None
+            self._finish(op, on_done)
+
+    def _finish(
+        self,
+        op: Callable[[threading.Event], Any],
+        on_done: Callable[[Any, BaseException | None], None] | None,
+    ) -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = op(self._abort)
+        except BaseException as e:  # reported through the device, never lost
+            error = e
+            log.warning("%s: %s failed: %s", self.name, self.last_what, e)
+        self.last_error = error
+        if on_done is not None:
             try:
-                result = op(self._abort)
-            except BaseException as e:  # reported through the device, never lost
-                error = e
-                log.warning("%s: %s failed: %s", self.name, self.last_what, e)
-            self.last_error = error
-            if on_done is not None:
-                try:
-                    on_done(result, error)
-                except Exception:
-                    log.exception("%s: completion of %s failed", self.name, self.last_what)
-            with self._cond:
-                self._busy = False
-                self._done.set()
+                on_done(result, error)
+            except Exception:
+                log.exception("%s: completion of %s failed", self.name, self.last_what)
+        with self._cond:
+            self._busy = False
+            self._done.set()

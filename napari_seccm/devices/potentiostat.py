@@ -18,7 +18,6 @@ controls. Waveform acquisition is hardware-timed, so no caller polls
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 import numpy as np
@@ -61,7 +60,8 @@ class Potentiostat(HubPeripheral, GenericDevice):
         self._range = 1e-8
         self._filter = 1000.0
         self._rate = 5000.0
-        self._waveform = json.dumps([{"hold": 1.0, "t": 0.1}])
+        self._program = Program.chronoamperometry(1.0, 0.1)
+        self._waveform = self._program.to_json()
         self._trace = np.empty((3, 0))
 
     def _ranges(self) -> tuple[float, ...]:
@@ -70,10 +70,12 @@ class Potentiostat(HubPeripheral, GenericDevice):
 
     @property
     def channel(self) -> str:
-        return str(self.get_property_value("Channel"))
+        """The controller's name of this channel (pre-init: fixed once initialized)."""
+        return self._channel
 
     def initialize(self) -> None:
         super().initialize()
+        self._channel = str(self.get_property_value("Channel"))
         self._push_amplifier()
         self.controller.set_cell(self.channel, False)
         self.controller.set_potential(self.channel, self._potential)
@@ -173,7 +175,7 @@ class Potentiostat(HubPeripheral, GenericDevice):
     @SampleRate_Hz.setter
     def SampleRate_Hz(self, value: float) -> None:
         check_range("SampleRate_Hz", float(value), 2 * self._filter, 100_000.0, "Hz")
-        _check_samples(Program.from_json(self._waveform).duration_s, float(value))
+        _check_samples(self._program.duration_s, float(value))
         self._push_amplifier(rate_hz=float(value))
 
     @pymm_property(is_read_only=True)
@@ -197,7 +199,7 @@ class Potentiostat(HubPeripheral, GenericDevice):
         check_range("Waveform potential", lo, *COMPLIANCE_V, "V")
         check_range("Waveform potential", hi, *COMPLIANCE_V, "V")
         _check_samples(wf.duration_s, self._rate)
-        self._waveform = wf.to_json()
+        self._program, self._waveform = wf, wf.to_json()
 
     @pymm_property(allowed_values=("Idle", "Run", "Abort"))
     def Acquire(self) -> str:
@@ -215,7 +217,7 @@ class Potentiostat(HubPeripheral, GenericDevice):
         self.hub.check_not_latched(self.get_label(), "running a waveform")
         # re-assert the settings: another client may have changed the controller's
         self._push_amplifier()
-        ctrl, ch, program = self.controller, self.channel, self._waveform
+        ctrl, ch, program = self.controller, self.channel, self._program
         ctrl.set_cell(ch, self._cell == "On")
 
         def done(trace: Any, error: BaseException | None) -> None:

@@ -13,7 +13,9 @@ that ``busy()``, aborts and the GUI behave as on a real rig.
 Operations run on the peripherals' workers: the simulator computes an
 operation at once, then the worker lets its duration pass (scaled by
 ``TimeScale``); an abort in that time cuts the operation where it had got to
-(the stage stops there, the trace ends there).
+(the stage stops there, the trace ends there). At ``TimeScale`` 0 an operation
+takes no wall time, and is carried out before the call returns (an instant
+device: ``busy()`` is already false).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymmcore_plus.experimental.unicore import pymm_property
 
-from ..model.program import Program
 from ..simulation import (
     CURRENT_RANGES_A,
     PIPETTE_STATES,
@@ -41,6 +42,8 @@ from ._hub import SECCMHub
 if TYPE_CHECKING:
     import threading
     from collections.abc import Hashable
+
+    from ..model.program import Program
 
 #: faults the simulated controller can be told to show (``InjectFailure``):
 #: a device that raises on every use, one that never finishes until aborted,
@@ -116,6 +119,14 @@ class SimulatedController:
         if dt > 0:
             with self.rig.clock._lock:
                 self.rig.clock.now -= dt
+
+    @property
+    def runs_inline(self) -> bool:
+        """In fast mode (``TimeScale`` 0) an operation takes no wall time: the
+        peripherals carry it out in the caller's thread (a thread hand-off
+        would cost more than the operation). An injected hang always runs on
+        the worker, so that it can be stopped."""
+        return self.time_scale <= 0 and not self.fault.endswith("-hang")
 
     def instrument_time_s(self) -> float:
         return self.rig.clock.now
@@ -211,12 +222,12 @@ class SimulatedController:
         amp = self.rig.probe(channel).amplifier
         amp.range_A, amp.filter_hz, amp.sample_rate_hz = range_A, filter_hz, sample_rate_hz
 
-    def run_program(self, channel: str, program_json: str, abort: threading.Event) -> np.ndarray:
+    def run_program(self, channel: str, program: Program, abort: threading.Event) -> np.ndarray:
         self._check("potentiostat")
         if self._hang("potentiostat", abort):
             return np.empty((3, 0))
         rig = self.rig
-        trace = rig.acquire(Program.from_json(program_json), channel)
+        trace = rig.acquire(program, channel)
         n = trace.shape[1]
         fs = rig.probe(channel).amplifier.sample_rate_hz
         f = self._pace(("wave", channel), 0, n, n / fs, abort)

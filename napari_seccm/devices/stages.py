@@ -178,6 +178,7 @@ class PiezoZ(HubPeripheral, StageDevice):
 
     def initialize(self) -> None:
         super().initialize()
+        self._probe = str(self.get_property_value("Probe"))
         self._travel = (
             float(self.get_property_value("ZMin_um")),
             float(self.get_property_value("ZMax_um")),
@@ -199,7 +200,8 @@ class PiezoZ(HubPeripheral, StageDevice):
 
     @property
     def probe(self) -> str:
-        return str(self.get_property_value("Probe"))
+        """The controller's name of this probe (pre-init: fixed once initialized)."""
+        return self._probe
 
     def set_position_um(self, val: float) -> None:
         val = float(val)
