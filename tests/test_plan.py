@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from _scan_helpers import loaded_core, rig_state
 from pydantic import ValidationError
 
@@ -524,3 +526,34 @@ def test_plans_of_earlier_versions_still_load() -> None:
         stored.program()
     with pytest.raises(ValidationError, match=r"start_V and end_V are both 0\.5 V"):
         ScanPlan.model_validate(old)
+
+
+# ------------------------------------------------------------- useq-schema
+@settings(max_examples=60, deadline=None)
+@given(
+    w=st.floats(0.5, 20.0),
+    h=st.floats(0.5, 20.0),
+    cx=st.floats(-20.0, 20.0),
+    cy=st.floats(-20.0, 20.0),
+    pitch=st.sampled_from([0.3, 0.5, 0.75, 1.0, 2.0]),
+    order=st.sampled_from(["serpentine", "raster"]),
+)
+def test_rectangle_grid_is_the_useq_grid_plan(w, h, cx, cy, pitch, order):
+    """The engine's numpy grid and useq-schema's GridFromEdges agree on every
+    point of a rectangle map; serpentine visits hop one pitch at a time, as
+    useq's row_wise_snake does."""
+    plan = ScanPlan(
+        area=RectangleArea(width_um=w, height_um=h, center_x_um=cx, center_y_um=cy),
+        pitch_um=pitch,
+        order=order,
+    )
+    pts = plan.points()
+    ours = np.column_stack((pts.x_um, pts.y_um))
+    theirs = np.array([(p.x, p.y) for p in plan.useq_grid_plan()])
+    assert ours.shape == theirs.shape
+    key = lambda a: a[np.lexsort((a[:, 0].round(6), a[:, 1].round(6)))]  # noqa: E731
+    np.testing.assert_allclose(key(ours), key(theirs), atol=1e-6)
+    if order == "serpentine" and len(ours) > 1:
+        for a in (ours, theirs):
+            steps = np.hypot(*np.diff(a, axis=0).T)
+            assert steps.max() <= pitch * (1 + 1e-6)

@@ -584,6 +584,42 @@ class ScanPlan(_Model):
         order = self._order(row, col)
         return ScanPoints(x[order], y[order], row[order], col[order], g)
 
+    def useq_grid_plan(self) -> Any:
+        """The same map as a useq-schema grid plan (``useq.GridFromEdges``, one
+        field of view per pixel, ``row_wise_snake`` or ``row_wise``), for tools
+        that speak useq (e.g. to show the scan's positions in an MDA widget).
+
+        The engine keeps its own numpy grid: a million-pixel map is a few
+        arrays instead of a million pydantic positions; maps need each point's
+        row and column from the lower edge up (useq counts rows from the top);
+        polygon maps put a pixel centre on the polygon's lower-left extreme
+        (useq puts a field's edge there); and a shuffled order and a list of
+        points have no useq grid. Rectangles and edges give the same points as
+        this grid plan (a test checks it).
+        """
+        import useq
+
+        if self.area.kind not in ("rectangle", "edges"):
+            raise ValueError(
+                f"a {self.area.kind} area has no useq grid plan (rectangles and edges have)"
+            )
+        if self.order == "shuffled":
+            raise ValueError("a shuffled order has no useq grid plan")
+        g = self.grid()
+        p = g.pitch_um
+        # edges a hair inside the map: useq counts fields by rounding up, and a
+        # width of n pitches computed in floating point can exceed n * pitch
+        e = 1e-9 * p
+        return useq.GridFromEdges(
+            top=g.y0_um + g.ny * p - e,
+            bottom=g.y0_um + e,
+            left=g.x0_um + e,
+            right=g.x0_um + g.nx * p - e,
+            fov_width=p,
+            fov_height=p,
+            mode="row_wise_snake" if self.order == "serpentine" else "row_wise",
+        )
+
     def _order(self, row: np.ndarray, col: np.ndarray) -> np.ndarray:
         if self.order == "shuffled":
             return np.random.default_rng(self.shuffle_seed).permutation(row.size)
