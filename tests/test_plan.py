@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
+from _scan_helpers import loaded_core, rig_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from _scan_helpers import loaded_core, rig_state
 from pydantic import ValidationError
 
 from napari_seccm.acquisition.plan import (
