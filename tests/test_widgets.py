@@ -1043,3 +1043,49 @@ def test_property_table_reads_off_the_gui_thread_and_is_locked_during_a_scan(
         qtbot.waitUntil(lambda: float(core.getProperty("PiezoZ", "Speed_um_per_s")) == 7.5)
     finally:
         table.close()
+
+
+def test_emergency_stop_bar_halts_a_moving_stage_latches_and_resets(
+    shown_viewer: Any, qtbot: Any
+) -> None:
+    """The red bar at the foot of Rig and Scan, and F12 anywhere in the window:
+    a Z move in real time stops at once, the cell goes off, every move is
+    refused until Reset."""
+    from qtpy.QtCore import Qt
+
+    viewer = shown_viewer
+    rig = add_widget(viewer, "Rig")
+    scan = add_widget(viewer, "Scan")
+    rig._load()
+    core = rig.session.core
+    core.setProperty("Potentiostat", "Cell", "On")
+    core.setProperty("SECCM", "TimeScale", 1.0)
+    core.setProperty("PiezoZ", "Speed_um_per_s", 5.0)
+    z0 = core.getPosition()
+    rig._move_z(z0 + 10.0)  # 2 s in real time
+    qtbot.waitUntil(lambda: core.deviceBusy("PiezoZ"), timeout=3000)
+    scan.estop.button.click()  # the bar of another widget stops the Rig's move
+    qtbot.waitUntil(lambda: not core.deviceBusy("PiezoZ"), timeout=1000)
+    wait_rig_idle(qtbot, rig)
+    z = core.getPosition()
+    assert z0 < z < z0 + 9.0
+    assert core.getProperty("SECCM", "EmergencyStop") == "Latched"
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+    assert "EMERGENCY STOP" in rig.status.text()
+    assert rig.estop.reset_btn.isEnabled() and scan.estop.reset_btn.isEnabled()
+    assert "STOPPED" in rig.estop.button.text()
+    rig._move_z(z + 1.0)
+    wait_rig_idle(qtbot, rig)
+    assert "latched" in rig.status.text() and core.getPosition() == z
+    rig.estop.reset_btn.click()
+    assert core.getProperty("SECCM", "EmergencyStop") == "Clear"
+    assert not scan.estop.reset_btn.isEnabled()
+    # F12 anywhere in the window
+    from qtpy.QtWidgets import QApplication
+
+    viewer.window._qt_window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is not None, timeout=3000)
+    qtbot.keyClick(rig, Qt.Key.Key_F12)
+    qtbot.waitUntil(lambda: core.getProperty("SECCM", "EmergencyStop") == "Latched", timeout=2000)
+    rig.estop.reset_btn.click()
+    core.setProperty("SECCM", "TimeScale", 0.0)

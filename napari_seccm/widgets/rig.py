@@ -45,6 +45,8 @@ CURRENT_RANGES = (
 
 #: below this |E| a landing gives no current to detect (V)
 MIN_APPROACH_V = 0.05
+#: a move that ends farther than this from its target did not reach it (um)
+REACHED_UM = 0.01
 #: a manual move may take its expected time x this + MOVE_MARGIN_S
 MOVE_FACTOR, MOVE_MARGIN_S = 2.0, 5.0
 
@@ -258,6 +260,7 @@ class RigWidget(QWidget):
             self.mosaic_btn,
         ]
         self.session.coreChanged.connect(self._on_core)
+        self.session.estopChanged.connect(self._on_estop)
         # positions come from the core's events (which carry them) and are drawn
         # at most 10 times a second: the slot never calls the core, which may
         # hold a device lock while it emits, or be busy with a scan
@@ -302,12 +305,16 @@ class RigWidget(QWidget):
         self._say(f"{what}…")
 
         def done(result: Any) -> None:
+            if self._estop_latched():
+                self._say(f"EMERGENCY STOP latched: {what} ended early", error=True)
+                return
             self._say(f"{what}: done" if result is None else f"{what}: {result}")
             if on_done is not None:
                 on_done(result)
 
         def error(exc: BaseException) -> None:
-            self._say(f"{what} failed: {exc}", error=True)
+            prefix = "EMERGENCY STOP latched: " if self._estop_latched() else ""
+            self._say(f"{prefix}{what} failed: {exc}", error=True)
 
         def finished() -> None:
             self._busy = False
@@ -399,6 +406,25 @@ class RigWidget(QWidget):
             self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
 
     # ------------------------------------------------------------- actions
+    def _estop_latched(self) -> bool:
+        try:
+            return bool(self.session.latched_devices())
+        except Exception:
+            return False
+
+    def _on_estop(self, latched: bool) -> None:
+        if latched:
+            self._say(
+                "EMERGENCY STOP: every motion and waveform halted, cell off; nothing "
+                "moves until Reset",
+                error=True,
+            )
+            self.cell_check.blockSignals(True)
+            self.cell_check.setChecked(False)
+            self.cell_check.blockSignals(False)
+        else:
+            self._say("emergency stop reset: moves are accepted again")
+
     def _stop(self) -> None:
         """Abort the manual operation in progress (the waiting job sees it)."""
         self._stop_requested = True
@@ -441,6 +467,9 @@ class RigWidget(QWidget):
             x0, y0 = core.getXYPosition()
             core.setXYPosition(x, y)
             self._await(dev, "the move", math.hypot(x - x0, y - y0) / self._speed(dev, 10.0))
+            xa, ya = core.getXYPosition()
+            if math.hypot(xa - x, ya - y) > REACHED_UM:
+                raise RuntimeError(f"XY stopped at ({xa:.3f}, {ya:.3f}) um, short of the target")
 
         self._run(f"move XY to ({x:g}, {y:g}) um", move)
 
@@ -467,6 +496,9 @@ class RigWidget(QWidget):
             z0 = core.getPosition()
             core.setPosition(z)
             self._await(dev, "the Z move", abs(z - z0) / self._speed(dev, 1.0))
+            got = core.getPosition()
+            if abs(got - z) > REACHED_UM:
+                raise RuntimeError(f"Z stopped at {got:.3f} um, short of {z:g} um")
             note = _pipette_note(core)
             if note:
                 raise RuntimeError(f"Z = {z:g} um reached{note}")
