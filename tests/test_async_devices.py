@@ -196,7 +196,7 @@ def test_interlocks_hold_against_pymmcore_widgets_stage_widget(core, qtbot, capl
     from pymmcore_widgets import StageWidget
     from pymmcore_widgets.control._stage_widget import MoveStageButton
 
-    from napari_seccm.widgets._icons import provide_offline_icons
+    from napari_seccm.widgets.offline_icons import provide_offline_icons
 
     provide_offline_icons()
     cz = land(core)
