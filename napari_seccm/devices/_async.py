@@ -66,17 +66,7 @@ class DeviceWorker:
         """Begin ``op(abort)`` on the worker; ``on_done(result, error)`` runs
         on the worker when it has ended (before ``busy()`` turns false)."""
         with self._cond:
-            if self._closed:
-                raise RuntimeError(f"{self.name}: the device has been shut down")
-            if self._busy:
-                raise DeviceBusyError(
-                    f"{self.name} is still busy ({self.last_what}); wait for it or stop it first"
-                )
-            self._busy = True
-            self._done.clear()
-            self._abort.clear()
-            self.last_what = what
-            self.last_error = None
+            self._begin(what)
             self._job = (op, on_done)
             self._ensure_thread()
             self._cond.notify()
@@ -91,18 +81,22 @@ class DeviceWorker:
         :meth:`start`: for an operation that takes no time (a simulator in fast
         mode), where handing it to the worker would cost more than the work."""
         with self._cond:
-            if self._closed:
-                raise RuntimeError(f"{self.name}: the device has been shut down")
-            if self._busy:
-                raise DeviceBusyError(
-                    f"{self.name} is still busy ({self.last_what}); wait for it or stop it first"
-                )
-            self._busy = True
-            self._done.clear()
-            self._abort.clear()
-            self.last_what = what
-            self.last_error = None
+            self._begin(what)
         self._finish(op, on_done)
+
+    def _begin(self, what: str) -> None:
+        """Mark the device busy with ``what`` (under ``self._cond``), or refuse."""
+        if self._closed:
+            raise RuntimeError(f"{self.name}: the device has been shut down")
+        if self._busy:
+            raise DeviceBusyError(
+                f"{self.name} is still busy ({self.last_what}); wait for it or stop it first"
+            )
+        self._busy = True
+        self._done.clear()
+        self._abort.clear()
+        self.last_what = what
+        self.last_error = None
 
     def busy(self) -> bool:
         return self._busy
