@@ -123,6 +123,10 @@ def rig_snapshot(core: CMMCorePlus) -> dict[str, Any]:
 
 #: how long the exit waits for a canceled scan to retract and flush (s)
 EXIT_TIMEOUT_S = 60.0
+#: how long anything waits for a scan to close its store after an emergency
+#: stop (s): nothing is retracted then, so a scan that takes longer is stuck
+#: in a device call and is left as it is (its store stays resumable)
+ESTOP_TIMEOUT_S = 10.0
 
 
 def _at_exit(method: weakref.WeakMethod) -> None:
@@ -167,6 +171,18 @@ class Scan:
         self.final_status: str | None = None
         self._cancel = threading.Event()
         self._late_interrupt: BaseException | None = None
+        #: set before the scan starts and cleared at the very end of run():
+        #: not the thread's is_alive(), which on Python 3.11 reads False once a
+        #: Ctrl-C has interrupted a join() of it (the at-exit cancel was skipped)
+        self._running = False
+        self._ended = threading.Event()
+        self._run_thread: threading.Thread | None = None
+        #: why the scan was canceled (the store's reason), if not by the user
+        self._cancel_reason = ""
+        #: why the emergency stop was triggered through this scan, if it was
+        self._estop_reason = ""
+        #: how long the at-exit cancel waits for the scan to end safely (s)
+        self.exit_timeout_s = EXIT_TIMEOUT_S
         self.pending = np.flatnonzero(~store.done_mask())
         self.n_total = store.n_points
         self._done_before = self.n_total - self.pending.size
@@ -266,7 +282,21 @@ class Scan:
         )
 
     def run(self) -> str:
-        """Run to the end in this thread; returns the final status."""
+        """Run to the end in this thread; returns the final status.
+
+        Ctrl-C (KeyboardInterrupt) aborts the step in progress, retracts the
+        pipette, switches the cell off, closes the store ``canceled`` and is
+        then re-raised.
+        """
+        self._running = True
+        self._run_thread = threading.current_thread()
+        try:
+            return self._run()
+        finally:
+            self._running = False
+            self._ended.set()
+
+    def _run(self) -> str:
         self._prepare()
         assert self.engine is not None and self.writer is not None
         mda = self.core.mda
@@ -310,41 +340,106 @@ class Scan:
         """Run on a background thread (for GUIs); returns at once.
 
         If the program exits while the scan runs (napari closed, a script
-        ends), the scan is canceled at exit: the point in progress finishes,
-        the pipette is retracted, the cell switched off and every measured
-        point written before the process ends.
+        ends, Ctrl-C in a script that waits for it), the scan is canceled at
+        exit: the step in progress is aborted, the pipette retracted, the cell
+        switched off and every measured point written before the process ends.
         """
-        if self._thread is not None:
+        if self._thread is not None or self._running or self._ended.is_set():
             raise RuntimeError("this scan has already been started")
         self._thread = threading.Thread(target=self.run, name="seccm-scan", daemon=True)
         _at_exit(weakref.WeakMethod(self._cancel_at_exit))
-        self._thread.start()
+        self._running = True  # before the thread starts: is_running() at once
+        try:
+            self._thread.start()
+        except BaseException:
+            self._running = False
+            self._ended.set()
+            raise
 
     def _cancel_at_exit(self) -> None:
         if self.is_running():
             log.warning("exiting during a scan: canceling %s", self.store.path)
             with contextlib.suppress(Exception):
-                self.cancel()
-            self.wait(EXIT_TIMEOUT_S)
+                self.cancel("canceled at exit: the program ended during the scan")
+            timeout = min(self.exit_timeout_s, ESTOP_TIMEOUT_S if self._estop_reason else math.inf)
+            with contextlib.suppress(KeyboardInterrupt):  # at exit: nothing to raise it to
+                self._wait_until_safe(timeout)
 
     def wait(self, timeout: float | None = None) -> str | None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Wait until the scan has ended (at most ``timeout`` s); its final
+        status, or None while it still runs.
+
+        Ctrl-C while waiting cancels the scan (the step in progress aborted,
+        the pipette retracted, the cell off, the store closed ``canceled``),
+        waits for that, then re-raises; a second Ctrl-C meanwhile triggers the
+        emergency stop."""
+        if not self._running and not self._ended.is_set():
+            return self.final_status  # never started
+        if self._running and threading.current_thread() is self._run_thread:
+            raise RuntimeError("a scan cannot wait for itself (called from its own thread)")
+        try:
+            self._ended.wait(timeout)
+        except KeyboardInterrupt:
+            log.warning(
+                "interrupted: canceling the scan %s (the step in progress is aborted, the "
+                "pipette retracted, the cell switched off, the points saved); interrupt "
+                "again for the emergency stop",
+                self.store.path,
+            )
+            self.cancel("interrupted (KeyboardInterrupt) while waiting for the scan")
+            self._wait_until_safe(self.exit_timeout_s)
+            raise
         return self.final_status
 
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def _wait_until_safe(self, timeout: float) -> bool:
+        """After a cancel: wait for the scan to end; a Ctrl-C meanwhile triggers
+        the emergency stop, and then the wait is short. True if it ended."""
+        try:
+            return self._ended.wait(timeout)
+        except KeyboardInterrupt:
+            self.emergency_stop("a second interrupt (KeyboardInterrupt) while the scan stopped")
+            return self._ended.wait(min(timeout, ESTOP_TIMEOUT_S))
 
-    def cancel(self) -> None:
+    def is_running(self) -> bool:
+        """True from :meth:`start` (or the call of :meth:`run`) until the scan
+        has ended: the pipette retracted (or the emergency stop latched), the
+        cell off and the store closed."""
+        return self._running
+
+    def cancel(self, reason: str | None = None) -> None:
         """Stop now: the step in progress (a move, the approach, the program) is
         aborted, the point is not recorded, the pipette retracted, data flushed.
 
         Also before the first point: a scan canceled while it is still being
-        prepared measures nothing."""
+        prepared measures nothing. ``reason`` replaces "stopped by the user"
+        in the store's reason."""
+        if reason and not self._cancel_reason:
+            self._cancel_reason = reason
         self._cancel.set()
         if self.engine is not None:
             self.engine.abort.set()  # abort the step in progress, not only the next one
         self.core.mda.cancel()
+
+    def emergency_stop(self, reason: str = "emergency stop") -> list[str]:
+        """Halt everything now and latch (:func:`napari_seccm.emergency_stop`):
+        every motion and waveform aborted at once, every cell off, and nothing
+        moves until :func:`napari_seccm.reset_emergency_stop`. The scan ends
+        with status ``fault`` without retracting; every point measured is kept.
+        From any thread; returns what was done, one line per device."""
+        from .control import emergency_stop
+
+        if not self._estop_reason:
+            self._estop_reason = reason
+        self._cancel.set()
+        eng = self.engine
+        if eng is not None:
+            eng.abort.set()
+            # the engine stops listening for the latch when its teardown
+            # begins; a retract that hangs there must see it too
+            estop = getattr(eng, "_estop", None)
+            if isinstance(estop, threading.Event):
+                estop.set()
+        return emergency_stop(self.core, reason)
 
     def set_paused(self, paused: bool) -> None:
         """Pause after the point in progress (the pipette waits retracted)."""
@@ -385,7 +480,7 @@ class Scan:
             store.done_mask().sum() < store.n_points
         ):
             status = "canceled"
-            reason_parts.append("stopped by the user")
+            reason_parts.append(self._cancel_reason or "stopped by the user")
         elif store.done_mask().sum() < store.n_points:
             status = "canceled"
             reason_parts.append("stopped before all points were measured")
@@ -396,6 +491,14 @@ class Scan:
                 status = "fault"
             reason_parts.extend(problems)
             reason_parts.extend(getattr(eng, "notes", []))
+        if self._estop_reason:
+            # latched: nothing was retracted after it, whatever else happened
+            status = "fault"
+            reason_parts.insert(
+                0,
+                f"emergency stop ({self._estop_reason}): halted where it was, the cell "
+                "switched off, latched until reset",
+            )
         meta = store.meta
         inst = self._base_instrument_s
         if eng is not None and hasattr(eng, "_t0_wall"):
