@@ -323,6 +323,58 @@ def wait_points_on_disk(proc: Proc, store: Path, n: int = 3) -> int:
 
 
 # --------------------------------------------------------------------- API
+@pytest.mark.parametrize(
+    ("mode", "sig", "own_handler"),
+    [
+        ("run", signal.SIGTERM, False),
+        ("run", signal.SIGHUP, True),
+        ("start-wait", signal.SIGHUP, False),
+        ("start-wait", signal.SIGTERM, False),
+    ],
+    ids=["run-sigterm", "run-sighup-own-handler", "start-sighup", "start-sigterm"],
+)
+def test_a_script_scanning_ends_safe_on_sigterm_and_sighup(tmp_path, mode, sig, own_handler):
+    """Scan.run() on the main thread, or Scan.start() then wait(): SIGHUP
+    cancels (retracted, cell off, 'canceled'), SIGTERM is the emergency stop
+    ('fault', nothing moves after the latch). Then the process ends as the
+    sender asked: by the signal itself, or, if the script had its own handler,
+    through that handler (put back after the scan)."""
+    rig = Rig(tmp_path)
+    store = tmp_path / "api.seccm.zarr"
+    extra = ("--own-sighup-handler",) if own_handler else ()
+    proc = start_script(rig, mode, store, *extra)
+    try:
+        proc.wait_for(lambda: points_printed(proc) >= 3, "3 points")
+        proc.kill(sig)
+        rc = proc.end()
+    finally:
+        proc.stop()
+    out, err = proc.stdout, proc.stderr
+    name = signal.Signals(sig).name
+    status, reason, done = read_store(store)
+    assert done == points_printed(proc) < rig.n_points, out  # every point recorded is kept
+    assert_done_points_intact(store)
+    if own_handler:
+        # the script's handler got the signal after the scan had ended safely
+        assert rc == 0, err
+        assert f"MY HANDLER {name} scan running: False" in out
+        assert "RETURNED canceled handler restored: True" in out
+    else:
+        assert rc == -sig, err  # ended by the signal, as its sender asked
+        assert "RETURNED" not in out
+    assert "Traceback" not in err
+    if sig == signal.SIGHUP:
+        assert f"{name} during a scan: canceling" in err
+        assert status == "canceled"
+        assert reason == f"stopped by {name}"
+        assert_retracted_and_off(rig, store)
+    else:
+        assert f"{name} during a scan: emergency stop" in err
+        assert status == "fault"
+        assert reason.startswith(f"emergency stop ({name} received): halted where it was")
+        assert_halted_after_latch(rig)
+
+
 @pytest.mark.parametrize("mode", ["start-wait", "start-join"])
 def test_ctrl_c_while_a_script_waits_for_its_scan_ends_it_safely(tmp_path, mode):
     """Scan.start(), then scan.wait() or a join() of the scan's thread, and

@@ -12,6 +12,8 @@ import atexit
 import contextlib
 import logging
 import math
+import os
+import signal
 import threading
 import time
 import weakref
@@ -127,6 +129,125 @@ EXIT_TIMEOUT_S = 60.0
 #: stop (s): nothing is retracted then, so a scan that takes longer is stuck
 #: in a device call and is left as it is (its store stays resumable)
 ESTOP_TIMEOUT_S = 10.0
+#: what SIGHUP and SIGTERM do to a running scan (the API; the CLI has its own)
+GRACEFUL_SIGNALS = ("SIGHUP",)  # cancel: abort the step, retract, cell off, save
+EMERGENCY_SIGNALS = ("SIGTERM",)  # emergency stop: halt at once, cell off, latch
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _in_background(func: Callable[..., Any], *args: Any) -> threading.Thread:
+    """Run ``func`` on a short-lived thread. Signal handlers hand their work
+    over this way: a handler runs on the main thread between two bytecodes,
+    possibly while that thread holds a device's or the MDA runner's lock (which
+    are not re-entrant), so it must not call the core itself."""
+    t = threading.Thread(target=func, args=args, name="seccm-signal", daemon=True)
+    t.start()
+    return t
+
+
+class _SignalGuard:
+    """SIGHUP / SIGTERM handlers of one running scan (installed on the main
+    thread only, and only over a handler that is not ``SIG_IGN``).
+
+    SIGHUP cancels the scan (the step in progress aborted, the pipette
+    retracted, the cell off, the store closed ``canceled``); SIGTERM triggers
+    the emergency stop (everything halts at once, cells off, latched; the store
+    closed ``fault``). Once the scan has ended safely the previous handlers are
+    put back and each signal received is delivered to them, so the process
+    still ends as the sender asked: the default action ends it by that signal,
+    a Python handler is called with it."""
+
+    def __init__(self, scan: Scan) -> None:
+        self.scan = scan
+        self.previous: dict[int, Any] = {}
+        self.received: list[int] = []
+        self.delivered: set[int] = set()
+        self.helpers: list[threading.Thread] = []
+        #: the scan runs on the main thread (run()): the handler must return at
+        #: once; with start() the handler waits for the scan to end safely
+        self.scan_on_main = False
+
+    def install(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for name in GRACEFUL_SIGNALS + EMERGENCY_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is None:  # no SIGHUP on Windows
+                continue
+            try:
+                prev = signal.getsignal(sig)
+                # ignored on purpose (nohup), or set outside Python: not ours to change
+                if prev in (signal.SIG_IGN, None):
+                    continue
+                signal.signal(sig, self._handle)
+            except (ValueError, OSError):
+                continue
+            self.previous[sig] = prev
+        return bool(self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        scan = self.scan
+        name = _signal_name(signum)
+        if scan._ended.is_set():  # the scan is over: behave as if never installed
+            self.received.append(signum)
+            self.finish()
+            return
+        first = not self.received
+        self.received.append(signum)
+        if name in EMERGENCY_SIGNALS:
+            log.error("%s during a scan: emergency stop (%s)", name, scan.store.path)
+            self.helpers.append(_in_background(scan.emergency_stop, f"{name} received"))
+        elif first:
+            log.warning(
+                "%s during a scan: canceling %s (the step in progress is aborted, the pipette "
+                "retracted, the cell switched off, the points saved)",
+                name,
+                scan.store.path,
+            )
+            self.helpers.append(_in_background(scan.cancel, f"stopped by {name}"))
+        if self.scan_on_main:
+            return  # run() finishes the scan, then calls finish()
+        # the scan runs on its thread: wait here until it has ended safely
+        # (polling: an Event.wait could deadlock on a lock this thread holds)
+        limit = ESTOP_TIMEOUT_S if scan._estop_reason else EXIT_TIMEOUT_S
+        t_end = time.monotonic() + limit
+        while not scan._ended.is_set() and time.monotonic() < t_end:
+            time.sleep(0.02)
+        self.finish()
+
+    def finish(self) -> None:
+        """The scan is over (or the wait for it is): restore the previous
+        handlers, then deliver each signal received to them."""
+        for t in self.helpers:
+            t.join(5.0)  # the emergency stop's calls, before anything ends
+        self.restore()
+        for signum in dict.fromkeys(self.received):
+            if signum in self.delivered:
+                continue
+            self.delivered.add(signum)
+            prev = self.previous.get(signum, signal.SIG_DFL)
+            if callable(prev):
+                prev(signum, None)
+            elif prev == signal.SIG_DFL:
+                log.warning("the scan has ended; ending the process (%s)", _signal_name(signum))
+                with contextlib.suppress(Exception):
+                    logging.shutdown()
+                os.kill(os.getpid(), signum)  # the default action: ends the process
+
+    def restore(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, prev in list(self.previous.items()):
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                if signal.getsignal(sig) == self._handle:  # not if someone replaced ours
+                    signal.signal(sig, prev)
+        # keep self.previous: finish() still delivers to them
 
 
 def _at_exit(method: weakref.WeakMethod) -> None:
@@ -177,6 +298,7 @@ class Scan:
         self._running = False
         self._ended = threading.Event()
         self._run_thread: threading.Thread | None = None
+        self._signals: _SignalGuard | None = None
         #: why the scan was canceled (the store's reason), if not by the user
         self._cancel_reason = ""
         #: why the emergency stop was triggered through this scan, if it was
@@ -281,20 +403,33 @@ class Scan:
             wall_time_s=self._base_wall_s + (time.perf_counter() - self._t_wall0),
         )
 
-    def run(self) -> str:
+    def run(self, *, handle_signals: bool = True) -> str:
         """Run to the end in this thread; returns the final status.
 
         Ctrl-C (KeyboardInterrupt) aborts the step in progress, retracts the
         pipette, switches the cell off, closes the store ``canceled`` and is
-        then re-raised.
+        then re-raised. On the main thread, with ``handle_signals``, SIGHUP
+        does the same and SIGTERM triggers the emergency stop (the store is
+        closed ``fault``); the previous handlers are restored afterwards and
+        the signal handed to them, so by default the process then ends by it.
         """
         self._running = True
         self._run_thread = threading.current_thread()
+        guard = None
+        if handle_signals and self._signals is None:
+            guard = _SignalGuard(self)
+            guard.scan_on_main = True
+            if guard.install():
+                self._signals = guard
+            else:
+                guard = None
         try:
             return self._run()
         finally:
             self._running = False
             self._ended.set()
+            if guard is not None:
+                guard.finish()  # may end the process, as the signal's sender asked
 
     def _run(self) -> str:
         self._prepare()
@@ -336,25 +471,39 @@ class Scan:
             if self.engine is not None:
                 self.engine.teardown_problems = [f"teardown after the interrupt failed: {e}"]
 
-    def start(self) -> None:
+    def start(self, *, handle_signals: bool = True) -> None:
         """Run on a background thread (for GUIs); returns at once.
 
         If the program exits while the scan runs (napari closed, a script
         ends, Ctrl-C in a script that waits for it), the scan is canceled at
         exit: the step in progress is aborted, the pipette retracted, the cell
         switched off and every measured point written before the process ends.
+        Called on the main thread with ``handle_signals``, SIGHUP and SIGTERM
+        are handled while the scan runs, as in :meth:`run`.
         """
         if self._thread is not None or self._running or self._ended.is_set():
             raise RuntimeError("this scan has already been started")
-        self._thread = threading.Thread(target=self.run, name="seccm-scan", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, kwargs={"handle_signals": False}, name="seccm-scan", daemon=True
+        )
         _at_exit(weakref.WeakMethod(self._cancel_at_exit))
         self._running = True  # before the thread starts: is_running() at once
+        if handle_signals:
+            guard = _SignalGuard(self)
+            if guard.install():
+                self._signals = guard
         try:
             self._thread.start()
         except BaseException:
             self._running = False
             self._ended.set()
+            self._restore_signals()
             raise
+
+    def _restore_signals(self) -> None:
+        """Put back the signal handlers of before the scan (main thread only)."""
+        if self._signals is not None and self._ended.is_set():
+            self._signals.restore()
 
     def _cancel_at_exit(self) -> None:
         if self.is_running():
@@ -364,6 +513,7 @@ class Scan:
             timeout = min(self.exit_timeout_s, ESTOP_TIMEOUT_S if self._estop_reason else math.inf)
             with contextlib.suppress(KeyboardInterrupt):  # at exit: nothing to raise it to
                 self._wait_until_safe(timeout)
+        self._restore_signals()
 
     def wait(self, timeout: float | None = None) -> str | None:
         """Wait until the scan has ended (at most ``timeout`` s); its final
@@ -389,6 +539,7 @@ class Scan:
             self.cancel("interrupted (KeyboardInterrupt) while waiting for the scan")
             self._wait_until_safe(self.exit_timeout_s)
             raise
+        self._restore_signals()
         return self.final_status
 
     def _wait_until_safe(self, timeout: float) -> bool:
@@ -404,6 +555,8 @@ class Scan:
         """True from :meth:`start` (or the call of :meth:`run`) until the scan
         has ended: the pipette retracted (or the emergency stop latched), the
         cell off and the store closed."""
+        if not self._running:
+            self._restore_signals()
         return self._running
 
     def cancel(self, reason: str | None = None) -> None:
