@@ -234,8 +234,12 @@ class HoppingEngine(PMDAEngine):
                 spins += 1
         if self._estop.is_set():
             raise DeviceFault(f"emergency stop during {what}")
+
+    def _raise_device_error(self, dev: str, what: str) -> None:
+        """When a reading looks wrong: if the device reported an error, that is
+        the fault (read only then: it costs a core call per step otherwise)."""
         if dev in self._has_last_error:
-            err = core.getProperty(dev, "LastError")
+            err = self.core.getProperty(dev, "LastError")
             if err:
                 raise DeviceFault(f"{dev} reported an error during {what}: {err}")
 
@@ -273,6 +277,7 @@ class HoppingEngine(PMDAEngine):
         self._await(self.probe.z_dev, f"the Z move to {z:.3f} um", abs(z - here) / v)
         got = float(core.getPosition(self.probe.z_dev))
         if abs(got - z) > POSITION_TOLERANCE_UM:
+            self._raise_device_error(self.probe.z_dev, f"the Z move to {z:.3f} um")
             raise DeviceFault(
                 f"{self.probe.z_dev} ended at Z = {got:.3f} um instead of {z:.3f} um "
                 f"(tolerance {POSITION_TOLERANCE_UM:g} um)"
@@ -292,7 +297,10 @@ class HoppingEngine(PMDAEngine):
         )
         xa, ya = core.getXYPosition(self.xy_dev)
         self._xy_error_um = math.hypot(xa - x, ya - y)
-        return self._xy_error_um <= POSITION_TOLERANCE_UM
+        if self._xy_error_um > POSITION_TOLERANCE_UM:
+            self._raise_device_error(self.xy_dev, f"the move to ({x:g}, {y:g}) um")
+            return False
+        return True
 
     def _on_property(self, dev: str, prop: str, value: Any) -> None:
         if prop == "EmergencyStop" and str(value) == "Latched":
@@ -706,6 +714,9 @@ class HoppingEngine(PMDAEngine):
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
             self._await(z, "the approach", (here - stop_z) / speed)
             result = core.getProperty(z, "Approach_Result")
+            if result.startswith("error"):
+                self._raise_device_error(z, "the approach")
+                raise DeviceFault(f"{z}: the approach ended with {result}")
             if result == "contact":
                 return float(core.getProperty(z, "Approach_ContactZ_um"))
             self._last_reason = FALSE_TRIGGER if result == "false trigger" else NO_CONTACT
@@ -750,8 +761,10 @@ class HoppingEngine(PMDAEngine):
         if self._hw_waveform:
             self._start(ps, "the measurement program", core.setProperty, ps, "Acquire", "Run")
             self._await(ps, "the measurement program", self._program_s)
-            trace = core.getProperty(ps, "LastTrace")
-            return _as_trace(trace)
+            trace = _as_trace(core.getProperty(ps, "LastTrace"))
+            if not trace.shape[1]:
+                self._raise_device_error(ps, "the measurement program")
+            return trace
         # no hardware timing: step through the program's samples, setting the
         # potential and reading the current through the core at each
         fs = self.plan.potentiostat.sample_rate_Hz

@@ -35,7 +35,8 @@ class DeviceWorker:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._job: (
             tuple[
                 Callable[[threading.Event], Any], Callable[[Any, BaseException | None], None] | None
@@ -80,12 +81,12 @@ class DeviceWorker:
         """Carry out ``op`` in the caller's thread, with the same bookkeeping as
         :meth:`start`: for an operation that takes no time (a simulator in fast
         mode), where handing it to the worker would cost more than the work."""
-        with self._cond:
-            self._begin(what)
-        self._finish(op, on_done)
+        with self._lock:
+            self._begin(what, inline=True)
+        self._finish(op, on_done, inline=True)
 
-    def _begin(self, what: str) -> None:
-        """Mark the device busy with ``what`` (under ``self._cond``), or refuse."""
+    def _begin(self, what: str, inline: bool = False) -> None:
+        """Mark the device busy with ``what`` (under ``self._lock``), or refuse."""
         if self._closed:
             raise RuntimeError(f"{self.name}: the device has been shut down")
         if self._busy:
@@ -93,8 +94,10 @@ class DeviceWorker:
                 f"{self.name} is still busy ({self.last_what}); wait for it or stop it first"
             )
         self._busy = True
-        self._done.clear()
-        self._abort.clear()
+        if not inline:  # an inline operation has ended before anyone could wait
+            self._done.clear()
+        if self._abort.is_set():
+            self._abort.clear()
         self.last_what = what
         self.last_error = None
 
@@ -135,6 +138,7 @@ class DeviceWorker:
         self,
         op: Callable[[threading.Event], Any],
         on_done: Callable[[Any, BaseException | None], None] | None,
+        inline: bool = False,
     ) -> None:
         result: Any = None
         error: BaseException | None = None
@@ -149,6 +153,7 @@ class DeviceWorker:
                 on_done(result, error)
             except Exception:
                 log.exception("%s: completion of %s failed", self.name, self.last_what)
-        with self._cond:
+        with self._lock:
             self._busy = False
+        if not inline:
             self._done.set()

@@ -85,6 +85,7 @@ class HubPeripheral(PreInitFixedMixin):
         super().initialize()
         self.worker.name = self.get_label()
         self._hub = find_hub(self)
+        self._controller = self._hub.controller
         self._hub.attach(self)
 
     def shutdown(self) -> None:
@@ -100,7 +101,10 @@ class HubPeripheral(PreInitFixedMixin):
 
     @property
     def controller(self) -> Any:
-        return self.hub.controller
+        """The hub's controller (the connection to the hardware or simulator)."""
+        if self._hub is None:
+            raise RuntimeError(f"device {self.get_label()!r} is not initialized")
+        return self._controller
 
     def busy(self) -> bool:
         return self.worker.busy()

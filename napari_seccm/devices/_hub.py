@@ -159,6 +159,7 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         self._margin_um = 0.5
         self._guards: dict[str, ProbeGuard] = {}
         self._peripherals: weakref.WeakSet[HubPeripheral] = weakref.WeakSet()
+        self._z_stages: list[HubPeripheral] = []
         self._guard_lock = threading.Lock()
         with _HUBS_LOCK:
             _LIVE_HUBS.add(self)
@@ -224,9 +225,11 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
 
     def attach(self, dev: HubPeripheral) -> None:
         self._peripherals.add(dev)
+        self._z_stages = [p for p in self._peripherals if p.IS_Z_STAGE]
 
     def detach(self, dev: HubPeripheral) -> None:
         self._peripherals.discard(dev)
+        self._z_stages = [p for p in self._peripherals if p.IS_Z_STAGE]
 
     # ------------------------------------------------------ emergency stop
     @property
@@ -286,6 +289,10 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
                 self._guards[z_label] = ProbeGuard(z_label)
             return self._guards[z_label]
 
+    def interlock_floor_um(self, z_label: str) -> float:
+        """Lowest Z a plain move of ``z_label`` may go down to (NaN: no limit)."""
+        return self.guard(z_label).contact_z_um if self._interlock else math.nan
+
     def check_z_move(self, z_label: str, target_um: float, current_um: float) -> None:
         """Refuse a plain move down below the last contact height."""
         g = self.guard(z_label)
@@ -316,4 +323,5 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
                 )
 
     def z_stages(self) -> list[HubPeripheral]:
-        return [p for p in self._peripherals if getattr(p, "IS_Z_STAGE", False)]
+        """The Z stages (probes) behind this hub."""
+        return self._z_stages

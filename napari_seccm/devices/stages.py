@@ -227,10 +227,7 @@ class PiezoZ(HubPeripheral, StageDevice):
     def Interlock_MinZ_um(self) -> float:
         """Lowest Z a plain move may go down to now: the last contact height
         (NaN while none is known or the interlock is off), um."""
-        hub = self.hub
-        if hub.get_property_value("Interlock") != "On":
-            return math.nan
-        return hub.guard(self.get_label()).contact_z_um
+        return self.hub.interlock_floor_um(self.get_label())
 
     @pymm_property(is_read_only=True)
     def ProbeHealth(self) -> str:
