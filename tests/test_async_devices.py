@@ -344,3 +344,15 @@ def test_the_emergency_stop_during_a_scan_ends_it_as_a_fault(core, tmp_path):
     time.sleep(0.2)
     assert core.getPosition() == z  # nothing moves until reset, not even the retract
     napari_seccm.reset_emergency_stop(core)
+
+
+def test_a_scan_started_in_contact_after_a_landing_by_hand_lifts_first(core, tmp_path):
+    """The interlock remembers a landing made by hand; the engine lifts clear of
+    it before its first lateral move instead of being refused."""
+    cz = land(core)
+    assert in_contact()
+    plan = small_plan(width_um=2.0, pitch_um=1.0, retract_um=0.3)  # less than the margin
+    scan = Scan.create(core, plan, tmp_path / "after_hand.seccm.zarr")
+    assert scan.run() == "complete", scan.store.meta["reason"]
+    assert not in_contact()
+    assert core.getPosition() > cz

@@ -168,3 +168,56 @@ def test_an_xy_stage_error_is_a_fault_with_its_message(rig, tmp_path):
     assert status == "fault"
     assert "scripted xy error" in meta["reason"]
     assert ends_safe(ctrl)
+
+
+def test_misses_are_recorded_and_stop_the_scan_lifted(rig, tmp_path):
+    from napari_seccm.acquisition.store import NO_CONTACT
+
+    core, ctrl = rig
+    ctrl.next["approach"] = ["ok"] * 2
+    ctrl.fault["approach"] = "miss"
+    status, meta, res = scan(core, tmp_path / "miss.seccm.zarr")
+    assert status == "error"  # the plan's limit of misses in a row, not a device fault
+    assert "points in a row without contact" in meta["reason"]
+    assert res["status"][0] == OK
+    assert (res["status"][1:6] == NO_CONTACT).all()
+    assert np.isnan(res["contact_z_um"][1:6]).all()
+    assert lateral_moves_were_high(ctrl)
+    assert ends_safe(ctrl)
+
+
+def test_a_contact_reported_above_where_the_search_started_is_a_fault(rig, tmp_path):
+    core, ctrl = rig
+    ctrl.next["approach"] = ["ok"] * 2
+    ctrl.fault["approach"] = "high"
+    status, meta, res = scan(core, tmp_path / "high.seccm.zarr")
+    assert status == "fault"
+    assert (res["status"][1:4] == FAULT).all()
+    assert "outside the range searched" in meta["reason"]
+    assert ends_safe(ctrl)
+
+
+def test_stop_during_a_program_that_never_ends_cancels_not_faults(rig, tmp_path):
+    """Stop is not a fault: the hung program is aborted at once, the point is
+    not recorded (a resume measures it), the pipette retracted, the cell off."""
+    import threading
+    import time
+
+    core, ctrl = rig
+    ctrl.next["program"] = ["ok"]
+    ctrl.fault["program"] = "hang"
+    plan = small_plan(width_um=3.0, pitch_um=1.0, retract_um=RETRACT)
+    s = Scan.create(core, plan, tmp_path / "stop.seccm.zarr")
+    s.start()
+    t_end = time.monotonic() + 10
+    while not (core.deviceBusy("Potentiostat") and s.points_done == 1):
+        assert time.monotonic() < t_end
+        time.sleep(0.005)
+    t0 = time.monotonic()
+    threading.Timer(0.05, s.cancel).start()
+    assert s.wait(10) == "canceled"
+    assert time.monotonic() - t0 < 5.0  # well inside the 5 s deadline margin
+    with ScanStore.open(s.store.path) as st:
+        assert st.done_mask().sum() == 1
+        assert st.meta["reason"] == "stopped by the user"
+    assert ends_safe(ctrl)

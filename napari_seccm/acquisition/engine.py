@@ -352,7 +352,9 @@ class HoppingEngine(PMDAEngine):
                 f"the plan asks for a device-side approach but {self.probe.z_dev!r} has none"
             )
         self._use_device_approach = self._device_approach and method != "software"
-        self._has_interlock_floor = has(self.probe.z_dev, "Interlock_MinZ_um")
+        self._interlock_props = {
+            p for p in ("Interlock_MinZ_um", "Interlock_LateralMinZ_um") if has(self.probe.z_dev, p)
+        }
         self._hw_waveform = has(self.probe.ps, "Waveform") and has(self.probe.ps, "LastTrace")
         self._z_speed_prop = has(self.probe.z_dev, "Speed_um_per_s")
         lo = -math.inf
@@ -501,6 +503,11 @@ class HoppingEngine(PMDAEngine):
                 lift += plan.flyback_extra_um
             if core.getPosition(self.probe.z_dev) < lift:
                 self._move_z(lift, a.fast_speed_um_per_s)
+        # the device refuses a lateral move near its last contact (which may be
+        # a landing made by hand before the scan, or one this engine distrusted)
+        clear = self._interlock_z("Interlock_LateralMinZ_um")
+        if math.isfinite(clear) and core.getPosition(self.probe.z_dev) < clear:
+            self._move_z(clear, a.fast_speed_um_per_s)
         self._last_row = row
         if not self._move_xy(x, y):
             return self._fault_point(
@@ -521,12 +528,11 @@ class HoppingEngine(PMDAEngine):
             h = found
         margin = max(a.slow_zone_um, 3.0 * self.probe.surface.rms_um) + slope_extra
         z_slow = h + margin
-        if self._has_interlock_floor:
-            # a plain move may not go below the last contact (the device's
-            # interlock): from there the approach goes on, slowly
-            floor = float(core.getProperty(self.probe.z_dev, "Interlock_MinZ_um"))
-            if math.isfinite(floor):
-                z_slow = max(z_slow, floor)
+        # a plain move may not go below the last contact (the device's
+        # interlock): from there the approach goes on, slowly
+        floor = self._interlock_z("Interlock_MinZ_um")
+        if math.isfinite(floor):
+            z_slow = max(z_slow, floor)
         if core.getPosition(self.probe.z_dev) > z_slow:
             self._move_z(z_slow, a.fast_speed_um_per_s)
         z_from = float(core.getPosition(self.probe.z_dev))
@@ -593,6 +599,12 @@ class HoppingEngine(PMDAEngine):
             )
         return rec, trace[1:]  # rows [E_V, I_A] (a view: the payload of frameReady)
 
+    def _interlock_z(self, prop: str) -> float:
+        """A height the Z stage's interlock reports (NaN when it has none)."""
+        if prop not in self._interlock_props:
+            return math.nan
+        return float(self.core.getProperty(self.probe.z_dev, prop))
+
     def _check_contact(self, contact_z: float, z_from: float, stop: float) -> str:
         """Why the reported contact height cannot be trusted ('' if it can): it
         must lie in the range searched, and the stage must have stopped just
@@ -624,9 +636,8 @@ class HoppingEngine(PMDAEngine):
         if self.writer is not None:
             self.writer.put(rec)
         here = float(self.core.getPosition(self.probe.z_dev))
-        target = max(
-            here, self.probe.max_contact_z if math.isfinite(self.probe.max_contact_z) else here
-        )
+        heights = [here, self.probe.max_contact_z, self._interlock_z("Interlock_MinZ_um")]
+        target = max(h for h in heights if math.isfinite(h))
         self._move_z(target + self.plan.retract_um, self.plan.approach.fast_speed_um_per_s)
         self._check_fault_limit(x, y)
         return rec, None

@@ -293,6 +293,10 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         """Lowest Z a plain move of ``z_label`` may go down to (NaN: no limit)."""
         return self.guard(z_label).contact_z_um if self._interlock else math.nan
 
+    def lateral_floor_um(self, z_label: str) -> float:
+        """Lowest Z of ``z_label`` from which a lateral move is allowed (NaN: any)."""
+        return self.interlock_floor_um(z_label) + self._margin_um
+
     def check_z_move(self, z_label: str, target_um: float, current_um: float) -> None:
         """Refuse a plain move down below the last contact height."""
         g = self.guard(z_label)

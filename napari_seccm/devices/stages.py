@@ -230,6 +230,13 @@ class PiezoZ(HubPeripheral, StageDevice):
         return self.hub.interlock_floor_um(self.get_label())
 
     @pymm_property(is_read_only=True)
+    def Interlock_LateralMinZ_um(self) -> float:
+        """Lowest Z from which a lateral move is allowed now: the last contact
+        height + the hub's Interlock_Margin_um (NaN while none is known or the
+        interlock is off), um."""
+        return self.hub.lateral_floor_um(self.get_label())
+
+    @pymm_property(is_read_only=True)
     def ProbeHealth(self) -> str:
         """The pipette's state as the controller reports it: ok, clogged, broken
         (unknown when the controller cannot tell)."""
