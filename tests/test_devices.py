@@ -52,6 +52,7 @@ DOCUMENTED = [
     ("SECCM", "Interlock", STR, ("On", "Off"), False),
     ("SECCM", "Interlock_Margin_um", FLOAT, (0.0, 100.0), False),
     ("PiezoZ", "Interlock_MinZ_um", FLOAT, None, True),
+    ("PiezoZ", "Interlock_LateralMinZ_um", FLOAT, None, True),
     ("PiezoZ", "ProbeHealth", STR, None, True),
     ("PiezoXY", "LastError", STR, None, True),
     ("PiezoZ", "LastError", STR, None, True),
