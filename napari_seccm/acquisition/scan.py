@@ -583,16 +583,21 @@ class Scan:
 
         if not self._estop_reason:
             self._estop_reason = reason
-        self._cancel.set()
-        eng = self.engine
-        if eng is not None:
-            eng.abort.set()
-            # the engine stops listening for the latch when its teardown
-            # begins; a retract that hangs there must see it too
-            estop = getattr(eng, "_estop", None)
-            if isinstance(estop, threading.Event):
-                estop.set()
-        return emergency_stop(self.core, reason)
+        try:
+            # latch first: told to stop before the latch, the engine would
+            # start its retract, and a move started before the latch is not
+            # refused by it
+            return emergency_stop(self.core, reason)
+        finally:
+            self._cancel.set()
+            eng = self.engine
+            if eng is not None:
+                eng.abort.set()
+                # the engine stops listening for the latch when its teardown
+                # begins; a retract that hangs there must see it too
+                estop = getattr(eng, "_estop", None)
+                if isinstance(estop, threading.Event):
+                    estop.set()
 
     def set_paused(self, paused: bool) -> None:
         """Pause after the point in progress (the pipette waits retracted)."""
