@@ -24,8 +24,130 @@ def _fmt_duration(s: float) -> str:
 
 
 # ------------------------------------------------------------------ running
-def _run_with_progress(scan: Scan, title: str, quiet: bool = False) -> str:
-    """Run a scan on a worker thread with a progress bar; Ctrl-C stops it cleanly."""
+#: exit codes of ``scan``, ``resume`` and ``demo`` (2: bad input, nothing moved)
+EXIT_COMPLETE = 0
+#: the scan ended with a fault or an error: a device failed or missed its
+#: deadline, the retract or the cell-off failed, or the emergency stop was used
+#: (a second Ctrl-C): the rig needs a look before a resume
+EXIT_FAULT = 1
+EXIT_BAD_INPUT = 2
+#: canceled and safe (pipette retracted, cell off, store closed 'canceled'):
+#: 128 + the signal, as a shell reports a process ended by it
+EXIT_SIGHUP = 129  # the terminal closed, the SSH session dropped
+EXIT_SIGINT = 130  # Ctrl-C
+#: SIGTERM (a service stop, kill): the emergency stop; the store closed 'fault'
+EXIT_SIGTERM = 143
+#: after the emergency stop, how long the CLI waits for the scan to close its
+#: store (nothing is retracted, so it takes about a second); past that, or on
+#: a third signal, it exits and leaves the store as it is (resumable)
+ESTOP_WAIT_S = 10.0
+
+
+def _signal_number(name: str) -> int | None:
+    return getattr(signal, name, None)
+
+
+class _SignalStop:
+    """What SIGINT, SIGHUP and SIGTERM do to the scan the CLI runs.
+
+    The first Ctrl-C, or SIGHUP: cancel (the step in progress aborted, the
+    pipette retracted, the cell off, the store closed 'canceled'). A second
+    Ctrl-C, or SIGTERM: the emergency stop (everything halts where it is, the
+    cell off, latched; the store closed 'fault'). After that, one more Ctrl-C
+    or SIGTERM stops waiting for the store. The work is done on a helper
+    thread: the handler runs on the main thread and returns at once.
+    """
+
+    def __init__(self, scan: Scan, say: Any) -> None:
+        self.scan = scan
+        self.say = say
+        self.received: list[str] = []
+        self.canceling = False
+        self.estop_at: float | None = None
+        self.estop_by = ""
+        self.estop_done: list[str] = []
+        self.give_up = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for name in ("SIGINT", "SIGHUP", "SIGTERM"):
+            sig = _signal_number(name)
+            if sig is None:  # no SIGHUP on Windows
+                continue
+            if name == "SIGHUP" and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # nohup: the scan is meant to outlive the terminal
+            self._old[sig] = signal.signal(sig, self)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        import threading
+        import time
+
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if self.estop_at is not None:
+            if name != "SIGHUP":
+                self.give_up = True
+                self.say(
+                    f"[red]{name}: not waiting for the scan any longer; exiting now "
+                    "(the store keeps every point written so far: napari-seccm resume)"
+                )
+            return
+        if name == "SIGTERM" or (name == "SIGINT" and self.canceling):
+            self.estop_at = time.monotonic()
+            self.estop_by = "SIGTERM" if name == "SIGTERM" else "a second Ctrl-C"
+            self.say(
+                f"[red]EMERGENCY STOP ({self.estop_by}): every motion and waveform halted where "
+                "it is, the cell switched off, latched; the pipette is NOT retracted; saving "
+                "the points measured..."
+            )
+
+            def estop() -> None:
+                self.estop_done = self.scan.emergency_stop(f"{self.estop_by} at the command line")
+
+            threading.Thread(target=estop, name="seccm-estop", daemon=True).start()
+            return
+        if self.canceling:
+            return  # SIGHUP while already stopping: keep stopping
+        self.canceling = True
+        if name == "SIGINT":
+            what, reason = "Ctrl-C", None
+        else:
+            what = f"{name}: the terminal closed or the session ended"
+            reason = f"stopped by {name} (the terminal closed or the session ended)"
+        self.say(
+            f"[yellow]stopping ({what}): aborting the step in progress, retracting the "
+            "pipette, switching the cell off, saving; Ctrl-C again for the emergency stop"
+        )
+        threading.Thread(
+            target=self.scan.cancel, args=(reason,), name="seccm-cancel", daemon=True
+        ).start()
+
+    def exit_code(self, status: str) -> int:
+        """SIGTERM asked the process to end: 143 whatever the scan's status.
+        Otherwise a fault or an error is 1 (also after the emergency stop of a
+        second Ctrl-C), and a scan canceled safely 128 + the signal."""
+        if "SIGTERM" in self.received:
+            return EXIT_SIGTERM
+        if status == "complete":
+            return EXIT_COMPLETE
+        if status != "canceled":
+            return EXIT_FAULT
+        return EXIT_SIGHUP if self.received[:1] == ["SIGHUP"] else EXIT_SIGINT
+
+
+def _run_with_progress(scan: Scan, title: str, quiet: bool = False) -> tuple[str, int]:
+    """Run a scan on a worker thread with a progress bar; Ctrl-C, SIGHUP and
+    SIGTERM stop it safely (see :class:`_SignalStop`). Returns the scan's
+    final status (``running`` if it was left after an emergency stop) and the
+    exit code."""
+    import contextlib
+    import time
+
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -37,55 +159,115 @@ def _run_with_progress(scan: Scan, title: str, quiet: bool = False) -> str:
     )
 
     console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        # the terminal may be gone (SIGHUP): saying so must not stop the scan
+        with contextlib.suppress(Exception):
+            console.print(text)
+
     est = scan.plan.estimate_time_s() * scan.pending.size / max(scan.n_total, 1)
     if not quiet:
-        console.print(
+        say(
             f"{title}: {scan.pending.size} of {scan.n_total} points to measure, "
-            f"estimated instrument time {_fmt_duration(est)}; Ctrl-C stops cleanly"
+            f"estimated instrument time {_fmt_duration(est)}; Ctrl-C stops safely "
+            "(twice: emergency stop)"
         )
-    interrupted = {"n": 0}
+    stop = _SignalStop(scan, say)
+    stop.install()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("points"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+    task = progress.add_task(title, total=scan.n_total, completed=scan.points_done)
+    show = True
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        interrupted["n"] += 1
-        if interrupted["n"] == 1:
-            console.print("[yellow]stopping after the point in progress (retract, flush)...")
-            scan.cancel()
-        else:
-            console.print("[yellow]already stopping; the pipette is being retracted")
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        scan.start()
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("points"),
-            TimeElapsedColumn(),
-            TextColumn("left"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-            transient=False,
-        ) as progress:
-            task = progress.add_task(title, total=scan.n_total, completed=scan.points_done)
-            while scan.is_running():
-                scan.wait(0.1)
+    def update() -> None:
+        nonlocal show
+        if show:
+            try:
                 progress.update(task, completed=scan.points_done)
-            progress.update(task, completed=scan.points_done)
+            except Exception:  # the terminal is gone: keep the scan, drop the bar
+                show = False
+
+    try:
+        with contextlib.suppress(Exception):
+            progress.start()
+        # the CLI handles the signals itself (the scan's own handlers would
+        # treat SIGTERM and SIGHUP the same way, but not Ctrl-C)
+        scan.start(handle_signals=False)
+        while scan.is_running():
+            scan.wait(0.1)
+            update()
+            if stop.give_up or (
+                stop.estop_at is not None and time.monotonic() - stop.estop_at > ESTOP_WAIT_S
+            ):
+                break
+        update()
     finally:
-        signal.signal(signal.SIGINT, old)
-    status = scan.final_status or "error"
-    if not quiet:
+        with contextlib.suppress(Exception):
+            progress.stop()
+        stop.restore()
+    left = scan.is_running()
+    if left:
+        # stuck in a device call after the emergency stop: the scan thread is a
+        # daemon; the store stays as it is ('running', shown as interrupted)
+        scan.exit_timeout_s = 0.0
+        status = "running"
+    else:
+        status = scan.final_status or "error"
+    code = stop.exit_code(status)
+    if stop.estop_done:
+        say("emergency stop: " + "; ".join(stop.estop_done))
+    if not quiet or status != "complete":
         color = {"complete": "green", "canceled": "yellow"}.get(status, "red")
-        reason = scan.store.meta.get("reason") or ""
-        info = store_info(scan.store.path)
-        console.print(f"[{color}]scan {status}[/]" + (f": {reason}" if reason else ""))
-        console.print(
-            f"  {info['points_done']} of {info['points_total']} points in {info['path']}; "
-            f"instrument time {_fmt_duration(info['instrument_time_s'])}"
+        if left:
+            waited = "a third signal" if stop.give_up else f"{ESTOP_WAIT_S:g} s"
+            say(
+                f"[red]scan left running[/]: the scan did not end after the emergency stop "
+                f"(gave up after {waited}); the store {scan.store.path} is left as it was "
+                "(status running, shown as interrupted) with every point written so far; "
+                "after a look at the rig, napari-seccm resume measures the rest"
+            )
+        else:
+            reason = scan.store.meta.get("reason") or ""
+            say(f"[{color}]scan {status}[/]" + (f": {reason}" if reason else ""))
+            with contextlib.suppress(Exception):
+                info = store_info(scan.store.path)
+                say(
+                    f"  {info['points_done']} of {info['points_total']} points in {info['path']}; "
+                    f"instrument time {_fmt_duration(info['instrument_time_s'])}"
+                )
+        if status != "complete":
+            say(_ending_line(scan, status, stop, code))
+    return status, code
+
+
+def _ending_line(scan: Scan, status: str, stop: _SignalStop, code: int) -> str:
+    """The last line: is the rig safe, what next, and the exit code."""
+    path = scan.store.path
+    if status == "canceled":
+        text = (
+            "the pipette is retracted and the cell off; "
+            f"napari-seccm resume {path} measures the remaining points"
         )
-    return status
+    elif stop.estop_at is not None:
+        text = (
+            f"EMERGENCY STOP latched ({stop.estop_by}): the pipette was left where it stopped, "
+            f"the cell is off; check the rig, then napari-seccm resume {path}"
+        )
+    elif status == "running":
+        text = "the rig may not be safe: check it"
+    else:
+        text = f"{status.upper()}: the rig may need a look (see the reason above) before a resume"
+    return f"{text} (exit code {code})"
 
 
 #: plans estimated to take longer are refused unless --max-hours says otherwise
@@ -136,8 +318,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     ScanStore.check_creatable(args.out, overwrite=args.overwrite)  # before loading the rig
     core = _load_core(args.config)
     scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
-    status = _run_with_progress(scan, f"scan -> {args.out}", args.quiet)
-    return 0 if status == "complete" else 1 if status in ("error", "fault") else 130
+    return _run_with_progress(scan, f"scan -> {args.out}", args.quiet)[1]
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -148,8 +329,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         cfg = args.config or s.meta.get("rig", {}).get("config_file") or "seccm_simulated.cfg"
     core = _load_core(cfg)
     scan = Scan.resume(core, args.store)
-    status = _run_with_progress(scan, f"resume {args.store}", args.quiet)
-    return 0 if status == "complete" else 1 if status in ("error", "fault") else 130
+    return _run_with_progress(scan, f"resume {args.store}", args.quiet)[1]
 
 
 def store_info(path: str | Path) -> dict[str, Any]:
@@ -262,9 +442,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     # 1. I-V at one landing: an 11-step staircase 0 -> 1 V
     iv_scan = Scan.create(core, iv_plan, out / "iv.seccm.zarr")
-    if _run_with_progress(iv_scan, "I-V", quiet=True) != "complete":
-        print(f"I-V failed: {iv_scan.store.meta.get('reason')}", file=sys.stderr)
-        return 1
+    iv_status, code = _run_with_progress(iv_scan, "I-V", quiet=True)
+    if iv_status != "complete":  # the reason is printed; the map is not started
+        return code
     with ScanStore.open(out / "iv.seccm.zarr") as s:
         tr = s.trace(0)
         res = s.results()
@@ -293,7 +473,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # 2. the map: 12 x 12 um at 1.0 V, hopping
     scan = Scan.create(core, map_plan, out / "map.seccm.zarr")
     print()
-    status = _run_with_progress(scan, "map 12 x 12 um", quiet=args.quiet)
+    status, code = _run_with_progress(scan, "map 12 x 12 um", quiet=args.quiet)
+    if status not in ("complete", "canceled", "fault", "error"):
+        return code  # left running after an emergency stop: no figure
     info = store_info(out / "map.seccm.zarr")
     print(
         f"map: {info['points_done']} points, status {info['status']}; instrument time "
@@ -307,7 +489,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"(napari: File > Open, or `napari-seccm info`)"
     )
     del core
-    return 0 if status == "complete" else 1
+    return code
 
 
 def _demo_figure(map_store: Path, E, I, fit, path: Path) -> None:

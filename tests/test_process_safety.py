@@ -322,6 +322,128 @@ def wait_points_on_disk(proc: Proc, store: Path, n: int = 3) -> int:
     return done_count(store)
 
 
+# --------------------------------------------------------------------- CLI
+def test_cli_sighup_cancels_retracts_and_exits_129(tmp_path):
+    """A closed terminal or a dropped SSH session: the scan is canceled like a
+    Ctrl-C (the step in progress aborted, the pipette retracted, the cell
+    off), the store closed 'canceled' with every point, exit code 129."""
+    rig = Rig(tmp_path)
+    store = tmp_path / "hup.seccm.zarr"
+    proc = start_cli(rig, store)
+    try:
+        at_signal = wait_points_on_disk(proc, store)
+        proc.kill(signal.SIGHUP)
+        rc = proc.end()
+    finally:
+        proc.stop()
+    err = proc.stderr
+    assert rc == 129, err
+    assert "stopping (SIGHUP: the terminal closed or the session ended): aborting the step" in err
+    assert "scan canceled: stopped by SIGHUP" in err
+    assert "the pipette is retracted and the cell off" in err and "(exit code 129)" in err
+    assert "Traceback" not in err
+    status, reason, done = read_store(store)
+    assert status == "canceled"
+    assert reason == "stopped by SIGHUP (the terminal closed or the session ended)"
+    assert at_signal <= done < rig.n_points
+    assert_done_points_intact(store)
+    assert_retracted_and_off(rig, store)
+
+
+def test_cli_sigterm_is_an_emergency_stop_that_keeps_the_points(tmp_path):
+    """SIGTERM (a service stop, kill): everything halts at once, the cell off,
+    latched; nothing moves after the latch (no retract); the store is still
+    closed, 'fault', with every point; exit code 143."""
+    rig = Rig(tmp_path)
+    store = tmp_path / "term.seccm.zarr"
+    proc = start_cli(rig, store, "--quiet")
+    try:
+        at_signal = wait_points_on_disk(proc, store)
+        proc.kill(signal.SIGTERM)
+        rc = proc.end()
+    finally:
+        proc.stop()
+    err = proc.stderr
+    assert rc == 143, err
+    assert "EMERGENCY STOP (SIGTERM): every motion and waveform halted" in err
+    assert "scan fault: emergency stop (SIGTERM at the command line)" in err
+    assert "EMERGENCY STOP latched (SIGTERM)" in err and "(exit code 143)" in err
+    assert "Traceback" not in err
+    status, reason, done = read_store(store)
+    assert status == "fault"
+    assert reason.startswith("emergency stop (SIGTERM at the command line): halted where it was")
+    assert "latched" in reason
+    assert at_signal <= done < rig.n_points
+    assert_done_points_intact(store)
+    assert_halted_after_latch(rig)
+
+
+def test_cli_second_ctrl_c_during_a_hung_retract_stops_and_exits_promptly(tmp_path):
+    """The first Ctrl-C cancels; the retract of the teardown then hangs, deaf
+    to the stop (its deadline is a minute away). A second Ctrl-C triggers the
+    emergency stop: the CLI does not wait for that deadline, closes the store
+    'fault' with every point and the reason, and exits 1 well within it."""
+    rig = Rig(tmp_path, z_hang_at_or_above_um=HANG_Z_UM)
+    store = tmp_path / "hang.seccm.zarr"
+    proc = start_cli(rig, store, "--quiet")
+    try:
+        at_signal = wait_points_on_disk(proc, store)
+        proc.kill(signal.SIGINT)
+        proc.wait_for(lambda: "stopping (Ctrl-C)" in proc.stderr, "the CLI saying it stops")
+        proc.wait_for(
+            lambda: rig.log.exists() and '"z-hang"' in rig.log.read_text(), "the retract to hang"
+        )
+        proc.kill(signal.SIGINT)
+        t0 = time.monotonic()
+        rc = proc.end(timeout=DEADLINE_MARGIN_S + 30)
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.stop()
+    err = proc.stderr
+    # ~1 s to give up on the hung device, ~5 s for its worker at exit; without
+    # the emergency stop it would wait out the retract's deadline (60 s)
+    assert elapsed < DEADLINE_MARGIN_S / 2, f"{elapsed:.1f} s after the second Ctrl-C\n{err}"
+    assert rc == 1, err
+    assert "EMERGENCY STOP (a second Ctrl-C)" in err
+    assert "retract failed: emergency stop during the Z move" in err
+    assert "(exit code 1)" in err
+    assert "Traceback" not in err
+    status, reason, done = read_store(store)
+    assert status == "fault"  # closed, not left 'running'
+    assert reason.startswith("emergency stop (a second Ctrl-C at the command line)")
+    assert "stopped by the user" in reason and "retract failed" in reason
+    assert at_signal <= done < rig.n_points
+    assert_done_points_intact(store)
+    hang = next(e for e in rig.entries() if e["op"] == "z-hang")
+    assert hang["target"] >= HANG_Z_UM  # it was the teardown's retract that hung
+    assert not rig.entries()[-1]["cell"]
+
+
+def test_cli_a_cell_that_will_not_switch_off_is_a_fault_exit_1(tmp_path):
+    """The teardown cannot switch the cell off: the scan measured every point,
+    but the rig is not safe: status 'fault' (not 'complete'), the reason
+    printed, exit code 1."""
+    # the first cell-off is the potentiostat's own at initialization
+    rig = Rig(tmp_path, pace_s=0.0, next={"cell-off": ["ok"]}, fault={"cell-off": "error"})
+    store = tmp_path / "cell.seccm.zarr"
+    proc = start_cli(rig, store, "--quiet")
+    try:
+        rc = proc.end()
+    finally:
+        proc.stop()
+    err = proc.stderr
+    assert rc == 1, err
+    assert "scan fault: switching the cell off failed: scripted cell-off error" in err, err
+    assert "FAULT: the rig may need a look" in err and "(exit code 1)" in err
+    status, reason, done = read_store(store)
+    assert status == "fault"
+    assert reason == "switching the cell off failed: scripted cell-off error"
+    assert done == rig.n_points
+    assert_done_points_intact(store)
+    last_cell = [e for e in rig.entries() if e["op"].startswith("cell")][-1]
+    assert last_cell["cell"], "the scripted cell should have stayed on"
+
+
 # --------------------------------------------------------------------- API
 @pytest.mark.parametrize(
     ("mode", "sig", "own_handler"),
