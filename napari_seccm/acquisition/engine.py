@@ -306,6 +306,11 @@ class HoppingEngine(PMDAEngine):
         if prop == "EmergencyStop" and str(value) == "Latched":
             self._estop.set()
 
+    def emergency_stopped(self) -> None:
+        """The emergency stop was latched: the step in progress ends as a
+        fault, and nothing moves any more (not even the retract)."""
+        self._estop.set()
+
     # ------------------------------------------------------- MDA protocol
     def setup_sequence(self, sequence: MDASequence) -> dict[str, Any] | None:
         core, plan = self.core, self.plan
@@ -444,14 +449,22 @@ class HoppingEngine(PMDAEngine):
         return [(img, event, meta)]
 
     def teardown_sequence(self, sequence: MDASequence) -> None:
-        """However the scan ends: retract to the safe height, cell off, flush."""
-        with contextlib.suppress(Exception):
-            self.core.events.propertyChanged.disconnect(self._on_property)
+        """However the scan ends: retract to the safe height, cell off, flush.
+
+        The emergency stop is still watched meanwhile (a retract that hangs
+        can be cut short by it); after it nothing moves, so the pipette is left
+        where it stopped, and the reason says so."""
         # the teardown must not be canceled by the Stop that brought it here
         self._tearing_down = True
         problems = []
         try:
-            self._retract_to_safe()
+            if self._estop.is_set():
+                problems.append(
+                    "the pipette was not retracted: the emergency stop holds every motion "
+                    "until it is reset"
+                )
+            else:
+                self._retract_to_safe()
         except _HopCanceled:
             problems.append("the retract was interrupted")
         except Exception as e:
@@ -460,6 +473,8 @@ class HoppingEngine(PMDAEngine):
             self._set_prop(self.probe.ps, "Cell", "Off")
         except Exception as e:
             problems.append(f"switching the cell off failed: {e}")
+        with contextlib.suppress(Exception):
+            self.core.events.propertyChanged.disconnect(self._on_property)
         self.teardown_problems = problems
 
     def safe_height_um(self) -> float:

@@ -593,11 +593,9 @@ class Scan:
             eng = self.engine
             if eng is not None:
                 eng.abort.set()
-                # the engine stops listening for the latch when its teardown
-                # begins; a retract that hangs there must see it too
-                estop = getattr(eng, "_estop", None)
-                if isinstance(estop, threading.Event):
-                    estop.set()
+                # also if a device gave no event for the latch (a hub whose
+                # property change is not announced): the engine must know
+                eng.emergency_stopped()
 
     def set_paused(self, paused: bool) -> None:
         """Pause after the point in progress (the pipette waits retracted)."""

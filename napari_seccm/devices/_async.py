@@ -116,7 +116,7 @@ class DeviceWorker:
         """Wait until idle (for tests and shutdown); False on timeout."""
         return self._done.wait(timeout)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 2.0) -> None:
         self.abort()
         with self._cond:
             self._closed = True

@@ -122,10 +122,15 @@ class HubPeripheral(PreInitFixedMixin):
         op: Callable[[threading.Event], Any],
         on_done: Callable[[Any, BaseException | None], None] | None = None,
     ) -> None:
-        self.hub.check_not_latched(self.get_label(), what)
+        hub = self.hub
+        hub.check_not_latched(self.get_label(), what)
         if getattr(self.controller, "runs_inline", False):
             # the controller takes no wall time (a simulator in fast mode):
             # done before the call returns, as an instant device would be
             self.worker.run_inline(what, op, on_done)
         else:
             self.worker.start(what, op, on_done)
+            if hub.latched:
+                # latched between the check and the start (the hub's abort may
+                # have reached the worker before this operation): abort it now
+                self.worker.abort()
