@@ -2,10 +2,9 @@
 
 Every core here is a real pymmcore-plus ``UniMMCore`` loaded from a shipped
 config with :func:`napari_seccm.configs.load_core`; every store is a real zarr
-store on disk. The simulated devices of a process share one rig (``default``)
-and loading a config replaces it, so at most one core is alive at a time:
-fixtures that scan once for a whole module unload their core before the
-tests run.
+store on disk. The simulator's ground truth is looked up by the hub's label,
+so at most one core is alive at a time: fixtures that scan once for a whole
+module unload their core before the tests run.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ def loaded_core(config: str | Path = "seccm_simulated.cfg") -> Iterator[UniMMCor
 def scan_to_store(
     path: str | Path, plan: ScanPlan, sample_props: dict[str, Any] | None = None
 ) -> Path:
-    """Run ``plan`` to completion on a fresh simulated rig (Sample device
+    """Run ``plan`` to completion on a fresh simulated rig (simulated-hub
     properties set first), release the core, return the store's path."""
     from napari_seccm.acquisition.scan import Scan
 

@@ -1,10 +1,10 @@
 """Fixtures: the simulated SECCM loaded through the real pymmcore-plus core.
 
 Every core here is a ``UniMMCore`` that loads ``micromanager_config/
-seccm_simulated.cfg``; the Python devices of that config talk to one shared
-simulated rig (named ``default``), and initializing the ``Sample`` device starts a
-fresh rig. Two cores alive at the same time would therefore share (and fight
-over) one rig: use them one after the other.
+seccm_simulated.cfg``: one simulated controller hub (``SECCM``) and its
+peripherals; initializing the hub starts a fresh simulated experiment. The
+simulator's ground truth is read with ``simulated_rig()``, which looks the hub up
+by its label: keep one core alive at a time.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _config_text(seed: int | None, preinit: Sequence[str]) -> str:
             out.extend(f"#py Property,{p}" for p in preinit)
         out.append(line)
     assert INIT_LINE in out
-    assert seed is None or seed_line in out, "the config sets no Sample seed"
+    assert seed is None or seed_line in out, "the config sets no SECCM seed"
     return "\n".join(out) + "\n"
 
 
@@ -92,9 +92,9 @@ def core(_frozen_heap: None) -> Iterator[UniMMCore]:
 def make_core(tmp_path: Path, _frozen_heap: None) -> Iterator[Callable[..., UniMMCore]]:
     """Factory: ``make_core(seed=None, preinit=("Dev,Prop,Value", ...))``.
 
-    Loads the shipped config, optionally with another ``Sample`` seed and extra
-    pre-init property lines. Creating a core replaces the shared simulated rig,
-    so finish with one core before making the next.
+    Loads the shipped config, optionally with another ``SECCM`` seed and extra
+    pre-init property lines. Finish with one core before making the next
+    (``simulated_rig()`` finds the hub by its label).
     """
     made: list[UniMMCore] = []
 
