@@ -163,7 +163,8 @@ class ScriptedController:
         return np.vstack((np.arange(e.size) / self.rate, e, i))
 
     def cells_off(self) -> None:
-        self.cell = False
+        """Every cell off at once (the hub's halt): the same switch, the same faults."""
+        self.set_cell("A", False)
 
 
 def _result(contact: bool, cz: float, z: float, reason: str, trace: Any) -> dict[str, Any]:

@@ -169,7 +169,12 @@ def test_interlocks_refuse_a_script_and_change_nothing(core):
     core.waitForSystem()
     with pytest.raises(ValueError, match="below the last contact height"):
         core.setPosition(cz - 0.5)
-    assert core.getProperty("PiezoZ", "Interlock_MinZ_um") == pytest.approx(cz)
+    # 1 um from the contact the surface may be up to tan(3 deg) x 1 um higher
+    tilt = math.tan(math.radians(core.getProperty("SECCM", "Interlock_MaxTilt_deg")))
+    floor = cz + tilt * 1.0
+    assert core.getProperty("PiezoZ", "Interlock_MinZ_um") == pytest.approx(floor, abs=1e-6)
+    with pytest.raises(ValueError, match="below the last contact height"):
+        core.setPosition(floor - 0.01)
 
 
 def test_an_expert_can_lift_the_interlock_and_it_is_logged(core, caplog):
@@ -356,3 +361,133 @@ def test_a_scan_started_in_contact_after_a_landing_by_hand_lifts_first(core, tmp
     assert scan.run() == "complete", scan.store.meta["reason"]
     assert not in_contact()
     assert core.getPosition() > cz
+
+
+# ----------------------------------------------------- found in review
+def test_a_listener_may_ask_the_core_about_the_device_from_its_event(core):
+    """At TimeScale 0 a move ends inside the call that started it; a listener
+    of its event that asks the core about the device must not deadlock."""
+    seen = []
+    z_target = core.getPosition() + 1.0
+
+    def on_z(label, z):
+        seen.append((core.getPosition(label), core.deviceBusy(label)))
+
+    def on_trace(dev, prop, value):
+        if prop == "LastTrace_Samples":
+            seen.append(core.getProperty(dev, "LastTrace").shape)
+
+    core.events.stagePositionChanged.connect(on_z)
+    core.events.propertyChanged.connect(on_trace)
+    done = threading.Event()
+
+    def act():
+        core.setPosition(z_target)
+        core.setProperty("Potentiostat", "Acquire", "Run")
+        done.set()
+
+    threading.Thread(target=act, daemon=True).start()
+    assert done.wait(5), "a listener deadlocked the device"
+    z_seen, busy_seen = seen[0]
+    assert z_seen == pytest.approx(z_target)
+    assert not busy_seen  # the event comes once the device is idle
+    assert seen[1][0] == 3
+
+
+def test_axes_do_not_overlap_lateral_during_approach_and_approach_during_lateral(core):
+    cz = land(core)
+    core.setPosition(cz + 5.0)
+    core.waitForSystem()
+    core.setProperty("SECCM", "TimeScale", 1.0)
+    core.setProperty("PiezoZ", "Approach_StopZ_um", surface(core) - 0.02)
+    core.setProperty("PiezoZ", "Approach", "Start")
+    with pytest.raises(ValueError, match="lateral move refused while PiezoZ is moving"):
+        core.setXYPosition(5.0, 0.0)
+    core.stop("PiezoZ")
+    busy_for(core, "PiezoZ")
+    core.setProperty("PiezoXY", "Speed_um_per_s", 10.0)
+    core.setXYPosition(5.0, 0.0)
+    with pytest.raises(ValueError, match="while PiezoXY is moving laterally"):
+        core.setProperty("PiezoZ", "Approach", "Start")
+    assert core.getProperty("PiezoZ", "Approach_Result") == "aborted"  # unchanged
+    with pytest.raises(ValueError, match="while PiezoXY is moving laterally"):
+        core.setPosition(core.getPosition() - 1.0)
+    core.stop("PiezoXY")
+    busy_for(core, "PiezoXY")
+    assert core.getProperty("PiezoXY", "LastError").endswith("was stopped before its end")
+
+
+def test_a_contact_reported_too_low_does_not_open_the_way_into_the_film(core):
+    core.setProperty("SECCM", "InjectFailure", "contact-low")
+    land(core)
+    assert core.getProperty("PiezoZ", "Approach_ContactZ_um") < surface(core) - 4.0
+    # the interlock keeps where the stage stopped, not the reported height
+    assert core.getProperty("PiezoZ", "Interlock_MinZ_um") > surface(core)
+    with pytest.raises(ValueError, match="below the last contact height"):
+        core.setPosition(surface(core) - 2.0)
+    assert core.getProperty("SECCM", "Pipette_State") == "ok"
+
+
+def test_a_broken_pipette_ends_the_scan_as_a_fault(core, tmp_path):
+    scan = Scan.create(core, small_plan(width_um=2.0, pitch_um=0.5), tmp_path / "b.seccm.zarr")
+    hit = threading.Event()
+
+    def brk(*_):
+        if not hit.is_set():
+            hit.set()
+            core.setProperty("SECCM", "Pipette_State", "broken")
+
+    core.mda.events.frameReady.connect(brk)
+    assert scan.run() == "fault"
+    core.mda.events.frameReady.disconnect(brk)
+    with ScanStore.open(scan.store.path) as s:
+        assert "pipette broken" in s.meta["reason"]
+        assert s.done_mask().sum() == 1  # nothing measured with the broken tip
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+
+
+def test_a_step_stopped_by_another_client_is_never_a_point(core, tmp_path):
+    """A stage widget's STOP during the approach, or Acquire = Abort from a
+    script: the scan ends as a fault, and that point is not recorded (a resume
+    measures it); the points before are kept."""
+    core.setProperty("SECCM", "TimeScale", 0.2)
+    plan = small_plan(width_um=2.0, pitch_um=0.5)
+    scan = Scan.create(core, plan, tmp_path / "foreign.seccm.zarr")
+    scan.start()
+    t_end = time.perf_counter() + 30
+    while not (
+        scan.points_done >= 2 and core.getProperty("PiezoZ", "Approach_Result") == "running"
+    ):
+        assert time.perf_counter() < t_end
+        time.sleep(0.002)
+    core.stop("PiezoZ")
+    assert scan.wait(10) == "fault"
+    with ScanStore.open(scan.store.path) as s:
+        done = int(s.done_mask().sum())
+        assert "stopped before its end" in s.meta["reason"]
+    assert done == scan.points_done
+    assert core.getProperty("Potentiostat", "Cell") == "Off"
+    assert not in_contact()
+
+
+def test_two_devices_on_one_probe_are_refused(tmp_path):
+    from napari_seccm.configs import SIMULATED, config_path, load_core
+
+    text = config_path(SIMULATED).read_text()
+    text = text.replace(
+        "#py Parent,PiezoZ,SECCM\n",
+        "#py Parent,PiezoZ,SECCM\n#py pyDevice,PiezoZ2,napari_seccm.devices,PiezoZ\n"
+        "#py Parent,PiezoZ2,SECCM\n",
+    )
+    cfg = tmp_path / "two_z.cfg"
+    cfg.write_text(text)
+    core = load_core(cfg, signals="psygnal")
+    try:
+        states = {d: core.getDeviceInitializationState(d) for d in ("PiezoZ", "PiezoZ2")}
+        # one of the two initialized, the other was refused at initialization
+        assert sorted(v.name for v in states.values()) == [
+            "InitializationFailed",
+            "InitializedSuccessfully",
+        ], states
+    finally:
+        core.unloadAllDevices()

@@ -110,6 +110,8 @@ def emergency_stop(core: CMMCorePlus, reason: str = "emergency stop") -> list[st
     for dev in devs:  # hubs first: they abort all their peripherals at once
         if core.hasProperty(dev, ESTOP_PROP):
             try:
+                if core.hasProperty(dev, ESTOP_PROP + "_Reason"):
+                    core.setProperty(dev, ESTOP_PROP + "_Reason", reason)
                 core.setProperty(dev, ESTOP_PROP, "Latched")
                 done.append(f"{dev}: latched")
             except Exception as e:

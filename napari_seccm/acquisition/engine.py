@@ -177,6 +177,19 @@ class HoppingEngine(PMDAEngine):
         # property browser, and a stale speed could crash the pipette
         self.core.setProperty(dev, prop, value)
 
+    def _xy_speed_now(self) -> float:
+        """The XY stage's speed now (someone may have lowered it mid-scan), um/s."""
+        if self._has_xy_speed:
+            return float(self.core.getProperty(self.xy_dev, "Speed_um_per_s"))
+        return 1.0
+
+    def _poll_latch(self) -> None:
+        """Ask the hubs whether their emergency stop is latched (their event may
+        not reach this thread: Qt delivers it to the GUI thread's loop)."""
+        for dev in self._latch_devs:
+            if self.core.getProperty(dev, "EmergencyStop") == "Latched":
+                self._estop.set()
+
     def _stop_requested(self) -> bool:
         if self._estop.is_set():
             return True
@@ -230,7 +243,11 @@ class HoppingEngine(PMDAEngine):
                     )
                 # the worker usually ends within a few hundred us in fast mode:
                 # yield first, then poll at up to 5 ms
-                time.sleep(0 if spins < 50 else min(0.005, 0.0002 * (spins - 49)))
+                if spins < 50:
+                    time.sleep(0)
+                else:
+                    time.sleep(min(0.005, 0.0002 * (spins - 49)))
+                    self._poll_latch()
                 spins += 1
         if self._estop.is_set():
             raise DeviceFault(f"emergency stop during {what}")
@@ -293,7 +310,7 @@ class HoppingEngine(PMDAEngine):
         self._await(
             self.xy_dev,
             f"the move to ({x:g}, {y:g}) um",
-            math.hypot(x - x0, y - y0) / self._xy_speed,
+            math.hypot(x - x0, y - y0) / self._xy_speed_now(),
         )
         xa, ya = core.getXYPosition(self.xy_dev)
         self._xy_error_um = math.hypot(xa - x, ya - y)
@@ -341,11 +358,7 @@ class HoppingEngine(PMDAEngine):
         self._has_last_error = {
             d for d in (self.xy_dev, self.probe.z_dev, self.probe.ps) if has(d, "LastError")
         }
-        self._xy_speed = (
-            float(core.getProperty(self.xy_dev, "Speed_um_per_s"))
-            if has(self.xy_dev, "Speed_um_per_s")
-            else 1.0
-        )
+        self._has_xy_speed = has(self.xy_dev, "Speed_um_per_s")
         self._estop.clear()
         core.events.propertyChanged.connect(self._on_property)
         self._device_approach = has(self.probe.z_dev, "Approach") and has(
@@ -357,6 +370,9 @@ class HoppingEngine(PMDAEngine):
                 f"the plan asks for a device-side approach but {self.probe.z_dev!r} has none"
             )
         self._use_device_approach = self._device_approach and method != "software"
+        self._has_health = has(self.probe.z_dev, "ProbeHealth")
+        self._noted_clogged = False
+        self._latch_devs = [d for d in devs if has(d, "EmergencyStop")]
         self._interlock_props = {
             p for p in ("Interlock_MinZ_um", "Interlock_LateralMinZ_um") if has(self.probe.z_dev, p)
         }
@@ -404,6 +420,7 @@ class HoppingEngine(PMDAEngine):
         self._set_prop(self.probe.ps, "Cell", "On")
         fs = pst.sample_rate_Hz
         self._program_s = self._program.duration_s
+        self._n_samples = self._program.n_samples(pst.sample_rate_Hz)
         w0, w1 = plan.readout_window_s()
         self._win = slice(int(round(w0 * fs)), max(int(round(w1 * fs)), int(round(w0 * fs)) + 1))
         self._t0_instrument = self.instrument_time_s()
@@ -492,6 +509,9 @@ class HoppingEngine(PMDAEngine):
     # ----------------------------------------------------------------- hop
     def _hop(self, i: int) -> tuple[PointRecord, np.ndarray | None]:
         core, plan, a = self.core, self.plan, self.plan.approach
+        self._poll_latch()
+        if self._estop.is_set():
+            raise DeviceFault("the emergency stop is latched")
         pts = self.points
         x, y, row = float(pts.x_um[i]), float(pts.y_um[i]), int(pts.row[i])
         t_start = self.time_offset_s + self.instrument_time_s() - self._t0_instrument
@@ -569,16 +589,20 @@ class HoppingEngine(PMDAEngine):
         window = cur[self._win]
         value = float(np.mean(window)) if window.size else math.nan
         status = OK
-        if cur.size == 0 or not window.size or not np.isfinite(window).all():
-            # no samples, or samples that are not numbers: not a measurement
+        bad = ""
+        if cur.size != self._n_samples:
+            bad = f"{cur.size} samples instead of the program's {self._n_samples}"
+        elif not window.size or not np.isfinite(window).all():
+            bad = "samples that are not numbers"
+        if bad:
+            # not the planned measurement: never an ok point
             status = FAULT
             value = math.nan
             self.consecutive_faults += 1
-            logger.warning(
-                "point %d: the potentiostat returned %s",
-                i,
-                "no samples" if not window.size else "non-finite samples",
-            )
+            note = f"point {i}: the potentiostat returned {bad}"
+            logger.warning(note)
+            self.notes.append(note)
+            del self.notes[:-20]
         elif np.max(np.abs(window)) >= 0.999 * self._range:
             status = SATURATED
         if cur.size == 0 or float(trace[1, -1]) != a.potential_V:  # back to the approach E
@@ -739,15 +763,35 @@ class HoppingEngine(PMDAEngine):
             self._set_prop(z, "Approach_Speed_um_per_s", speed)
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
             self._await(z, "the approach", (here - stop_z) / speed)
-            result = core.getProperty(z, "Approach_Result")
-            if result.startswith("error"):
-                self._raise_device_error(z, "the approach")
-                raise DeviceFault(f"{z}: the approach ended with {result}")
-            if result == "contact":
+            result = str(core.getProperty(z, "Approach_Result"))
+            self._check_probe_health()
+            if result in ("contact", "already in contact"):
                 return float(core.getProperty(z, "Approach_ContactZ_um"))
-            self._last_reason = FALSE_TRIGGER if result == "false trigger" else NO_CONTACT
-            return None
+            if result in ("no contact", "false trigger"):
+                self._last_reason = FALSE_TRIGGER if result == "false trigger" else NO_CONTACT
+                return None
+            # aborted by another client (a stage widget's STOP), an error, or a
+            # result this engine does not know: never a recorded miss
+            self._raise_device_error(z, "the approach")
+            raise DeviceFault(f"{z}: the approach ended with {result!r}")
         return self._software_approach(stop_z, speed)
+
+    def _check_probe_health(self) -> None:
+        """A broken pipette ends the scan (every later point would be wrong); a
+        clogged one is noted (its points read near zero current)."""
+        if not self._has_health:
+            return
+        health = str(self.core.getProperty(self.probe.z_dev, "ProbeHealth"))
+        if health == "broken":
+            raise DeviceFault(
+                f"{self.probe.z_dev} reports the pipette broken: stop, fit a new pipette and "
+                "resume (the resumed session searches for the surface again)"
+            )
+        if health == "clogged" and not self._noted_clogged:
+            self._noted_clogged = True
+            note = f"{self.probe.z_dev} reports the pipette clogged"
+            logger.warning(note)
+            self.notes.append(note)
 
     def _software_approach(self, stop_z: float, speed: float) -> float | None:
         """Fallback: step Z down and read the current through the core after each step."""
@@ -788,7 +832,9 @@ class HoppingEngine(PMDAEngine):
             self._start(ps, "the measurement program", core.setProperty, ps, "Acquire", "Run")
             self._await(ps, "the measurement program", self._program_s)
             trace = _as_trace(core.getProperty(ps, "LastTrace"))
-            if not trace.shape[1]:
+            if trace.shape[1] != self._n_samples:
+                # cut short (stopped by another client), or sampled at another
+                # rate than planned: not the planned measurement
                 self._raise_device_error(ps, "the measurement program")
             return trace
         # no hardware timing: step through the program's samples, setting the

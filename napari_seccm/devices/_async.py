@@ -30,6 +30,11 @@ class DeviceBusyError(RuntimeError):
     """A new operation was started while the device was still carrying out one."""
 
 
+class OperationAborted(RuntimeError):
+    """The operation was stopped (``stop()``, an abort, the emergency stop)
+    before it had ended."""
+
+
 class DeviceWorker:
     """One daemon thread per device, running one operation at a time."""
 
@@ -64,8 +69,10 @@ class DeviceWorker:
         op: Callable[[threading.Event], Any],
         on_done: Callable[[Any, BaseException | None], None] | None = None,
     ) -> None:
-        """Begin ``op(abort)`` on the worker; ``on_done(result, error)`` runs
-        on the worker when it has ended (before ``busy()`` turns false)."""
+        """Begin ``op(abort)`` on the worker. When it has ended,
+        ``on_done(result, error)`` runs on the worker before ``busy()`` turns
+        false (to publish results); if it returns a callable, that runs after
+        (to announce the end through events)."""
         with self._cond:
             self._begin(what)
             self._job = (op, on_done)
@@ -147,13 +154,25 @@ class DeviceWorker:
         except BaseException as e:  # reported through the device, never lost
             error = e
             log.warning("%s: %s failed: %s", self.name, self.last_what, e)
+        if error is None and self._abort.is_set() and not inline:
+            # stopped before its end: not a success (a script waiting for the
+            # device must not take a cut-short move for a finished one)
+            error = OperationAborted(f"{self.last_what} was stopped before its end")
         self.last_error = error
+        announce = None
         if on_done is not None:
             try:
-                on_done(result, error)
+                announce = on_done(result, error)
             except Exception:
                 log.exception("%s: completion of %s failed", self.name, self.last_what)
         with self._lock:
             self._busy = False
         if not inline:
             self._done.set()
+        # events go out once the device is idle: a listener may chain the next
+        # operation or read the device from its callback
+        if callable(announce):
+            try:
+                announce()
+            except Exception:
+                log.exception("%s: announcing the end of %s failed", self.name, self.last_what)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING, Any
 
 from pymmcore_plus.experimental.unicore import Device
@@ -10,7 +11,6 @@ from pymmcore_plus.experimental.unicore import Device
 from ._async import DeviceWorker
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Callable
 
     from ._hub import SECCMHub
@@ -65,9 +65,14 @@ class HubPeripheral(PreInitFixedMixin):
     """
 
     IS_Z_STAGE = False
+    IS_XY_STAGE = False
 
     def __init__(self) -> None:
         super().__init__()
+        # UniMMCore holds this lock during every call to the device; at
+        # TimeScale 0 an operation ends (and emits its events) inside that
+        # call, and a listener may ask the core about this device again
+        self._lock = threading.RLock()
         self._hub: SECCMHub | None = None
         self.worker = DeviceWorker(type(self).__name__)
         register(
@@ -115,6 +120,11 @@ class HubPeripheral(PreInitFixedMixin):
 
     def on_emergency_stop(self) -> None:
         """Called by the hub after it has aborted every operation."""
+
+    def resource(self) -> tuple[str, str] | None:
+        """What of the controller this device drives exclusively (a probe, a
+        channel), so that the hub refuses a second device on it."""
+        return None
 
     def start_operation(
         self,

@@ -155,11 +155,17 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         self.controller: Any = None
         self._latched = False
         self.latch_reason = ""
+        self._pending_reason = ""
+        # a device's own call may emit an event whose listener calls the core
+        # about this device again (e.g. at TimeScale 0): reentrant
+        self._lock = threading.RLock()
         self._interlock = True
         self._margin_um = 0.5
+        self._tan_tilt = math.tan(math.radians(3.0))
         self._guards: dict[str, ProbeGuard] = {}
         self._peripherals: weakref.WeakSet[HubPeripheral] = weakref.WeakSet()
         self._z_stages: list[HubPeripheral] = []
+        self._xy_stages: list[HubPeripheral] = []
         self._guard_lock = threading.Lock()
         with _HUBS_LOCK:
             _LIVE_HUBS.add(self)
@@ -172,10 +178,19 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             allowed_values=(ESTOP_CLEAR, ESTOP_LATCHED),
             getter=lambda d: ESTOP_LATCHED if d._latched else ESTOP_CLEAR,
             setter=lambda d, v: (
-                d.emergency_stop("the EmergencyStop property")
+                d.emergency_stop(d._pending_reason or "the EmergencyStop property")
                 if v == ESTOP_LATCHED
                 else d.reset_emergency_stop()
             ),
+        )
+        register(
+            self,
+            "EmergencyStop_Reason",
+            "",
+            "why the emergency stop was latched (set it just before latching to record "
+            "who or what stopped the instrument)",
+            getter=lambda d: d.latch_reason if d._latched else d._pending_reason,
+            setter=lambda d, v: setattr(d, "_pending_reason", str(v)),
         )
         register(
             self,
@@ -194,7 +209,17 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             "lateral moves are refused while a probe is below its last contact height + this, um",
             limits=(0.0, 100.0),
             getter=lambda d: d._margin_um,
-            setter=lambda d, v: setattr(d, "_margin_um", float(v)),
+            setter=lambda d, v: d._set_margin(float(v)),
+        )
+        register(
+            self,
+            "Interlock_MaxTilt_deg",
+            3.0,
+            "steepest surface slope assumed away from the last contact: a plain Z move "
+            "may not go below the contact height + tan(tilt) x the lateral distance, deg",
+            limits=(0.0, 45.0),
+            getter=lambda d: math.degrees(math.atan(d._tan_tilt)),
+            setter=lambda d, v: setattr(d, "_tan_tilt", math.tan(math.radians(float(v)))),
         )
 
     # ---------------------------------------------------------------- life
@@ -215,21 +240,55 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             self._ready.set()
 
     def shutdown(self) -> None:
-        for p in list(self._peripherals):
-            p.worker.abort()
+        """Stop everything and switch the cells off *before* closing the
+        controller (unloading goes in load order: the hub comes first)."""
+        self._halt()
         close = getattr(self.controller, "close", None)
         if close is not None:
             close()
+        for p in list(self._peripherals):
+            p._hub = None  # a peripheral left behind must not use a closed controller
         with _HUBS_LOCK:
             _LIVE_HUBS.discard(self)
 
+    def _halt(self) -> None:
+        """Abort every operation and switch every cell off (controller first:
+        it may halt the hardware at once and reach channels no device has)."""
+        ctrl = self.controller
+        for hook in ("emergency_stop", "cells_off"):
+            fn = getattr(ctrl, hook, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception as e:
+                    log.error("%s: controller %s failed: %s", self.get_label(), hook, e)
+                break
+        for p in list(self._peripherals):
+            p.worker.abort()
+        for p in list(self._peripherals):
+            try:
+                p.on_emergency_stop()
+            except Exception as e:  # keep going: the others must still stop
+                log.error("%s: stopping %s: %s", self.get_label(), p.get_label(), e)
+
     def attach(self, dev: HubPeripheral) -> None:
+        """A peripheral joins; two that would drive the same probe or channel are refused."""
+        key = dev.resource()
+        if key is not None:
+            for other in self._peripherals:
+                if other is not dev and other.resource() == key:
+                    raise RuntimeError(
+                        f"{dev.get_label()} and {other.get_label()} of {self.get_label()} "
+                        f"would both drive {key[0]} {key[1]!r}: give each its own"
+                    )
         self._peripherals.add(dev)
         self._z_stages = [p for p in self._peripherals if p.IS_Z_STAGE]
+        self._xy_stages = [p for p in self._peripherals if p.IS_XY_STAGE]
 
     def detach(self, dev: HubPeripheral) -> None:
         self._peripherals.discard(dev)
         self._z_stages = [p for p in self._peripherals if p.IS_Z_STAGE]
+        self._xy_stages = [p for p in self._peripherals if p.IS_XY_STAGE]
 
     # ------------------------------------------------------ emergency stop
     @property
@@ -242,13 +301,8 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         Takes no device lock: the aborts reach operations in progress at once."""
         self._latched = True
         self.latch_reason = reason or "emergency stop"
-        for p in list(self._peripherals):
-            p.worker.abort()
-        for p in list(self._peripherals):
-            try:
-                p.on_emergency_stop()
-            except Exception as e:  # keep going: the others must still stop
-                log.error("%s: emergency stop of %s: %s", self.get_label(), p.get_label(), e)
+        self._pending_reason = ""
+        self._halt()
         log.error("%s: EMERGENCY STOP latched (%s)", self.get_label(), self.latch_reason)
         self._emit("EmergencyStop", ESTOP_LATCHED)
 
@@ -257,6 +311,7 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             log.warning("%s: emergency stop reset", self.get_label())
         self._latched = False
         self.latch_reason = ""
+        self._pending_reason = ""
         self._emit("EmergencyStop", ESTOP_CLEAR)
 
     def check_not_latched(self, who: str, what: str) -> None:
@@ -272,6 +327,13 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             self.core.events.propertyChanged.emit(self.get_label(), prop, str(value))
 
     # ---------------------------------------------------------- interlocks
+    def _set_margin(self, value: float) -> None:
+        if value != self._margin_um:
+            log.warning(
+                "%s: interlock margin %g -> %g um", self.get_label(), self._margin_um, value
+            )
+        self._margin_um = value
+
     def _set_interlock(self, on: bool) -> None:
         if not on and self._interlock:
             log.warning(
@@ -289,41 +351,88 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
                 self._guards[z_label] = ProbeGuard(z_label)
             return self._guards[z_label]
 
+    def _xy_now(self) -> tuple[float, float] | None:
+        for xy in self._xy_stages:
+            try:
+                return xy.get_position_um()
+            except Exception:
+                return None
+        return None
+
     def interlock_floor_um(self, z_label: str) -> float:
-        """Lowest Z a plain move of ``z_label`` may go down to (NaN: no limit)."""
-        return self.guard(z_label).contact_z_um if self._interlock else math.nan
+        """Lowest Z a plain move of ``z_label`` may go down to here (NaN: no
+        limit): the last contact height, raised by tan(max tilt) x the lateral
+        distance from that contact (the surface may rise that much)."""
+        if not self._interlock:
+            return math.nan
+        g = self.guard(z_label)
+        floor = g.contact_z_um
+        if math.isfinite(floor) and math.isfinite(g.contact_x_um):
+            xy = self._xy_now()
+            if xy is not None:
+                d = math.hypot(xy[0] - g.contact_x_um, xy[1] - g.contact_y_um)
+                floor += self._tan_tilt * d
+        return floor
 
     def lateral_floor_um(self, z_label: str) -> float:
         """Lowest Z of ``z_label`` from which a lateral move is allowed (NaN: any)."""
         return self.interlock_floor_um(z_label) + self._margin_um
 
+    def _xy_busy(self) -> str:
+        return next((xy.get_label() for xy in self._xy_stages if xy.busy()), "")
+
     def check_z_move(self, z_label: str, target_um: float, current_um: float) -> None:
-        """Refuse a plain move down below the last contact height."""
-        g = self.guard(z_label)
-        if not self._interlock or not math.isfinite(g.contact_z_um):
+        """Refuse a plain move down below the interlock's floor, or down while
+        a lateral move is under way."""
+        if not self._interlock or target_um >= current_um:
             return
-        if target_um < g.contact_z_um and target_um < current_um:
+        moving = self._xy_busy()
+        if moving:
+            raise InterlockError(
+                f"{z_label}: refusing to move Z down while {moving} is moving laterally; "
+                "nothing moved"
+            )
+        floor = self.interlock_floor_um(z_label)
+        if math.isfinite(floor) and target_um < floor:
             raise InterlockError(
                 f"{z_label}: refusing to move Z down to {target_um:.3f} um: below the last "
-                f"contact height {g.contact_z_um:.3f} um, the pipette would be driven into the "
-                "sample. Use the approach to go toward the surface; nothing moved "
-                f"({self.get_label()} Interlock = Off lifts this, for experts)"
+                f"contact height ({floor:.3f} um here, with the tilt allowance), the pipette "
+                "would be driven into the sample. Use the approach to go toward the surface; "
+                f"nothing moved ({self.get_label()} Interlock = Off lifts this, for experts)"
             )
 
-    def check_xy_move(self, xy_label: str, z_positions: dict[str, float]) -> None:
-        """Refuse a lateral move while a probe is in contact or near its last contact."""
+    def check_approach(self, z_label: str) -> None:
+        """Refuse an approach while a lateral move is under way."""
+        moving = self._xy_busy()
+        if self._interlock and moving:
+            raise InterlockError(
+                f"{z_label}: refusing to approach while {moving} is moving laterally "
+                "(the landing would be at another place); nothing moved"
+            )
+
+    def check_xy_move(self, xy_label: str) -> None:
+        """Refuse a lateral move while a probe is moving, in contact or near its
+        last contact."""
         if not self._interlock:
             return
-        for z_label, z in z_positions.items():
+        for zdev in self._z_stages:
+            z_label = zdev.get_label()
+            if zdev.busy():
+                raise InterlockError(
+                    f"{xy_label}: lateral move refused while {z_label} is moving "
+                    f"({zdev.worker.last_what}); nothing moved"
+                )
             g = self.guard(z_label)
             if not math.isfinite(g.contact_z_um):
                 continue
-            if z < g.contact_z_um + self._margin_um:
+            z = zdev.get_position_um()
+            clear = g.contact_z_um + self._margin_um
+            if z < clear:
                 raise InterlockError(
                     f"{xy_label}: lateral move refused: {z_label} is at {z:.3f} um, within "
                     f"{self._margin_um:g} um of (or below) its last contact height "
                     f"{g.contact_z_um:.3f} um; the droplet would be dragged. Lift Z to at least "
-                    f"{g.contact_z_um + self._margin_um:.3f} um first; nothing moved"
+                    f"{clear:.3f} um first; nothing moved"
                 )
 
     def z_stages(self) -> list[HubPeripheral]:

@@ -24,6 +24,7 @@ import numpy as np
 from pymmcore_plus.experimental.unicore import GenericDevice, pymm_property
 
 from ..model.program import Program
+from ._async import OperationAborted
 from ._base import HubPeripheral, check_range, register
 
 #: the compliance of the potential, V (vs the quasi-reference counter electrode)
@@ -64,6 +65,9 @@ class Potentiostat(HubPeripheral, GenericDevice):
         self._waveform = self._program.to_json()
         self._trace = np.empty((3, 0))
 
+    def resource(self) -> tuple[str, str]:
+        return ("channel", str(self.get_property_value("Channel")))
+
     def _ranges(self) -> tuple[float, ...]:
         """The controller's current ranges, A."""
         return tuple(self.controller.current_ranges_A)
@@ -99,6 +103,8 @@ class Potentiostat(HubPeripheral, GenericDevice):
     ) -> None:
         """Send the settings with one candidate changed; kept only if the
         amplifier accepts them (a refused value changes nothing)."""
+        if (range_A, filter_hz, rate_hz) != (None, None, None):
+            self._refuse_while_busy("changing the amplifier's settings")
         r = self._range if range_A is None else range_A
         f = self._filter if filter_hz is None else filter_hz
         s = self._rate if rate_hz is None else rate_hz
@@ -124,6 +130,7 @@ class Potentiostat(HubPeripheral, GenericDevice):
 
     @Potential_V.setter
     def Potential_V(self, value: float) -> None:
+        self._refuse_while_busy(f"setting the potential to {float(value):g} V")
         self.controller.set_potential(self.channel, float(value))
         self._potential = float(value)
 
@@ -215,23 +222,38 @@ class Potentiostat(HubPeripheral, GenericDevice):
         if value != "Run":
             return
         self.hub.check_not_latched(self.get_label(), "running a waveform")
+        self._refuse_while_busy("running a waveform")
         # re-assert the settings: another client may have changed the controller's
         self._push_amplifier()
-        ctrl, ch, program = self.controller, self.channel, self._program
+        ctrl, ch, program, label = self.controller, self.channel, self._program, self.get_label()
         ctrl.set_cell(ch, self._cell == "On")
 
-        def done(trace: Any, error: BaseException | None) -> None:
-            self._trace = trace if error is None and trace is not None else np.empty((3, 0))
+        def done(trace: Any, error: BaseException | None) -> Any:
+            # an aborted program keeps the samples it recorded (LastError says so)
+            ok = trace is not None and (error is None or isinstance(error, OperationAborted))
+            self._trace = trace if ok else np.empty((3, 0))
             if self._trace.shape[1] and self._cell == "On":
                 self._potential = float(self._trace[1, -1])
-            self.core.events.propertyChanged.emit(
-                self.get_label(), "LastTrace_Samples", str(self._trace.shape[1])
-            )
+            n = str(self._trace.shape[1])
+            return lambda: self.core.events.propertyChanged.emit(label, "LastTrace_Samples", n)
 
-        self._trace = np.empty((3, 0))
-        self.start_operation(
-            "running a waveform", lambda abort: ctrl.run_program(ch, program, abort), done
-        )
+        previous, self._trace = self._trace, np.empty((3, 0))
+        try:
+            self.start_operation(
+                "running a waveform", lambda abort: ctrl.run_program(ch, program, abort), done
+            )
+        except BaseException:
+            self._trace = previous  # a refused start changes nothing
+            raise
+
+    def _refuse_while_busy(self, what: str) -> None:
+        """Settings may not change under a running program (the trace would be
+        recorded with two settings and saved as one)."""
+        if self.busy():
+            raise RuntimeError(
+                f"{self.get_label()}: {what} refused: a program is running "
+                f"({self.worker.last_what}); wait for it or abort it (Acquire = Abort)"
+            )
 
     @pymm_property(is_read_only=True, property_type=str)
     def LastTrace(self) -> Any:

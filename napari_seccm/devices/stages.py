@@ -16,19 +16,28 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymmcore_plus.core._constants import FocusDirection
 from pymmcore_plus.experimental.unicore import StageDevice, XYStageDevice, pymm_property
 
+from ._async import OperationAborted
 from ._base import HubPeripheral, check_range, register
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 APPROACH_MODES = ("absolute", "rise", "either")
 
 
 class PiezoXY(HubPeripheral, XYStageDevice):
     """SECCM lateral piezo stage (positions in um, stage frame)."""
+
+    IS_XY_STAGE = True
+
+    def resource(self) -> tuple[str, str]:
+        return ("the XY stage", "")
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,14 +104,12 @@ class PiezoXY(HubPeripheral, XYStageDevice):
         check_range(f"{self.get_label()} Y", y, ymin, ymax, "um")
         hub = self.hub
         hub.check_not_latched(self.get_label(), "a lateral move")
-        hub.check_xy_move(
-            self.get_label(), {z.get_label(): z.get_position_um() for z in hub.z_stages()}
-        )
+        hub.check_xy_move(self.get_label())
         speed, ctrl, label = self._speed, self.controller, self.get_label()
 
-        def done(_: object, error: BaseException | None) -> None:
+        def done(_: object, error: BaseException | None) -> Callable[[], None]:
             xa, ya = ctrl.get_xy_um()
-            self.core.events.XYStagePositionChanged.emit(label, float(xa), float(ya))
+            return lambda: self.core.events.XYStagePositionChanged.emit(label, float(xa), float(ya))
 
         self.start_operation(
             f"moving to ({x:g}, {y:g}) um",
@@ -203,6 +210,9 @@ class PiezoZ(HubPeripheral, StageDevice):
         """The controller's name of this probe (pre-init: fixed once initialized)."""
         return self._probe
 
+    def resource(self) -> tuple[str, str]:
+        return ("probe", str(self.get_property_value("Probe")))
+
     def set_position_um(self, val: float) -> None:
         val = float(val)
         zmin, zmax = self.travel()
@@ -213,12 +223,13 @@ class PiezoZ(HubPeripheral, StageDevice):
         self.start_operation(
             f"moving Z to {val:g} um",
             lambda abort: ctrl.move_z_um(probe, val, speed, abort),
-            self._emit_position,
+            lambda *_: self._announce_position(),
         )
 
-    def _emit_position(self, *_: object) -> None:
-        z = float(self.controller.get_z_um(self.probe))
-        self.core.events.stagePositionChanged.emit(self.get_label(), z)
+    def _announce_position(self) -> Callable[[], None]:
+        """The end of a move, to emit once the device is idle."""
+        label, z = self.get_label(), float(self.controller.get_z_um(self.probe))
+        return lambda: self.core.events.stagePositionChanged.emit(label, z)
 
     def get_position_um(self) -> float:
         return float(self.controller.get_z_um(self.probe))
@@ -326,7 +337,7 @@ class PiezoZ(HubPeripheral, StageDevice):
             return
         if value != "Start":
             return
-        ctrl, probe = self.controller, self.probe
+        ctrl, probe, label = self.controller, self.probe, self.get_label()
         z = ctrl.get_z_um(probe)
         stop_z = self._ap_stop
         if stop_z >= z:
@@ -334,11 +345,11 @@ class PiezoZ(HubPeripheral, StageDevice):
                 f"Approach_StopZ_um {stop_z:g} um must be below the current Z "
                 f"{z:g} um; nothing was changed"
             )
+        self.hub.check_approach(label)
         args = (stop_z, self._ap_speed, self._ap_threshold, self._ap_mode, self._ap_confirm)
-        self._ap_result = {**self._ap_result, "reason": "running"}
 
-        def done(result: dict[str, Any] | None, error: BaseException | None) -> None:
-            if error is not None or result is None:
+        def done(result: dict[str, Any] | None, error: BaseException | None) -> Any:
+            if result is None or (error is not None and not isinstance(error, OperationAborted)):
                 result = {
                     "contact": False,
                     "contact_z_um": math.nan,
@@ -350,13 +361,28 @@ class PiezoZ(HubPeripheral, StageDevice):
                 xy = None
                 with contextlib.suppress(Exception):
                     xy = ctrl.get_xy_um()
-                self.hub.guard(self.get_label()).record_contact(result["contact_z_um"], xy)
-            self._emit_position()
-            self.core.events.propertyChanged.emit(
-                self.get_label(), "Approach_Result", str(result["reason"])
-            )
+                # the interlock keeps the higher of the reported contact and
+                # where the stage stopped: a contact reported too low must not
+                # open the way into the film
+                z_guard = max(float(result["contact_z_um"]), float(result["final_z_um"]))
+                self.hub.guard(label).record_contact(z_guard, xy)
+            moved = self._announce_position()
 
-        self.start_operation("approach", lambda abort: ctrl.approach(probe, *args, abort), done)
+            def announce() -> None:
+                moved()
+                self.core.events.propertyChanged.emit(
+                    label, "Approach_Result", str(result["reason"])
+                )
+
+            return announce
+
+        previous = self._ap_result
+        self._ap_result = {**previous, "reason": "running"}
+        try:
+            self.start_operation("approach", lambda abort: ctrl.approach(probe, *args, abort), done)
+        except BaseException:
+            self._ap_result = previous  # a refused start changes nothing
+            raise
 
     @pymm_property(is_read_only=True)
     def Approach_Result(self) -> str:

@@ -8,7 +8,6 @@ QApplication exists, so its signals are Qt signals (safe across threads).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -100,10 +99,12 @@ class Session(QObject):
 
         if self.core is None:
             return []
-        if self.scan is not None:
-            with contextlib.suppress(Exception):
-                self.scan.engine.abort.set()  # type: ignore[union-attr]
-        done = emergency_stop(self.core, reason)
+        scan = self.scan
+        if scan is not None and scan.is_running():
+            # the scan latches first, then ends as a fault with this reason
+            done = scan.emergency_stop(reason)
+        else:
+            done = emergency_stop(self.core, reason)
         self.estopChanged.emit(True)
         return done
 
