@@ -474,7 +474,10 @@ def test_a_script_scanning_ends_safe_on_sigterm_and_sighup(tmp_path, mode, sig, 
     out, err = proc.stdout, proc.stderr
     name = signal.Signals(sig).name
     status, reason, done = read_store(store)
-    assert done == points_printed(proc) < rig.n_points, out  # every point recorded is kept
+    # every point reported is kept; the one in flight may be stored before the
+    # runner reports it (the store is written first)
+    assert points_printed(proc) <= done <= points_printed(proc) + 1, out
+    assert done < rig.n_points
     assert_done_points_intact(store)
     if own_handler:
         # the script's handler got the signal after the scan had ended safely
@@ -524,6 +527,7 @@ def test_ctrl_c_while_a_script_waits_for_its_scan_ends_it_safely(tmp_path, mode)
     else:
         assert "exiting during a scan: canceling" in err
         assert reason == "canceled at exit: the program ended during the scan"
-    assert done == points_printed(proc) < rig.n_points
+    assert points_printed(proc) <= done <= points_printed(proc) + 1
+    assert done < rig.n_points
     assert_done_points_intact(store)
     assert_retracted_and_off(rig, store)
