@@ -158,7 +158,7 @@ def test_sample_property_tables(core):
     from napari_seccm.devices.simulated import FILM_PROPERTIES, PIPETTE_PROPERTIES
 
     table = {**FILM_PROPERTIES, **PIPETTE_PROPERTIES}
-    assert len(table) == 40
+    assert len(table) == 50
     for name, (_field, spec, desc) in table.items():
         assert core.hasProperty("SECCM", name), name
         assert desc
@@ -356,7 +356,17 @@ def test_clock_z_moves(core):
 
 
 # ---------------------------------------------------------------- approach
+def ideal(core) -> None:
+    """The idealized film and droplet (no landing scatter, drift, mains or 1/f):
+    for tests of exact device behaviour at a single landing."""
+    from napari_seccm.devices.simulated import IDEAL_PROPERTIES
+
+    for name, value in IDEAL_PROPERTIES.items():
+        core.setProperty("SECCM", name, value)
+
+
 def test_approach_cell_off_never_contacts_and_crashes(core):
+    ideal(core)  # the trace is Johnson noise alone
     assert core.getProperty("Potentiostat", "Cell") == "Off"
     surface = core.getProperty("SECCM", "SurfaceHeight_um")
     crash = core.getProperty("SECCM", "Pipette_CrashDepth_um")
@@ -399,6 +409,7 @@ def test_approach_cell_off_above_crash_depth_keeps_pipette(core):
 
 @pytest.mark.parametrize(("speed", "confirm"), [(1.0, 3), (0.5, 10), (2.0, 0)])
 def test_approach_stops_near_contact_height(core, lander, speed, confirm):
+    ideal(core)  # the meniscus lands at its height, on a surface that does not drift
     core.setProperty("PiezoZ", "Approach_ConfirmSamples", confirm)
     surface = core.getProperty("SECCM", "SurfaceHeight_um")
     core.setPosition(surface + 1.0)
@@ -421,6 +432,7 @@ def test_approach_stops_near_contact_height(core, lander, speed, confirm):
 def test_long_approach_stops_near_contact_height(core, lander, landing_sample):
     """Long approaches too: the landing falls near sample 2^15, where the
     simulated controller starts a new block of samples."""
+    ideal(core)
     fs = core.getProperty("Potentiostat", "SampleRate_Hz")
     speed = core.getProperty("PiezoZ", "Approach_Speed_um_per_s")
     confirm = core.getProperty("PiezoZ", "Approach_ConfirmSamples")
@@ -443,8 +455,9 @@ def test_approach_stop_must_be_below(core):
     assert core.getProperty("PiezoZ", "Approach_Result") == "idle"
 
 
-def test_retract_hysteresis(landed_core):
-    core = landed_core
+def test_retract_hysteresis(core, lander):
+    ideal(core)  # landings alike, no 1/f: the currents compare to 1 %
+    lander(core)
     surface = core.getProperty("SECCM", "SurfaceHeight_um")
     meniscus = core.getProperty("SECCM", "Pipette_MeniscusHeight_um")
     detach = core.getProperty("SECCM", "Pipette_DetachHeight_um")
@@ -484,6 +497,7 @@ def test_height_offset_moves_surface(core):
 
 
 def test_stripe_period_takes_effect(core, lander):
+    ideal(core)  # no 1/f: the same landing reads the same current to 1e-3
     # stripes along x, [001] for y mod period in [0, period / 2)
     for prop, val in (
         ("PadCapacitance_F", 1.0),  # a back contact too large to charge: no drift

@@ -5,7 +5,7 @@ Expected values are computed here, from the formulas written out in this file
 the instrument measures through UniMMCore. Only the spreading-ratio table uses
 the simulated film directly (a property of the film, not of a measurement).
 
-Unit conventions: the Sample device takes S/cm, nm, uF/cm^2 and Ohm cm^2; the
+Unit conventions: the simulated hub (SECCM) takes S/cm, nm, uF/cm^2 and Ohm cm^2; the
 formulas below work in SI.
 """
 
@@ -62,7 +62,7 @@ def g_100(a: float, s_fast: float, s_slow: float) -> float:
 
 
 def sample_params(core) -> dict[str, float]:
-    """The sample's parameters, read from the Sample device, in SI."""
+    """The sample's parameters, read from the simulated hub, in SI."""
 
     def g(prop: str) -> float:
         return core.getProperty("SECCM", prop)
@@ -119,8 +119,18 @@ def set_props(core, dev: str, **props) -> None:
         core.setProperty(dev, name, value)
 
 
+def ideal(core) -> None:
+    """The idealized film and droplet (no landing scatter, drift, mains or 1/f
+    noise): these tests compare single landings with the formulas."""
+    from napari_seccm.devices.simulated import IDEAL_PROPERTIES
+
+    set_props(core, "SECCM", **IDEAL_PROPERTIES)
+
+
 def stripes(core, **extra) -> None:
-    """Straight stripes along x (no jitter), [001] for y mod 10 um in [0, 5)."""
+    """Straight stripes along x (no jitter), [001] for y mod 10 um in [0, 5);
+    the idealized film and droplet."""
+    ideal(core)
     set_props(
         core,
         "SECCM",
@@ -315,6 +325,7 @@ def test_landing_spike_charge(core, lander):
 )
 def test_noise_without_contact(core, range_A, fc, fs, n):
     """No contact: zero-mean Johnson noise of R_f = 10 V / range over the ENBW."""
+    ideal(core)  # Johnson noise alone: no mains pickup
     set_props(core, "Potentiostat", CurrentRange_A=range_A, SampleRate_Hz=fs)
     set_props(core, "Potentiostat", Filter_Hz=fc, Cell="On", Potential_V=1.0)
     r_f = 10.0 / range_A
@@ -368,6 +379,8 @@ def test_clock_waveform_and_approach(core):
 
 # -------------------------------------------------------------- determinism
 def _run(core) -> tuple[np.ndarray, np.ndarray]:
+    # the random noise alone: no mains pickup (a sine that both runs share)
+    core.setProperty("SECCM", "MainsPickup_A", 0.0)
     set_props(core, "Potentiostat", Cell="On", Potential_V=1.0)
     noise = acquire(core, '[{"hold": 1.0, "t": 0.2}]').copy()
     surface = core.getProperty("SECCM", "SurfaceHeight_um")

@@ -31,6 +31,7 @@ from pymmcore_plus.experimental.unicore import pymm_property
 from ..simulation import (
     CURRENT_RANGES_A,
     PIPETTE_STATES,
+    DriftParameters,
     FilmParameters,
     PipetteParameters,
     SimulatedRig,
@@ -246,10 +247,11 @@ class SimulatedController:
     def snap(self, shape: tuple[int, int], pixel_um: float, exposure_ms: float) -> np.ndarray:
         rig = self.rig
         with rig.lock:
+            fx, fy = rig.film_xy(rig.x_um, rig.y_um)  # the camera sees the film
             img = optics.render(
                 rig.film,
-                rig.x_um,
-                rig.y_um,
+                fx,
+                fy,
                 shape,
                 pixel_um,
                 rig.residues,
@@ -306,6 +308,12 @@ FILM_PROPERTIES: dict[str, tuple[str, Any, str]] = {
         "shift of the stripes across their direction",
     ),
     "StripeJitter_um": ("stripe_jitter_um", (0.0, 100.0), "rms wander of the stripe edges"),
+    "StripeWidthScatter": (
+        "stripe_width_scatter",
+        (0.0, 2.0),
+        "domains of several widths: sigma of ln(width) of each period and of each [001] "
+        "stripe (log-normal, means kept; 0: regular stripes)",
+    ),
     "DomainMapFile": (
         "domain_map_file",
         None,
@@ -329,6 +337,18 @@ FILM_PROPERTIES: dict[str, tuple[str, Any, str]] = {
     ),
     "GBWidth_nm": ("gb_width_nm", (0.1, 1000.0), "width of a grain boundary"),
     "GBConductivityFactor": ("gb_conductivity_factor", (1e-8, 1.0), "sigma_GB / sigma_bulk"),
+    "GrainFraction001": (
+        "grain_fraction_001",
+        (0.0, 1.0),
+        "fraction of grains that are [001] as a whole (with StripePeriod_um 0: a film of "
+        "grains only, each [100] or [001])",
+    ),
+    "FilmSeed": (
+        "seed",
+        (0, 2**31 - 1),
+        "seed of the film's own random structure (stripe wander and widths, roughness, "
+        "grains), apart from the noise Seed",
+    ),
     "PadEdgeX_um": ("pad_edge_x_um", (-1e4, 1e4), "the Au pad covers x < this"),
     "PadCapacitance_F": (
         "pad_capacitance_F",
@@ -388,6 +408,84 @@ PIPETTE_PROPERTIES: dict[str, tuple[str, Any, str]] = {
         (0.0, 10.0),
         "depth into the surface that breaks the tip",
     ),
+    "Pipette_FootprintScatter": (
+        "footprint_scatter",
+        (0.0, 1.0),
+        "landing-to-landing sigma of ln(footprint radius) (log-normal; 0.06 = 6 %, within "
+        "the 5-10 % of SEM/AFM droplet residues in hopping SECCM; 0: none)",
+    ),
+    "Pipette_PartialWettingProbability": (
+        "partial_wetting_probability",
+        (0.0, 1.0),
+        "chance that a landing wets only part of the footprint (0: never)",
+    ),
+    "Pipette_PartialWettingMinFactor": (
+        "partial_wetting_min_factor",
+        (0.01, 1.0),
+        "a partly wetted footprint's radius is the usual one times U(this, 1)",
+    ),
+    "Pipette_LateLandingProbability": (
+        "late_landing_probability",
+        (0.0, 1.0),
+        "chance that the meniscus fails to wet at its height and lands late, at a tip "
+        "height U(0, meniscus height) (0: never)",
+    ),
+    "Pipette_MissProbability": (
+        "miss_probability",
+        (0.0, 1.0),
+        "chance that an approach makes no meniscus contact at all (a tip whose liquid has "
+        "retreated; going on past the crash depth breaks it) (0: never)",
+    ),
+    "Pipette_ResidueWettingGain": (
+        "residue_wetting_gain",
+        (0.0, 2.0),
+        "a landing on old droplet residue wets wider: footprint radius x (1 + this x the "
+        "fraction of the footprint on residue) (0: no effect)",
+    ),
+    "Pipette_Evaporation_per_h": (
+        "evaporation_per_h",
+        (0.0, 1.0),
+        "rise of the pipette resistance per hour of the pipette's life, as the carbonates "
+        "evaporate at the tip (fraction per hour; 0: none; a new pipette starts afresh)",
+    ),
+}
+
+#: instrument drift (``SimulatedRig.drift``), the same layout as the tables above
+DRIFT_PROPERTIES: dict[str, tuple[str, Any, str]] = {
+    "DriftX_nm_per_h": (
+        "x_nm_per_h",
+        (-1e4, 1e4),
+        "lateral thermal drift of the sample along +x (0: none)",
+    ),
+    "DriftY_nm_per_h": (
+        "y_nm_per_h",
+        (-1e4, 1e4),
+        "lateral thermal drift of the sample along +y (0: none)",
+    ),
+    "DriftZ_nm_per_h": (
+        "z_nm_per_h",
+        (-1e4, 1e4),
+        "thermal drift of the surface height, up positive (0: none)",
+    ),
+}
+
+
+#: the hub property values that make the simulated film and droplet ideal: no
+#: landing-to-landing scatter, wetting faults, residue, evaporation, drift, mains
+#: pickup or 1/f noise (Johnson noise stays). For tests and demonstrations that
+#: compare single landings with the formulas; the defaults are realistic.
+IDEAL_PROPERTIES: dict[str, float] = {
+    "Pipette_FootprintScatter": 0.0,
+    "Pipette_PartialWettingProbability": 0.0,
+    "Pipette_LateLandingProbability": 0.0,
+    "Pipette_MissProbability": 0.0,
+    "Pipette_ResidueWettingGain": 0.0,
+    "Pipette_Evaporation_per_h": 0.0,
+    "DriftX_nm_per_h": 0.0,
+    "DriftY_nm_per_h": 0.0,
+    "DriftZ_nm_per_h": 0.0,
+    "MainsPickup_A": 0.0,
+    "FlickerNoise_RelRMS": 0.0,
 }
 
 
@@ -407,16 +505,20 @@ class SimulatedSECCM(SECCMHub):
             self,
             "Seed",
             0,
-            "seed of every random element (film, noise): same seed, same experiment",
+            "seed of the noise and of the landings (footprint scatter, wetting, late "
+            "landings): same seed, same experiment; the film has its own FilmSeed",
             limits=(0, 2**31 - 1),
             is_pre_init=True,
         )
         self._film = FilmParameters()
         self._pipette = PipetteParameters()
+        self._drift = DriftParameters()
         for name, (fld, spec, desc) in FILM_PROPERTIES.items():
             self._register_param(name, fld, spec, desc, is_film=True)
         for name, (fld, spec, desc) in PIPETTE_PROPERTIES.items():
             self._register_param(name, fld, spec, desc, is_film=False)
+        for name, (fld, spec, desc) in DRIFT_PROPERTIES.items():
+            self._register_drift(name, fld, spec, desc)
         self._time_scale = 0.0
         self._fault = "none"
 
@@ -441,10 +543,36 @@ class SimulatedSECCM(SECCMHub):
         )
         self.get_property_info(name).description = desc
 
+    def _register_drift(self, name: str, fld: str, spec: Any, desc: str) -> None:
+        def getter(dev: SimulatedSECCM) -> float:
+            return getattr(dev._drift, fld)
+
+        def setter(dev: SimulatedSECCM, value: Any) -> None:
+            dev._drift = dataclasses.replace(dev._drift, **{fld: float(value)})
+            if dev.controller is not None:
+                with dev.rig.lock:  # the drift so far stays; its rate changes
+                    dev.rig.drift = dev._drift
+
+        default = getattr(self._drift, fld)
+        self.register_property(
+            name,
+            default_value=default,
+            getter=getter,
+            setter=setter,
+            property_type=float,
+            limits=spec,
+        )
+        self.get_property_info(name).description = desc
+
     def _apply(self, is_film: bool, fld: str, value: Any) -> None:
         obj = self._film if is_film else self._pipette
         old = getattr(obj, fld)
-        value = bool(int(float(value))) if isinstance(old, bool) else type(old)(value)
+        if isinstance(old, bool):
+            value = bool(int(float(value)))
+        elif isinstance(old, int):
+            value = int(float(value))
+        else:
+            value = type(old)(value)
         new = dataclasses.replace(obj, **{fld: value})
         rig = self.rig if self.controller is not None else None
         if is_film:
@@ -456,10 +584,12 @@ class SimulatedSECCM(SECCMHub):
                 with rig.lock:
                     for probe in rig.probes.values():
                         probe.pipette = new
+                        probe.next_landing = None  # drawn afresh with the new settings
             self._pipette = new
 
     def make_controller(self) -> SimulatedController:
         rig = SimulatedRig(film=self._film, seed=int(float(self.get_property_value("Seed"))))
+        rig.drift = self._drift
         for probe in rig.probes.values():
             probe.pipette = self._pipette
             probe.z_um = rig.surface_um(0.0, 0.0) + 30.0
@@ -499,7 +629,10 @@ class SimulatedSECCM(SECCMHub):
     @Pipette_State.setter
     def Pipette_State(self, value: str) -> None:
         with self.rig.lock:
-            self.rig.probe().state = str(value)
+            probe = self.rig.probe()
+            probe.state = str(value)
+            if probe.state == "ok":
+                probe.new_pipette()  # a freshly filled pipette: no evaporation yet
 
     @pymm_property(is_read_only=True)
     def SurfaceHeight_um(self) -> float:
@@ -520,12 +653,24 @@ class SimulatedSECCM(SECCMHub):
 
     @pymm_property(limits=(0.0, 1e-6))
     def MainsPickup_A(self) -> float:
-        """Amplitude of 50 Hz mains pickup on the current, A (0: none)."""
+        """Amplitude of 50 Hz mains pickup on the current, A (0: none; default 1 pA,
+        a shielded set-up in a glovebox, well below the 3 pA contact threshold)."""
         return self.rig.probe().amplifier.mains_A
 
     @MainsPickup_A.setter
     def MainsPickup_A(self, value: float) -> None:
         self.rig.probe().amplifier.mains_A = float(value)
+
+    @pymm_property(limits=(0.0, 1.0))
+    def FlickerNoise_RelRMS(self) -> float:
+        """rms of the 1/f (flicker) fluctuation of the ionic current in contact,
+        relative to the current, over 1 mHz-10 Hz (Hooge-type pipette noise;
+        0: none; default 0.01)."""
+        return self.rig.probe().amplifier.flicker_rel
+
+    @FlickerNoise_RelRMS.setter
+    def FlickerNoise_RelRMS(self, value: float) -> None:
+        self.rig.probe().amplifier.flicker_rel = float(value)
 
 
 def simulated_rig(label: str = "SECCM") -> SimulatedRig:

@@ -10,6 +10,8 @@ from .instrument import (
     CURRENT_RANGES_A,
     PIPETTE_STATES,
     Amplifier,
+    DriftParameters,
+    FlickerNoise,
     PipetteParameters,
     VirtualClock,
 )
@@ -24,7 +26,9 @@ __all__ = [
     "PIPETTE_STATES",
     "Amplifier",
     "ApproachResult",
+    "DriftParameters",
     "FilmParameters",
+    "FlickerNoise",
     "LLTOFilm",
     "PipetteParameters",
     "SimulatedRig",

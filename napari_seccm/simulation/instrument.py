@@ -42,18 +42,120 @@ class PipetteParameters:
     broken_scale: float = 5.0
     #: a clogged tip's resistance is this many times larger
     clogged_factor: float = 1e4
+    # ---- landing-to-landing realism (each 0 = the idealized droplet) ----
+    #: sigma of ln(footprint radius) from one landing to the next (log-normal,
+    #: median = ``footprint_radius_nm``). Hopping-mode SECCM papers that image
+    #: the droplet residues (SEM/AFM, Unwin group and others) quote footprints
+    #: as "d +- s" with s/d of roughly 5-10 %; 6 % is the middle of that range
+    footprint_scatter: float = 0.06
+    #: chance that a landing wets only part of the usual footprint
+    partial_wetting_probability: float = 0.02
+    #: a partly wetted footprint's radius is the usual one times a factor drawn
+    #: uniformly in [this, 1)
+    partial_wetting_min_factor: float = 0.5
+    #: chance that the meniscus does not wet at its usual height and lands late:
+    #: at a tip height drawn uniformly in [0, meniscus height) (at worst when the
+    #: glass touches); the contact height then reads up to a meniscus height low
+    late_landing_probability: float = 0.02
+    #: chance that an approach makes no meniscus contact at all (a tip whose
+    #: liquid has retreated): the current stays at zero to the approach's stop
+    #: height (which breaks the tip if that is deeper than ``crash_depth_um``);
+    #: 0 by default, as such a miss costs the pipette
+    miss_probability: float = 0.0
+    #: a landing on old droplet residue (redissolving salt crust) wets wider:
+    #: footprint radius x (1 + this x the fraction of the footprint on residue)
+    residue_wetting_gain: float = 0.1
+    #: slow evaporation of the volatile carbonates (DEC, EMC) at the tip
+    #: concentrates the 1 M LiClO4 past its conductivity maximum: the pipette's
+    #: resistance rises by this fraction per hour of the pipette's life
+    evaporation_per_h: float = 0.03
 
     def effective(self, state: str) -> tuple[float, float]:
         """(tip radius, footprint radius) in m for a pipette state."""
         scale = self.broken_scale if state == PIPETTE_BROKEN else 1.0
         return self.tip_radius_nm * 1e-9 * scale, self.footprint_radius_nm * 1e-9 * scale
 
-    def resistance(self, state: str) -> float:
+    def resistance(self, state: str, evaporated: float = 0.0) -> float:
+        """Pipette resistance, Ohm; ``evaporated``: the fractional rise so far
+        from evaporation (see ``evaporation_per_h``)."""
         r_tip, _ = self.effective(state)
         r = physics.pipette_resistance(
             r_tip, self.half_angle_deg, self.electrolyte_S_per_cm * 100.0
         )
-        return r * (self.clogged_factor if state == PIPETTE_CLOGGED else 1.0)
+        return r * (self.clogged_factor if state == PIPETTE_CLOGGED else 1.0) * (1.0 + evaporated)
+
+
+@dataclass
+class DriftParameters:
+    """Slow thermal drift of the sample against the stage frame; each field
+    name carries its unit (0 everywhere = no drift).
+
+    A closed-loop piezo stage and its sample mount drift by tens of nm per
+    hour once thermally settled (more in the first hour after the glovebox is
+    opened or the lamp switched on); the defaults are in that range.
+    """
+
+    #: the sample moves this far along +x per hour (what lies under stage
+    #: position x was at x - drift)
+    x_nm_per_h: float = 20.0
+    y_nm_per_h: float = -10.0
+    #: the surface height rises this much per hour
+    z_nm_per_h: float = 30.0
+
+
+class FlickerNoise:
+    """1/f (flicker) fluctuation of the cell's ionic conductance, relative.
+
+    Nanopipettes show Hooge-type 1/f noise: the ionic current fluctuates in
+    proportion to itself. Modelled as a sum of Ornstein-Uhlenbeck processes of
+    equal variance, one per decade of corner frequency (1 mHz to 10 Hz), whose
+    sum has a 1/f spectrum over that band (above it the amplifier's white noise
+    dominates). The processes run continuously in instrument time (exact
+    updates over any gap), so that landings minutes apart see correlated,
+    slowly wandering conductance, as on a real pipette. Evaluated on a coarse
+    grid (10 ms) and interpolated: a few microseconds per measurement.
+    """
+
+    CORNERS_HZ = 10.0 ** np.arange(-3, 2)
+    GRID_S = 0.01
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self._lam = 2.0 * np.pi * self.CORNERS_HZ
+        self._x = rng.standard_normal(self._lam.size)  # unit-variance state
+        self._t = 0.0
+
+    def _step(self, dt: float) -> None:
+        if dt <= 0:
+            return
+        phi = np.exp(-self._lam * dt)
+        self._x = phi * self._x + np.sqrt(1.0 - phi**2) * self.rng.standard_normal(phi.size)
+
+    def sample(self, t0: float, n: int, dt: float, rms: float) -> np.ndarray:
+        """Relative fluctuation (rms ``rms``) at the ``n`` sample times from ``t0``."""
+        self._step(t0 - self._t)
+        span = max(n - 1, 0) * dt
+        m = max(2, int(math.ceil(span / self.GRID_S)) + 1)
+        h = span / (m - 1)
+        phi = np.exp(-self._lam * h)
+        c = np.sqrt(1.0 - phi**2)
+        z = self.rng.standard_normal((m - 1, phi.size))
+        grid = np.empty((m, phi.size))
+        grid[0] = self._x
+        if m <= 16:
+            for k in range(1, m):
+                grid[k] = phi * grid[k - 1] + c * z[k - 1]
+        else:
+            from scipy.signal import lfilter
+
+            for j in range(phi.size):
+                grid[1:, j], _ = lfilter([c[j]], [1.0, -phi[j]], z[:, j], zi=[phi[j] * grid[0, j]])
+        self._x = grid[-1].copy()
+        self._t = t0 + span
+        total = grid.sum(axis=1) * (rms / math.sqrt(phi.size))
+        if span == 0:
+            return np.full(n, total[0])
+        return np.interp(np.arange(n) * dt, np.arange(m) * h, total)
 
 
 class VirtualClock:
@@ -103,8 +205,16 @@ class Amplifier:
         self.filter_hz = 1000.0
         self.sample_rate_hz = 5000.0
         self.temperature_k = 295.0
-        self.mains_A = 0.0
+        #: 50 Hz pickup that gets through the Faraday cage in a glovebox (its
+        #: circulation blower and lamp): ~1 pA is typical of a shielded
+        #: femtoammeter set-up; it stays well below the 3 pA contact threshold
+        self.mains_A = 1e-12
         self.mains_hz = 50.0
+        #: the mains phase at instrument time 0 (random: the experiment starts
+        #: at no particular point of the mains cycle)
+        self.mains_phase = float(rng.uniform(0.0, 2 * np.pi))
+        #: rms of the current's relative 1/f fluctuation in contact (0: none)
+        self.flicker_rel = 0.01
         self.bits = 16
         self._state = 0.0  # filter memory, A
 
@@ -134,7 +244,7 @@ class Amplifier:
         x = current + self.rng.normal(0.0, white_sd, n)
         if self.mains_A:
             t = t0 + np.arange(n) / fs
-            x = x + self.mains_A * np.sin(2 * np.pi * self.mains_hz * t)
+            x = x + self.mains_A * np.sin(2 * np.pi * self.mains_hz * t + self.mains_phase)
         a = math.exp(-2 * math.pi * self.filter_hz / fs)
         y, _ = lfilter([1 - a], [1, -a], x, zi=[a * self._state])
         self._state = float(y[-1]) if n else self._state

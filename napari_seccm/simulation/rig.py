@@ -24,6 +24,8 @@ from .instrument import (
     PIPETTE_BROKEN,
     PIPETTE_OK,
     Amplifier,
+    DriftParameters,
+    FlickerNoise,
     PipetteParameters,
     VirtualClock,
 )
@@ -35,6 +37,20 @@ DETECT_MODES = ("absolute", "rise", "either")
 
 
 @dataclass
+class Landing:
+    """How the next droplet will land (drawn once per landing, before it)."""
+
+    #: the meniscus touches when the tip is this far above the surface, um
+    #: (-inf: it does not touch on this approach)
+    gap_um: float
+    #: footprint radius / the pipette's nominal footprint radius
+    radius_factor: float
+    partial: bool = False
+    late: bool = False
+    miss: bool = False
+
+
+@dataclass
 class Contact:
     """A droplet on the surface."""
 
@@ -43,6 +59,87 @@ class Contact:
     t_s: float
     #: the film's series resistance for this landing, Ohm
     resistance_ohm: float
+    #: this droplet's footprint radius, m
+    footprint_m: float = math.nan
+    landing: Landing | None = None
+
+
+class ResidueSpots:
+    """Residue spots (x, y, radius) um, in the film's frame, most recent last.
+
+    A bounded deque (a million-point scan keeps flat memory; the optical image
+    shows the most recent) with a grid index, so that a landing can ask which
+    old spots lie under its footprint in microseconds.
+    """
+
+    CELL_UM = 1.0
+
+    def __init__(self, maxlen: int = 20_000) -> None:
+        self._spots: collections.deque[tuple[float, float, float]] = collections.deque()
+        self.maxlen = maxlen
+        self._grid: dict[tuple[int, int], list[tuple[float, float, float]]] = {}
+        self._r_max = 0.0
+
+    def _key(self, x: float, y: float) -> tuple[int, int]:
+        return (math.floor(x / self.CELL_UM), math.floor(y / self.CELL_UM))
+
+    def append(self, spot: tuple[float, float, float]) -> None:
+        if len(self._spots) >= self.maxlen:
+            old = self._spots.popleft()
+            cell = self._grid[self._key(old[0], old[1])]
+            cell.remove(old)
+        self._spots.append(spot)
+        self._grid.setdefault(self._key(spot[0], spot[1]), []).append(spot)
+        self._r_max = max(self._r_max, spot[2])
+
+    def __len__(self) -> int:
+        return len(self._spots)
+
+    def __iter__(self):
+        return iter(self._spots)
+
+    def __getitem__(self, i: int) -> tuple[float, float, float]:
+        return self._spots[i]
+
+    def clear(self) -> None:
+        self._spots.clear()
+        self._grid.clear()
+        self._r_max = 0.0
+
+    def covered_fraction(self, x: float, y: float, r: float) -> float:
+        """Largest fraction of the disk (x, y, r) that one old spot covers."""
+        if not self._spots:
+            return 0.0
+        reach = r + self._r_max
+        n = math.ceil(reach / self.CELL_UM)
+        kx, ky = self._key(x, y)
+        near = [
+            s
+            for i in range(kx - n, kx + n + 1)
+            for j in range(ky - n, ky + n + 1)
+            for s in self._grid.get((i, j), ())
+        ]
+        if not near:
+            return 0.0
+        arr = np.asarray(near)
+        d = np.hypot(arr[:, 0] - x, arr[:, 1] - y)
+        r2 = arr[:, 2]
+        hit = d < r + r2
+        if not hit.any():
+            return 0.0
+        return float(np.max(_lens_area(d[hit], r, r2[hit])) / (math.pi * r * r))
+
+
+def _lens_area(d: np.ndarray, r1: float, r2: np.ndarray) -> np.ndarray:
+    """Area of the intersection of disks of radii r1, r2 at distances d."""
+    d = np.maximum(d, 1e-12)
+    inside = d <= np.abs(r1 - r2)
+    small = np.minimum(r1, r2)
+    c1 = np.clip((d**2 + r1**2 - r2**2) / (2 * d * r1), -1, 1)
+    c2 = np.clip((d**2 + r2**2 - r1**2) / (2 * d * r2), -1, 1)
+    k = (-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)
+    lens = r1**2 * np.arccos(c1) + r2**2 * np.arccos(c2) - 0.5 * np.sqrt(np.maximum(k, 0))
+    return np.where(inside, math.pi * small**2, lens)
 
 
 @dataclass
@@ -68,10 +165,23 @@ class Probe:
     potential_V: float = 0.0
     cell_on: bool = False
     contact: Contact | None = None
+    #: fractional rise of the pipette resistance from evaporation so far
+    evaporated: float = 0.0
+    #: how the next droplet lands (drawn when first needed)
+    next_landing: Landing | None = None
+    #: the generator of the 1/f process (default: ``rng``)
+    flicker_rng: np.random.Generator | None = None
     amplifier: Amplifier = field(init=False)
+    flicker: FlickerNoise = field(init=False)
 
     def __post_init__(self) -> None:
         self.amplifier = Amplifier(self.rng)
+        self.flicker = FlickerNoise(self.flicker_rng or self.rng)
+
+    def new_pipette(self) -> None:
+        """A freshly filled pipette: no evaporation yet."""
+        self.evaporated = 0.0
+        self.next_landing = None
 
 
 def _timed(method: Any) -> Any:
@@ -105,6 +215,9 @@ class SimulatedRig:
         self.lock = threading.RLock()
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        #: landings draw from their own stream: the n-th landing of an
+        #: experiment is the same whatever was measured between landings
+        self.landing_rng = np.random.default_rng([seed, 1])
         self.clock = VirtualClock(time_scale)
         self.film = LLTOFilm(film or FilmParameters())
         self.x_um = 0.0
@@ -113,13 +226,16 @@ class SimulatedRig:
         self.z_speed_um_s = 20.0
         #: potential across the blocking Au back contact, V
         self.backcontact_V = 0.0
-        #: positions where droplets have been (x, y, radius) um: residue spots
+        #: thermal drift rates, and how far the sample has drifted (x, y, z) um
+        self.drift = DriftParameters()
+        self.drift_um = np.zeros(3)
+        #: positions where droplets have been (x, y, radius) um, film frame:
         #: the most recent droplet residues (older ones fade from the optical
         #: image; bounded so a million-point scan keeps flat memory)
-        self.residues: collections.deque[tuple[float, float, float]] = collections.deque(
-            maxlen=20_000
-        )
-        self.probes: dict[str, Probe] = {"A": Probe(self.rng)}
+        self.residues = ResidueSpots(maxlen=20_000)
+        self.probes: dict[str, Probe] = {
+            "A": Probe(self.rng, flicker_rng=np.random.default_rng([seed, 2]))
+        }
         self.failure: str = ""  # a fault to inject: "xy", "z", "potentiostat"
         self._surface_cache: tuple[Any, float] = (None, 0.0)
         #: wall time spent computing the simulation, s (see ``_timed``)
@@ -130,13 +246,13 @@ class SimulatedRig:
     def probe(self, name: str = "A") -> Probe:
         return self.probes[name]
 
-    def set_film(self, params: FilmParameters) -> None:
+    def set_film(self, params: FilmParameters | LLTOFilm) -> None:
         with self.lock:
-            self.film = LLTOFilm(params)
+            self.film = params if isinstance(params, LLTOFilm) else LLTOFilm(params)
             for p in self.probes.values():
                 if p.contact is not None:
                     p.contact.resistance_ohm = self.series_resistance(
-                        p.contact.x_um, p.contact.y_um, p
+                        p.contact.x_um, p.contact.y_um, p, p.contact.footprint_m
                     )
 
     def _check_failure(self, what: str) -> None:
@@ -155,59 +271,100 @@ class SimulatedRig:
         tau = fp.pad_capacitance_F * fp.pad_leak_ohm
         if self.backcontact_V and not any(p.contact for p in self.probes.values()):
             self.backcontact_V *= math.exp(-dt / tau)
-        if not measured:
-            for p in self.probes.values():
+        h = dt / 3600.0
+        d = self.drift
+        if d.x_nm_per_h or d.y_nm_per_h or d.z_nm_per_h:
+            self.drift_um += (
+                d.x_nm_per_h * 1e-3 * h,
+                d.y_nm_per_h * 1e-3 * h,
+                d.z_nm_per_h * 1e-3 * h,
+            )
+        for p in self.probes.values():
+            if not measured:
                 p.amplifier.relax(dt)
+            p.evaporated += p.pipette.evaporation_per_h * h
         self.clock.advance(dt)
 
+    def idle(self, dt: float) -> None:
+        """Let ``dt`` s of instrument time pass with nothing moving (drift,
+        evaporation and the back contact's relaxation go on)."""
+        with self.lock:
+            self._advance(dt)
+
+    def film_xy(self, x: float, y: float) -> tuple[float, float]:
+        """The point of the film under stage position (x, y), um (lateral drift)."""
+        return x - float(self.drift_um[0]), y - float(self.drift_um[1])
+
     def surface_um(self, x: float | None = None, y: float | None = None) -> float:
-        """Height of the surface at (x, y), um (default: under the pipette)."""
+        """Height of the surface at (x, y), um (default: under the pipette),
+        drift included."""
         x = self.x_um if x is None else x
         y = self.y_um if y is None else y
-        key = (x, y, id(self.film))
+        fx, fy = self.film_xy(x, y)
+        key = (fx, fy, id(self.film))
         if self._surface_cache[0] != key:
-            self._surface_cache = (key, float(self.film.surface_height_um(x, y)))
-        return self._surface_cache[1]
+            self._surface_cache = (key, float(self.film.surface_height_um(fx, fy)))
+        return self._surface_cache[1] + float(self.drift_um[2])
 
     # ---------------------------------------------------------------- physics
-    def series_resistance(self, x_um: float, y_um: float, probe: Probe) -> float:
-        """R_total of a landing at (x, y), Ohm (pipette + interface + spreading + film)."""
-        fp = self.film.params
-        _, a = probe.pipette.effective(probe.state)
-        r_pip = probe.pipette.resistance(probe.state)
-        r_ct = physics.interface_resistance(fp.asr_ohm_cm2 * 1e-4, a)
-        g_sp = float(self.film.spreading_conductance(x_um, y_um, a * 1e6))
+    def series_resistance(
+        self, x_um: float, y_um: float, probe: Probe, footprint_m: float | None = None
+    ) -> float:
+        """R_total of a landing at stage (x, y), Ohm (pipette + interface +
+        spreading + film); ``footprint_m``: this droplet's footprint radius
+        (default: the pipette's nominal one)."""
+        return sum(self.resistance_terms(x_um, y_um, probe, footprint_m).values())
+
+    def resistance_terms(
+        self,
+        x_um: float,
+        y_um: float,
+        probe: str | Probe = "A",
+        footprint_m: float | None = None,
+    ) -> dict:
+        """The series terms of a landing at stage (x, y), Ohm, for display and tests.
+
+        The spreading term includes grain boundaries in the spreading volume,
+        the film term those between the contact and the pad; the pipette term
+        its evaporation so far.
+        """
+        if isinstance(probe, str):
+            probe = self.probes[probe]
+        film = self.film
+        fp = film.params
+        a = footprint_m
+        if a is None or not math.isfinite(a):
+            _, a = probe.pipette.effective(probe.state)
+        fx, fy = self.film_xy(x_um, y_um)
+        r_sp = 1.0 / float(film.spreading_conductance(fx, fy, a * 1e6))
         r_film = float(
             physics.film_resistance(
-                self.film.pad_distance_um(x_um) * 1e-6,
+                film.pad_distance_um(fx) * 1e-6,
                 a,
                 fp.sigma_film_S_per_cm * 100.0,
                 fp.thickness_nm * 1e-9,
             )
         )
-        return r_pip + r_ct + 1.0 / g_sp + r_film
-
-    def resistance_terms(self, x_um: float, y_um: float, probe_name: str = "A") -> dict:
-        """The series terms at (x, y), Ohm, for display and tests."""
-        probe = self.probes[probe_name]
-        fp = self.film.params
-        _, a = probe.pipette.effective(probe.state)
+        if film._grain_seeds is not None:
+            r_sp *= film.gb_spreading_factor(fx, fy, a * 1e6)
+            r_film += film.gb_film_resistance(fx, fy, a)
         return {
-            "pipette_ohm": probe.pipette.resistance(probe.state),
+            "pipette_ohm": probe.pipette.resistance(probe.state, probe.evaporated),
             "interface_ohm": physics.interface_resistance(fp.asr_ohm_cm2 * 1e-4, a),
-            "spreading_ohm": 1.0 / float(self.film.spreading_conductance(x_um, y_um, a * 1e6)),
-            "film_ohm": float(
-                physics.film_resistance(
-                    self.film.pad_distance_um(x_um) * 1e-6,
-                    a,
-                    fp.sigma_film_S_per_cm * 100.0,
-                    fp.thickness_nm * 1e-9,
-                )
-            ),
+            "spreading_ohm": r_sp,
+            "film_ohm": r_film,
         }
 
+    @staticmethod
+    def footprint_m(probe: Probe) -> float:
+        """The footprint radius of the probe's droplet (nominal without one), m."""
+        c = probe.contact
+        if c is not None and math.isfinite(c.footprint_m):
+            return c.footprint_m
+        return probe.pipette.effective(probe.state)[1]
+
     def _cell_current(
-        self, probe: Probe, potential: np.ndarray, dt: float, e_before: float
+        self, probe: Probe, potential: np.ndarray, dt: float, e_before: float, t0: float
     ) -> np.ndarray:
         """True (noise-free) current for potentials applied sample by sample, A.
 
@@ -234,7 +391,11 @@ class SimulatedRig:
         v_start = np.concatenate(([self.backcontact_V], v[:-1]))
         self.backcontact_V = float(v[-1])
         i = (e - v_start) / R
-        _, a = probe.pipette.effective(probe.state)
+        rel = probe.amplifier.flicker_rel
+        if rel > 0:
+            # 1/f fluctuation of the cell's conductance (Hooge: relative)
+            i = i * (1.0 + probe.flicker.sample(t0, n, dt, rel))
+        a = self.footprint_m(probe)
         cdl = fp.cdl_uF_per_cm2 * 1e-2 * math.pi * a**2  # F
         steps = np.diff(np.concatenate(([e_before], potential)))
         i = i + cdl * steps / dt
@@ -247,7 +408,7 @@ class SimulatedRig:
 
     def _landing_charge(self, probe: Probe, x_um: float, y_um: float) -> float:
         fp = self.film.params
-        _, a = probe.pipette.effective(probe.state)
+        a = self.footprint_m(probe)
         dv = (probe.potential_V - fp.rest_potential_V) if probe.cell_on else 0.0
         return physics.double_layer_charge(fp.cdl_uF_per_cm2 * 1e-2, a, dv)
 
@@ -260,7 +421,7 @@ class SimulatedRig:
         if q == 0 or probe.contact is None:
             return np.zeros(n)
         fp = self.film.params
-        _, a = probe.pipette.effective(probe.state)
+        a = self.footprint_m(probe)
         tau = probe.contact.resistance_ohm * fp.cdl_uF_per_cm2 * 1e-2 * math.pi * a**2
         edges = np.arange(n + 1) * dt - t_land
         frac = 1.0 - np.exp(-np.clip(edges, 0, None) / tau)
@@ -278,18 +439,51 @@ class SimulatedRig:
             for probe in self.probes.values():
                 if probe.contact is not None:
                     # the meniscus is dragged along: a streak of residue
-                    probe.contact = self._make_contact(probe)
+                    probe.contact = self._make_contact(probe, probe.contact)
             self._advance(dt)
             return dt
 
-    def _make_contact(self, probe: Probe) -> Contact:
-        _, a = probe.pipette.effective(probe.state)
-        self.residues.append((self.x_um, self.y_um, a * 1e6))
+    def _next_landing(self, probe: Probe) -> Landing:
+        """How the probe's next droplet lands: drawn once, before it lands."""
+        if probe.next_landing is None:
+            pip = probe.pipette
+            rng = self.landing_rng
+            u = rng.random(4)  # the same draws whatever is switched on
+            factor = math.exp(pip.footprint_scatter * rng.standard_normal())
+            partial = bool(u[0] < pip.partial_wetting_probability)
+            if partial:
+                lo = pip.partial_wetting_min_factor
+                factor *= lo + (1.0 - lo) * u[1]
+            miss = bool(u[2] < pip.miss_probability)
+            late = not miss and bool(u[3] < pip.late_landing_probability)
+            gap = pip.meniscus_height_um
+            if miss:
+                gap = -math.inf
+            elif late:
+                # u[3] < p is uniform on [0, p): its position there is the height
+                gap = pip.meniscus_height_um * ((u[3] / pip.late_landing_probability) % 1.0)
+            probe.next_landing = Landing(gap, factor, partial, late, miss)
+        return probe.next_landing
+
+    def _make_contact(self, probe: Probe, dragged: Contact | None = None) -> Contact:
+        if dragged is not None:  # the same droplet, moved
+            a, landing = dragged.footprint_m, dragged.landing
+        else:
+            landing = self._next_landing(probe)
+            probe.next_landing = None
+            a = probe.pipette.effective(probe.state)[1] * landing.radius_factor
+        fx, fy = self.film_xy(self.x_um, self.y_um)
+        gain = probe.pipette.residue_wetting_gain
+        if dragged is None and gain:
+            a *= 1.0 + gain * self.residues.covered_fraction(fx, fy, a * 1e6)
+        self.residues.append((fx, fy, a * 1e6))
         return Contact(
             self.x_um,
             self.y_um,
             self.clock.now,
-            self.series_resistance(self.x_um, self.y_um, probe),
+            self.series_resistance(self.x_um, self.y_um, probe, a),
+            a,
+            landing,
         )
 
     def _update_contact_state(self, probe: Probe) -> None:
@@ -298,7 +492,7 @@ class SimulatedRig:
         pip = probe.pipette
         if gap < -pip.crash_depth_um and probe.state != PIPETTE_BROKEN:
             probe.state = PIPETTE_BROKEN
-        if probe.contact is None and gap <= pip.meniscus_height_um:
+        if probe.contact is None and gap <= self._next_landing(probe).gap_um:
             probe.contact = self._make_contact(probe)
         elif probe.contact is not None and gap > pip.detach_height_um:
             probe.contact = None
@@ -351,8 +545,7 @@ class SimulatedRig:
                 )
             if probe.contact is not None:
                 return ApproachResult(True, z0, z0, 0.0, "already in contact")
-            pip = probe.pipette
-            z_contact = self.surface_um() + pip.meniscus_height_um
+            z_contact = self.surface_um() + self._next_landing(probe).gap_um
             n_total = int(math.ceil((z0 - stop_z_um) / speed_um_s * fs)) + 1
             t_contact = (z0 - z_contact) / speed_um_s if z_contact >= stop_z_um else math.inf
             chunk = 1 << 15
@@ -385,7 +578,9 @@ class SimulatedRig:
                         q = self._landing_charge(probe, self.x_um, self.y_um)
                         t_off = t_contact - (start + li) * dt
                         i_true[li:] += self._spike(probe, n - li, dt, t_off, q)
-                    i_true[li:] += self._cell_current(probe, np.full(n - li, e_now), dt, e_now)
+                    i_true[li:] += self._cell_current(
+                        probe, np.full(n - li, e_now), dt, e_now, self.clock.now + (start + li) * dt
+                    )
                 meas, _ = amp.measure(i_true, self.clock.now + start * dt)
                 hist = np.concatenate((history, meas))
                 fired = self._detector(hist, threshold_A, mode, baseline_samples)[history.size :]
@@ -415,6 +610,8 @@ class SimulatedRig:
                 )
             probe.z_um = result.final_z_um
             self._update_contact_state(probe)
+            if probe.contact is None:
+                probe.next_landing = None  # a new try lands afresh
             if result.contact and probe.contact is None:
                 # a false trigger above the surface (noise): the current says
                 # contact but the meniscus is not there
@@ -455,7 +652,7 @@ class SimulatedRig:
             dt = 1.0 / fs
             t0 = self.clock.now
             e_applied = e if probe.cell_on else np.full(n, probe.potential_V)
-            i_true = self._cell_current(probe, e_applied, dt, probe.potential_V)
+            i_true = self._cell_current(probe, e_applied, dt, probe.potential_V, t0)
             meas, _ = amp.measure(i_true, t0)
             if n:
                 probe.potential_V = float(e[-1])

@@ -13,6 +13,7 @@ given ``seed``.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,8 @@ DOMAIN_001 = 1
 class FilmParameters:
     """Everything that describes the film; each field name carries its unit."""
 
+    #: seed of the film's own random structure (stripe wander and widths,
+    #: roughness, grain network), independent of the noise seed of the rig
     seed: int = 1
     thickness_nm: float = 50.0
     #: ab-plane (fast) conductivity of bulk LLTO
@@ -45,6 +48,10 @@ class FilmParameters:
     stripe_angle_deg: float = 60.0
     stripe_offset_um: float = 0.0
     stripe_jitter_um: float = 0.05
+    #: domains of several widths: sigma of ln(width) of each period and of
+    #: each [001] stripe in it (log-normal, mean kept at the nominal values);
+    #: 0 = the regular stripes of the report's film
+    stripe_width_scatter: float = 0.0
     #: optional label image (DOMAIN_100 / DOMAIN_001), replaces the stripes
     domain_map_file: str = ""
     domain_map_pixel_um: float = 0.05
@@ -55,6 +62,10 @@ class FilmParameters:
     gb_width_nm: float = 5.0
     #: sigma_GB / sigma_bulk (1e-4 .. 1e-5 in ceramics; 1 = no contrast)
     gb_conductivity_factor: float = 1e-2
+    #: fraction of the grains that are [001]-oriented as a whole (the rest keep
+    #: the stripe domains, or are [100] when there are no stripes): with
+    #: ``stripe_period_um`` 0 a film of grains only, each [100] or [001]
+    grain_fraction_001: float = 0.0
     # the Au back contact: covers x < pad_edge_x_um
     pad_edge_x_um: float = -20.0
     #: blocking Au/LLTO contact: its capacitance and leak resistance
@@ -105,6 +116,9 @@ class LLTOFilm:
     """A film built from :class:`FilmParameters`; query it at arrays of points."""
 
     params: FilmParameters = field(default_factory=FilmParameters)
+    #: explicit Voronoi seeds of the grain network (um, shape (n, 2)), replacing
+    #: the random ones (tests that need a boundary at a known place)
+    grain_seeds: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -115,15 +129,28 @@ class LLTOFilm:
         if p.domain_map_file:
             self._label_image = _load_label_image(p.domain_map_file)
         self._grain_seeds: np.ndarray | None = None
-        if p.grain_size_um > 0:
+        if self.grain_seeds is not None:
+            self._grain_seeds = np.asarray(self.grain_seeds, dtype=float).reshape(-1, 2)
+        elif p.grain_size_um > 0:
             # seeds of a Voronoi tessellation over a generous area around 0
             half = 200.0
             n = int((2 * half / p.grain_size_um) ** 2)
             n = min(max(n, 4), 200_000)
             self._grain_seeds = rng.uniform(-half, half, size=(n, 2))
+        if self._grain_seeds is not None:
             from scipy.spatial import cKDTree
 
             self._grain_tree = cKDTree(self._grain_seeds)
+            # separate streams: adding a feature does not move the grains
+            grng = np.random.default_rng([p.seed, 3])
+            self._grain_001 = grng.random(len(self._grain_seeds)) < p.grain_fraction_001
+        #: GB crossings along film rows towards the pad, cached per row
+        self._row_cache: collections.OrderedDict[int, tuple[float, np.ndarray]] = (
+            collections.OrderedDict()
+        )
+        self._stripe_table: tuple[np.ndarray, np.ndarray] | None = None
+        if p.stripe_width_scatter > 0 and p.stripe_period_um > 0:
+            self._stripe_table = _stripe_table(p, np.random.default_rng([p.seed, 2]))
 
     # ------------------------------------------------------------------ domains
     def domain_label(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -142,14 +169,27 @@ class LLTOFilm:
             out[inside] = img[r[inside], c[inside]]
             return out
         if p.stripe_period_um <= 0 or p.stripe_fraction_001 <= 0:
-            return np.zeros(np.broadcast(x, y).shape, dtype=np.uint8)
-        th = math.radians(p.stripe_angle_deg)
-        along = x * math.cos(th) + y * math.sin(th)
-        across = -x * math.sin(th) + y * math.cos(th)
-        if p.stripe_jitter_um > 0:
-            across = across + p.stripe_jitter_um * _eval_field(self._jitter, along)
-        phase = np.mod((across - p.stripe_offset_um) / p.stripe_period_um, 1.0)
-        return (phase < p.stripe_fraction_001).astype(np.uint8)
+            labels = np.zeros(np.broadcast(x, y).shape, dtype=np.uint8)
+        else:
+            th = math.radians(p.stripe_angle_deg)
+            along = x * math.cos(th) + y * math.sin(th)
+            across = -x * math.sin(th) + y * math.cos(th)
+            if p.stripe_jitter_um > 0:
+                across = across + p.stripe_jitter_um * _eval_field(self._jitter, along)
+            if self._stripe_table is not None:
+                starts, widths = self._stripe_table
+                u = np.asarray(across - p.stripe_offset_um, dtype=float)
+                k = np.clip(np.searchsorted(starts, u, side="right") - 1, 0, starts.size - 1)
+                labels = ((u - starts[k]) < widths[k]).astype(np.uint8)
+            else:
+                phase = np.mod((across - p.stripe_offset_um) / p.stripe_period_um, 1.0)
+                labels = (phase < p.stripe_fraction_001).astype(np.uint8)
+        if self._grain_seeds is not None and p.grain_fraction_001 > 0:
+            pts = np.stack(np.broadcast_arrays(x, y), axis=-1).reshape(-1, 2)
+            _, idx = self._grain_tree.query(pts)
+            whole = self._grain_001[idx].reshape(labels.shape)
+            labels = np.where(whole, np.uint8(DOMAIN_001), labels).astype(np.uint8)
+        return labels
 
     def grain_boundary_mask(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """True within half a GB width of a grain boundary."""
@@ -206,6 +246,108 @@ class LLTOFilm:
             g = np.where(gb, g * self.params.gb_conductivity_factor, g)
         return g @ w
 
+    # ------------------------------------------------- grain-boundary geometry
+    def gb_distance_um(self, x: float, y: float) -> float:
+        """Distance from (x, y) to the nearest grain boundary, um (inf: none)."""
+        if self._grain_seeds is None or len(self._grain_seeds) < 2:
+            return math.inf
+        d, idx = self._grain_tree.query((x, y), k=2)
+        s1, s2 = self._grain_seeds[idx[0]], self._grain_seeds[idx[1]]
+        return float((d[1] ** 2 - d[0] ** 2) / (2.0 * np.hypot(*(s2 - s1))))
+
+    def gb_specific_length_um(self) -> float:
+        """How much film a grain boundary is worth in series, um:
+        ``w (1 / f - 1)`` for a boundary of width w and conductivity factor f
+        (its resistance beyond the bulk film it replaces)."""
+        p = self.params
+        return p.gb_width_nm * 1e-3 * (1.0 / p.gb_conductivity_factor - 1.0)
+
+    def _row_crossings(self, y: float, x_end: float) -> np.ndarray:
+        """x of the grain boundaries crossing the row ``y`` between the pad edge
+        and at least ``x_end``, sorted (cached per row: a raster map's row and
+        its neighbours share them)."""
+        p = self.params
+        key = round(y / 0.002)  # rows 2 nm apart share a cache entry
+        hit = self._row_cache.get(key)
+        if hit is not None and hit[0] >= x_end:
+            self._row_cache.move_to_end(key)
+            return hit[1]
+        seeds = self._grain_seeds
+        assert seeds is not None
+        x0 = p.pad_edge_x_um
+        x1 = max(x_end, x0) + 20.0
+        spacing = p.grain_size_um if p.grain_size_um > 0 else 1.0
+        step = min(spacing / 40.0, 0.05)
+        xs = np.arange(x0, x1 + step, step)
+        yq = key * 0.002
+        _, idx = self._grain_tree.query(np.column_stack((xs, np.full(xs.size, yq))))
+        change = np.flatnonzero(idx[1:] != idx[:-1])
+        s1, s2 = seeds[idx[change]], seeds[idx[change + 1]]
+        # the bisector of the two seeds meets the row at
+        # x = (|s2|^2 - |s1|^2 - 2 y (s2y - s1y)) / (2 (s2x - s1x))
+        dx = s2[:, 0] - s1[:, 0]
+        num = (s2**2).sum(1) - (s1**2).sum(1) - 2 * yq * (s2[:, 1] - s1[:, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xc = np.where(np.abs(dx) > 1e-12, num / (2 * dx), xs[change] + step / 2)
+        xc = np.clip(xc, xs[change], xs[change + 1])
+        self._row_cache[key] = (x1, xc)
+        if len(self._row_cache) > 512:
+            self._row_cache.popitem(last=False)
+        return xc
+
+    def gb_film_resistance(self, x: float, y: float, footprint_m: float) -> float:
+        """Extra resistance of the film (collection) term from grain boundaries
+        between the contact and the Au pad, Ohm.
+
+        The ions travel laterally through the thin film to the pad, spreading
+        radially from the contact (the ``ln(L / a) / (2 pi sigma t)`` term is
+        the integral of ``dr / (2 pi r sigma t)``). A thin resistive boundary
+        crossing that path at distance r cuts the whole current tube there
+        (circumference ``2 pi r``): it adds ``lambda / (2 pi r sigma t)``, with
+        lambda its equivalent film length (:meth:`gb_specific_length_um`). Only
+        boundaries that lie between the contact and the pad (crossing the
+        straight path to the pad edge) count; r is at least the footprint
+        radius. Far boundaries on the path add a little (effective-medium limit:
+        every boundary crossed adds its share), near ones a lot.
+        """
+        p = self.params
+        if self._grain_seeds is None or x <= p.pad_edge_x_um:
+            return 0.0
+        lam = self.gb_specific_length_um() * 1e-6
+        if lam <= 0:
+            return 0.0
+        xc = self._row_crossings(y, x)
+        xc = xc[xc < x]
+        if xc.size == 0:
+            return 0.0
+        r = np.maximum((x - xc) * 1e-6, footprint_m)
+        sheet = p.sigma_film_S_per_cm * 100.0 * p.thickness_nm * 1e-9
+        return float(lam / (2 * np.pi * sheet) * np.sum(1.0 / r))
+
+    def gb_spreading_factor(self, x: float, y: float, radius_um: float) -> float:
+        """Factor (>= 1) on the spreading resistance from a grain boundary that
+        crosses the spreading volume under the contact.
+
+        A boundary plane at distance d from the contact centre reflects part of
+        the spreading current (an image source at 2d): it adds
+        ``kappa / (4 pi sigma d)`` to the Holm ``1 / (4 sigma a)``, i.e. the
+        spreading resistance times ``kappa a / (pi d)``, with
+        ``kappa = lambda / (lambda + d)`` (lambda: the boundary's equivalent
+        film length; 1 = blocking). It vanishes when the boundary passes through
+        the contact centre (by symmetry no current crosses it there; the entry
+        through the boundary's own material is the area blend of
+        :meth:`spreading_conductance`) and beyond three footprint radii (out of
+        the spreading volume: there only the film term sees it).
+        """
+        d = self.gb_distance_um(x, y)
+        a = radius_um
+        if not d < 3 * a:
+            return 1.0
+        lam = self.gb_specific_length_um()
+        kappa = lam / (lam + d) if lam > 0 else 0.0
+        shape = min(d / a, 1.0) * (1.0 - d / (3 * a))
+        return 1.0 + kappa * shape * a / (math.pi * max(d, a))
+
     def pad_distance_um(self, x: np.ndarray) -> np.ndarray:
         """Distance from the contact to the edge of the Au pad, um."""
         return np.asarray(x, dtype=float) - self.params.pad_edge_x_um
@@ -227,6 +369,22 @@ class LLTOFilm:
             across = -x * math.sin(th) + y * math.cos(th)
             h = h + p.step_height_nm * 1e-3 * np.floor(across / p.step_spacing_um)
         return h
+
+
+def _stripe_table(p: FilmParameters, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Starts (across the stripes, um) of periods of log-normal length, and the
+    [001] width in each (log-normal too, means at the nominal values)."""
+    s = p.stripe_width_scatter
+    half = 600.0
+    n = int(min(2 * half / p.stripe_period_um + 10, 2_000_000))
+    periods = p.stripe_period_um * np.exp(s * rng.standard_normal(n) - s**2 / 2)
+    widths = p.stripe_fraction_001 * periods * np.exp(s * rng.standard_normal(n) - s**2 / 2)
+    widths = np.minimum(widths, periods)
+    starts = np.concatenate(([0.0], np.cumsum(periods[:-1])))
+    # period 0 starts at 0 (as the regular stripes); half of them lie below 0
+    k0 = n // 2
+    starts = starts - starts[k0]
+    return starts, widths
 
 
 @functools.lru_cache(maxsize=64)
