@@ -72,7 +72,7 @@ class ResidueSpots:
     old spots lie under its footprint in microseconds.
     """
 
-    CELL_UM = 1.0
+    CELL_UM = 0.5
 
     def __init__(self, maxlen: int = 20_000) -> None:
         self._spots: collections.deque[tuple[float, float, float]] = collections.deque()
@@ -111,35 +111,28 @@ class ResidueSpots:
         if not self._spots:
             return 0.0
         reach = r + self._r_max
-        n = math.ceil(reach / self.CELL_UM)
-        kx, ky = self._key(x, y)
-        near = [
-            s
-            for i in range(kx - n, kx + n + 1)
-            for j in range(ky - n, ky + n + 1)
-            for s in self._grid.get((i, j), ())
-        ]
-        if not near:
-            return 0.0
-        arr = np.asarray(near)
-        d = np.hypot(arr[:, 0] - x, arr[:, 1] - y)
-        r2 = arr[:, 2]
-        hit = d < r + r2
-        if not hit.any():
-            return 0.0
-        return float(np.max(_lens_area(d[hit], r, r2[hit])) / (math.pi * r * r))
+        c = self.CELL_UM
+        grid = self._grid
+        # plain Python: the cells within reach hold a handful of spots, mostly clear
+        best = 0.0
+        for i in range(math.floor((x - reach) / c), math.floor((x + reach) / c) + 1):
+            for j in range(math.floor((y - reach) / c), math.floor((y + reach) / c) + 1):
+                for sx, sy, sr in grid.get((i, j), ()):
+                    if (sx - x) ** 2 + (sy - y) ** 2 < (r + sr) ** 2:
+                        best = max(best, _lens_area(math.hypot(sx - x, sy - y), r, sr))
+        return best / (math.pi * r * r)
 
 
-def _lens_area(d: np.ndarray, r1: float, r2: np.ndarray) -> np.ndarray:
-    """Area of the intersection of disks of radii r1, r2 at distances d."""
-    d = np.maximum(d, 1e-12)
-    inside = d <= np.abs(r1 - r2)
-    small = np.minimum(r1, r2)
-    c1 = np.clip((d**2 + r1**2 - r2**2) / (2 * d * r1), -1, 1)
-    c2 = np.clip((d**2 + r2**2 - r1**2) / (2 * d * r2), -1, 1)
+def _lens_area(d: float, r1: float, r2: float) -> float:
+    """Area of the intersection of disks of radii r1, r2 whose centres are d apart."""
+    if d <= abs(r1 - r2):
+        return math.pi * min(r1, r2) ** 2
+    if d >= r1 + r2:
+        return 0.0
+    c1 = min(max((d * d + r1 * r1 - r2 * r2) / (2 * d * r1), -1.0), 1.0)
+    c2 = min(max((d * d + r2 * r2 - r1 * r1) / (2 * d * r2), -1.0), 1.0)
     k = (-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)
-    lens = r1**2 * np.arccos(c1) + r2**2 * np.arccos(c2) - 0.5 * np.sqrt(np.maximum(k, 0))
-    return np.where(inside, math.pi * small**2, lens)
+    return r1 * r1 * math.acos(c1) + r2 * r2 * math.acos(c2) - 0.5 * math.sqrt(max(k, 0.0))
 
 
 @dataclass
@@ -300,10 +293,14 @@ class SimulatedRig:
         drift included."""
         x = self.x_um if x is None else x
         y = self.y_um if y is None else y
-        fx, fy = self.film_xy(x, y)
-        key = (fx, fy, id(self.film))
+        # the lateral drift in whole nm: within a landing the film point under
+        # the tip moves far less, and its height (tilt x drift) by far less
+        # than a picometre; so one landing's many calls share one evaluation
+        qx, qy = round(float(self.drift_um[0]) * 1e3), round(float(self.drift_um[1]) * 1e3)
+        key = (x, y, qx, qy, id(self.film))
         if self._surface_cache[0] != key:
-            self._surface_cache = (key, float(self.film.surface_height_um(fx, fy)))
+            h = float(self.film.surface_height_um(x - qx * 1e-3, y - qy * 1e-3))
+            self._surface_cache = (key, h)
         return self._surface_cache[1] + float(self.drift_um[2])
 
     # ---------------------------------------------------------------- physics

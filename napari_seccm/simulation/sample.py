@@ -233,9 +233,9 @@ class LLTOFilm:
         """
         x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
-        ox, oy, w = _disk_samples(radius_um, n_ring)
-        xs = x[..., None] + ox
-        ys = y[..., None] + oy
+        ox, oy, w = _disk_samples(1.0, n_ring)  # scaled: every footprint hits the cache
+        xs = x[..., None] + radius_um * ox
+        ys = y[..., None] + radius_um * oy
         labels = self.domain_label(xs, ys)
         a = radius_um * 1e-6
         g = np.empty(labels.shape, dtype=float)
