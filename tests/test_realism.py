@@ -490,3 +490,23 @@ def test_a_film_of_grains_only():
     assert frac == pytest.approx(0.5, abs=3.5 * math.sqrt(0.25 / grains.size))
     # no grains and no stripes: a film without domains, all [100]
     assert not LLTOFilm(FilmParameters(stripe_period_um=0.0)).domain_label(xx, yy).any()
+
+
+def test_the_film_term_of_a_grain_network_counts_every_boundary_towards_the_pad():
+    """On a random Voronoi network, the extra film term is lambda / (2 pi r
+    sigma t) summed over the boundaries a dense walk towards the pad crosses."""
+    params = FilmParameters(stripe_period_um=0.0, grain_size_um=1.5, seed=5)
+    rig, plain = SimulatedRig(film=params), _no_grains()
+    film = rig.film
+    lam = film.gb_specific_length_um() * 1e-6
+    sheet = params.sigma_film_S_per_cm * 100 * params.thickness_nm * 1e-9
+    a = rig.probe().pipette.footprint_radius_nm * 1e-9
+    for x, y in ((0.0, 0.1234), (5.0, -3.3), (-12.0, 7.77), (2.5, 0.1239)):
+        xs = np.arange(params.pad_edge_x_um, x, 1e-4)
+        _, idx = film._grain_tree.query(np.column_stack((xs, np.full(xs.size, y))))
+        crossed = xs[np.flatnonzero(np.diff(idx))]
+        r = np.maximum((x - crossed) * 1e-6, a)
+        expected = lam / (2 * math.pi * sheet) * np.sum(1 / r)
+        extra = rig.resistance_terms(x, y)["film_ohm"] - plain.resistance_terms(x, y)["film_ohm"]
+        assert extra == pytest.approx(expected, rel=0.01)
+        assert extra > 0

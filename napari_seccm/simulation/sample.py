@@ -17,6 +17,7 @@ import collections
 import functools
 import math
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -145,9 +146,7 @@ class LLTOFilm:
             grng = np.random.default_rng([p.seed, 3])
             self._grain_001 = grng.random(len(self._grain_seeds)) < p.grain_fraction_001
         #: GB crossings along film rows towards the pad, cached per row
-        self._row_cache: collections.OrderedDict[int, tuple[float, np.ndarray]] = (
-            collections.OrderedDict()
-        )
+        self._row_cache: collections.OrderedDict[int, tuple[Any, ...]] = collections.OrderedDict()
         self._stripe_table: tuple[np.ndarray, np.ndarray] | None = None
         if p.stripe_width_scatter > 0 and p.stripe_period_um > 0:
             self._stripe_table = _stripe_table(p, np.random.default_rng([p.seed, 2]))
@@ -264,36 +263,43 @@ class LLTOFilm:
 
     def _row_crossings(self, y: float, x_end: float) -> np.ndarray:
         """x of the grain boundaries crossing the row ``y`` between the pad edge
-        and at least ``x_end``, sorted (cached per row: a raster map's row and
-        its neighbours share them)."""
+        and at least ``x_end``, sorted.
+
+        Which pairs of grains meet along the row is found once per 2 nm band of
+        rows (a raster map's row, drifting slowly, stays in its band) by
+        labelling the row densely; where each pair's boundary crosses is then
+        exact at ``y`` itself.
+        """
         p = self.params
-        key = round(y / 0.002)  # rows 2 nm apart share a cache entry
+        key = round(y / 0.002)
         hit = self._row_cache.get(key)
         if hit is not None and hit[0] >= x_end:
             self._row_cache.move_to_end(key)
-            return hit[1]
-        seeds = self._grain_seeds
-        assert seeds is not None
-        x0 = p.pad_edge_x_um
-        x1 = max(x_end, x0) + 20.0
-        spacing = p.grain_size_um if p.grain_size_um > 0 else 1.0
-        step = min(spacing / 40.0, 0.05)
-        xs = np.arange(x0, x1 + step, step)
-        yq = key * 0.002
-        _, idx = self._grain_tree.query(np.column_stack((xs, np.full(xs.size, yq))))
-        change = np.flatnonzero(idx[1:] != idx[:-1])
-        s1, s2 = seeds[idx[change]], seeds[idx[change + 1]]
-        # the bisector of the two seeds meets the row at
+            _, s1, s2, lo, hi = hit
+        else:
+            seeds = self._grain_seeds
+            assert seeds is not None
+            x0 = p.pad_edge_x_um
+            x1 = max(x_end, x0) + 20.0
+            spacing = p.grain_size_um if p.grain_size_um > 0 else 1.0
+            step = min(spacing / 40.0, 0.05)
+            xs = np.arange(x0, x1 + step, step)
+            _, idx = self._grain_tree.query(np.column_stack((xs, np.full(xs.size, key * 0.002))))
+            change = np.flatnonzero(idx[1:] != idx[:-1])
+            s1, s2 = seeds[idx[change]], seeds[idx[change + 1]]
+            # a crossing stays within a sample step (plus the band's tilt) of
+            # where the labels changed
+            lo, hi = xs[change] - step, xs[change + 1] + step
+            self._row_cache[key] = (x1, s1, s2, lo, hi)
+            if len(self._row_cache) > 512:
+                self._row_cache.popitem(last=False)
+        # the bisector of the two seeds meets the row y at
         # x = (|s2|^2 - |s1|^2 - 2 y (s2y - s1y)) / (2 (s2x - s1x))
         dx = s2[:, 0] - s1[:, 0]
-        num = (s2**2).sum(1) - (s1**2).sum(1) - 2 * yq * (s2[:, 1] - s1[:, 1])
+        num = (s2**2).sum(1) - (s1**2).sum(1) - 2 * y * (s2[:, 1] - s1[:, 1])
         with np.errstate(divide="ignore", invalid="ignore"):
-            xc = np.where(np.abs(dx) > 1e-12, num / (2 * dx), xs[change] + step / 2)
-        xc = np.clip(xc, xs[change], xs[change + 1])
-        self._row_cache[key] = (x1, xc)
-        if len(self._row_cache) > 512:
-            self._row_cache.popitem(last=False)
-        return xc
+            xc = np.where(np.abs(dx) > 1e-12, num / (2 * dx), (lo + hi) / 2)
+        return np.clip(xc, lo, hi)
 
     def gb_film_resistance(self, x: float, y: float, footprint_m: float) -> float:
         """Extra resistance of the film (collection) term from grain boundaries
