@@ -127,3 +127,71 @@ def remove_plane(
     fit = plane_fit(image, x0_um=x0_um, y0_um=y0_um, pitch_um=pitch_um, robust=robust)
     out = np.asarray(image, dtype=float) - fit["plane"]
     return out + fit["offset"] if keep_level else out
+
+
+# ------------------------------------------------------ smooth backgrounds
+def default_x_degree(nx: int) -> int:
+    """Degree of the extra x-only terms of :func:`smooth_basis`: up to 7, at
+    most one per 6 columns (the film's collection term depends on x only:
+    the distance to the Au pad's edge, which runs along y)."""
+    return int(min(7, max(3, nx // 6)))
+
+
+def smooth_basis(
+    shape: tuple[int, int],
+    *,
+    degree: int = 3,
+    x_degree: int | None = None,
+    order: np.ndarray | None = None,
+    drift_degree: int = 3,
+) -> np.ndarray:
+    """Columns of a smooth background over a map, shape ``(ny * nx, k)``.
+
+    - Legendre products ``P_i(x) P_j(y)`` with ``i + j <= degree`` (x, y
+      scaled to [-1, 1] over the map): tilt and curvature;
+    - ``P_k(x)`` for ``degree < k <= x_degree`` (default
+      :func:`default_x_degree`): the film's collection term, a smooth
+      function of the distance to the Au pad (x only) that bends more than a
+      cubic near the pad;
+    - with ``order`` (each pixel's place in the acquisition order, any
+      increasing numbers, NaN for pixels not measured): ``P_k(t)`` for
+      ``1 <= k <= drift_degree`` of the scaled acquisition rank ``t``: a slow
+      drift in time (the back contact charging up). In a serpentine map its
+      within-row part alternates from row to row, which a function of (x, y)
+      cannot follow; its slow part is shared with the y terms (either may
+      take it: only the sum matters).
+    """
+    from numpy.polynomial import legendre
+
+    ny, nx = shape
+    xd = default_x_degree(nx) if x_degree is None else int(x_degree)
+    xs = (2 * (np.arange(nx) + 0.5) / nx) - 1.0
+    ys = (2 * (np.arange(ny) + 0.5) / ny) - 1.0
+    Vx = legendre.legvander(xs, max(degree, xd))  # (nx, d+1)
+    Vy = legendre.legvander(ys, degree)
+    cols = []
+    for i in range(degree + 1):
+        for j in range(degree + 1 - i):
+            cols.append((Vy[:, j][:, None] * Vx[:, i][None, :]).ravel())
+    for k in range(degree + 1, xd + 1):
+        cols.append(np.broadcast_to(Vx[:, k][None, :], shape).ravel())
+    if order is not None and drift_degree > 0:
+        o = np.asarray(order, dtype=float).ravel()
+        fin = np.isfinite(o)
+        t = np.zeros(o.size)
+        if fin.sum() > 1:
+            rank = np.empty(int(fin.sum()))
+            rank[np.argsort(o[fin], kind="stable")] = np.arange(fin.sum())
+            t[fin] = 2 * rank / (fin.sum() - 1) - 1.0
+        Vt = legendre.legvander(t, drift_degree)
+        for k in range(1, drift_degree + 1):
+            cols.append(np.where(fin, Vt[:, k], 0.0))
+    return np.stack(cols, axis=1)
+
+
+def orthonormal_columns(A: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
+    """An orthonormal basis of the span of ``A``'s columns (SVD; columns that
+    are (nearly) linear combinations of others are dropped)."""
+    U, s, _ = np.linalg.svd(A, full_matrices=False)
+    keep = s > rtol * (s[0] if s.size else 1.0)
+    return U[:, keep]
