@@ -452,7 +452,9 @@ def conductance_maps(
     Also ``current_A`` (the store's map value, NaN where the landing was not
     ok), ``quality`` (uint8 codes, ``QUALITY_NAMES``), ``x_um``/``y_um``
     (where each pixel was measured; the planned centre if it was not),
-    ``method`` and ``potential_V``.
+    ``method`` and ``potential_V``, ``visit_index`` (each pixel's place in
+    the plan's visiting order) and ``t_start_s`` (when it was measured, NaN if
+    not: the drift along the acquisition).
     """
     from .geometry import pixel_centers
 
@@ -485,6 +487,11 @@ def conductance_maps(
         ym = points_to_map(s, pos["y_um"], valid=measured)
         out["x_um"] = np.where(np.isfinite(xm), xm, xc)
         out["y_um"] = np.where(np.isfinite(ym), ym, yc)
+        # when each pixel was measured (the drift along the acquisition)
+        n_pts = s.array("points/row").shape[0]
+        out["visit_index"] = points_to_map(s, np.arange(n_pts, dtype=float))
+        t0 = s.array("results/t_start_s")[:].astype(float)
+        out["t_start_s"] = points_to_map(s, t0, valid=measured & np.isfinite(t0))
     return out
 
 

@@ -17,16 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from .classify import (
+    Z95,
+    classify_domains,
+    ratio_from_step,
+    reference_level,
+    spreading_ratio,
+)
 from .domains import (
-    LABEL_001,
-    LABEL_100,
     class_ratio,
     domain_statistics,
-    segment_domains,
 )
 from .maps import conductance_maps, height_map, open_store, quality_counts
 from .profiles import footprint_resolution
-from .series import RIG_PROPERTIES, SeriesModel
+from .series import RIG_PROPERTIES, SeriesModel, pipette_from_meta
 from .stripes import stripe_period_angle
 
 #: fewest valid pixels for the map analysis (stripes, domains, ratios)
@@ -210,8 +214,17 @@ def analyze_store(
             "spreading_conductance_ratio",
             "spreading_conductance_ratio_ci95",
             "fraction_001",
+            "fraction_001_ci95",
+            "stripes_significant",
         ):
             out[k] = None
+        out["warnings"] = [
+            {
+                "code": "too_few_pixels",
+                "message": f"only {n_valid} valid pixels: no stripe, domain or ratio analysis "
+                f"(needs {MIN_MAP_PIXELS})",
+            }
+        ]
         out["series_model"] = model.as_dict() if model else None
         out["series_model_source"] = src
         if model is not None:
@@ -226,78 +239,215 @@ def analyze_store(
         if return_maps:
             result["maps"] = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
         return result
-    # stripes
-    st = stripe_period_angle(G, **geo, min_period_um=min_period_um, max_period_um=max_period_um)
+    # the acquisition order (drift), the footprint (blending, lines)
+    order = cm.get("t_start_s")
+    if order is None or not np.isfinite(order[np.isfinite(G)]).all():
+        order = cm.get("visit_index")
+    a_um = _footprint_um(meta, model)
+    warnings: list[dict[str, str]] = []
+    # stripes: a period only when the periodic contrast is significant
+    st = stripe_period_angle(
+        G,
+        **geo,
+        min_period_um=min_period_um,
+        max_period_um=max_period_um,
+        order=order,
+        footprint_radius_um=a_um,
+    )
+    warnings.extend(st["warnings"])
+    sig = bool(st["significant"])
+    out["stripes_significant"] = sig
+    out["stripe_test"] = {
+        "p_value": st["p_value"],
+        "alpha": st["alpha"],
+        "n_frequencies": st["n_frequencies"],
+        "coverage": st["coverage"],
+        "relative_amplitude": st["relative_amplitude"],
+        "best_period_um": st["period_um"],
+        "best_angle_deg": st["angle_deg"],
+        "nyquist_fraction": st["nyquist_fraction"],
+        "n_periods": st["n_periods"],
+        "second_peak": st["second_peak"],
+    }
+    stripe_keys = {
+        "period_um": st["period_um"],
+        "period_um_err": st["period_um_err"],
+        "angle_deg": st["angle_deg"],
+        "angle_deg_err": st["angle_deg_err"],
+        "period_um_err_fit": st["period_um_err_fit"],
+        "angle_deg_err_fit": st["angle_deg_err_fit"],
+        "period_um_err_jackknife": st["period_um_err_jackknife"],
+        "angle_deg_err_jackknife": st["angle_deg_err_jackknife"],
+        "period_um_acf": st["acf"]["period_um"],
+        "angle_deg_acf": st["acf"]["angle_deg"],
+        "stripe_amplitude_S": st["amplitude"],
+        "stripe_amplitude_to_noise": st["amplitude_to_noise"],
+    }
+    out.update(stripe_keys if sig else dict.fromkeys(stripe_keys))
+    for w in st["warnings"]:
+        if w["code"] == "ambiguous_period" and "autocorrelation" in w["message"]:
+            out["notes"].append(
+                f"the autocorrelation ({st['acf']['period_um']:.3g} um, "
+                f"{st['acf']['angle_deg']:.1f} deg) disagrees with the spectrum "
+                f"({st['period_um']:.3g} um, {st['angle_deg']:.1f} deg): the stripes may be "
+                "irregular or barely sampled (pitch vs period); look at the map"
+            )
+    lines = st["line_mask"]
+    out["boundary_lines"] = {
+        "pixels": int(lines.sum()),
+        "fraction": st["line_fraction"],
+        "width_limit_um": st["line_width_limit_um"],
+    }
+    if lines.any():
+        warnings.append(
+            {
+                "code": "boundary_lines",
+                "message": f"{int(lines.sum())} pixels ({st['line_fraction']:.1%}) lie on thin "
+                f"low-current lines (no wider than {st['line_width_limit_um']:.3g} um: the "
+                "footprint plus a pitch): grain boundaries, not [001] bands; they are left out "
+                "of the stripe test and of both classes",
+            }
+        )
+    # domains: the stripe model when the stripes are significant, else a mixture
+    r_series = None
+    gamma = 1.0
+    xc = g.x0_um + g.nx * g.pitch_um / 2
+    if model is not None:
+        r_series = (
+            model.pipette_resistance_ohm
+            + model.interface_resistance_ohm
+            + float(model.film_resistance_ohm(xc))
+        )
+        # the spreading resistance's share of a [100] landing (the upper
+        # conductances are the [100] ones)
+        gamma = float(np.clip(1.0 - np.quantile(gv, 0.8) * r_series, 0.02, 1.0))
+    cl = classify_domains(
+        G,
+        **geo,
+        stripes=st,
+        order=order,
+        exclude=lines,
+        footprint_radius_um=a_um,
+        series_fraction=gamma,
+    )
+    warnings.extend(cl["warnings"])
+    labels = cl["labels"]
+    rm = ratio_from_step(cl)
+    sys_terms = cl.get("log_step_systematic") or {}
+    stat_half = Z95 * cl["log_step_se"] if math.isfinite(cl["log_step_se"]) else math.nan
+    s_ = cl["log_step"]
     out.update(
         {
-            "period_um": st["period_um"],
-            "period_um_err": st["period_um_err"],
-            "angle_deg": st["angle_deg"],
-            "angle_deg_err": st["angle_deg_err"],
-            "period_um_err_fit": st["period_um_err_fit"],
-            "angle_deg_err_fit": st["angle_deg_err_fit"],
-            "period_um_err_jackknife": st["period_um_err_jackknife"],
-            "angle_deg_err_jackknife": st["angle_deg_err_jackknife"],
-            "period_um_acf": st["acf"]["period_um"],
-            "angle_deg_acf": st["acf"]["angle_deg"],
-            "stripe_amplitude_S": st["amplitude"],
-            "stripe_amplitude_to_noise": st["amplitude_to_noise"],
+            "fraction_001": cl["fraction_001"] if cl["method"] != "none" else None,
+            "fraction_001_ci95": cl["fraction_001_ci95"] if cl["method"] != "none" else None,
+            "conductance_ratio": rm["ratio"],
+            "conductance_ratio_ci95": rm["ci"],
+            "conductance_ratio_ci95_statistical": (
+                [math.exp(-(s_ + stat_half)), math.exp(-(s_ - stat_half))]
+                if math.isfinite(s_)
+                else [None, None]
+            ),
+            "conductance_ratio_systematic_log": sys_terms,
+            "conductance_100_S": cl["level_100"],
+            "conductance_001_S": cl.get("level_001"),
+            "n_100": cl["n_100"],
+            "n_001": cl["n_001"],
+            "ratio_statistic": cl["method"],
+            "classification": {
+                k: cl.get(k)
+                for k in (
+                    "method",
+                    "misclassification",
+                    "separation",
+                    "band_width_um",
+                    "blur_um",
+                    "duty_001",
+                    "outliers",
+                    "n_core_100",
+                    "n_core_001",
+                    "misfit",
+                    "delta_bic",
+                    "no_classes_reason",
+                )
+                if k in cl
+            },
+            "spreading_conductance_ratio": None,
+            "spreading_conductance_ratio_ci95": None,
+            "spreading_conductance_100_S": None,
+            "spreading_conductance_001_S": None,
         }
     )
-    p_fft, p_acf = st["period_um"], st["acf"]["period_um"]
-    if p_fft and p_acf:
-        d_ang = abs((st["angle_deg"] - st["acf"]["angle_deg"] + 90.0) % 180.0 - 90.0)
-        if abs(p_acf / p_fft - 1.0) > 0.15 or d_ang > 10.0:
-            out["notes"].append(
-                f"the autocorrelation ({p_acf:.3g} um, {st['acf']['angle_deg']:.1f} deg) "
-                f"disagrees with the spectrum ({p_fft:.3g} um, {st['angle_deg']:.1f} deg): "
-                "the stripes may be irregular or barely sampled (pitch vs period); look at the map"
-            )
-    # domains and ratios
-    seg = segment_domains(G, **geo)
-    labels = seg["labels"]
-    ratios = conductance_ratios(
-        G,
-        labels,
-        flattened_S=seg["flattened"],
-        x_um=cm["x_um"],
-        model=model,
-        n_boot=n_boot,
-        seed=seed,
-    )
-    out["fraction_001"] = seg["fraction_001"]
-    out.update(ratios)
-    out["domains"] = domain_statistics(seg["flattened"], labels)
+    out["classification"]["series_fraction"] = gamma
+    ref = reference_level(G, cl, order=order)
+    out["drift"] = {
+        "range": ref["drift_range"],
+        "estimated": order is not None,
+        "reference": "the first landing",
+    }
+    if order is not None and ref["drift_range"] > 0.5 * max(
+        abs(s_) if math.isfinite(s_) else 0, 0.01
+    ):
+        warnings.append(
+            {
+                "code": "slow_drift",
+                "message": f"the conductance drifted by {ref['drift_range']:.1%} along the "
+                "acquisition order (e.g. the back contact charging up); it is fitted and removed, "
+                "and the interval carries the spread over other drift models",
+            }
+        )
+    flat = cl["flattened"]
+    out["domains"] = domain_statistics(flat, labels)
     out["series_model"] = model.as_dict() if model else None
     out["series_model_source"] = src
     gsp = sigma = sigma_fast = None
     if model is not None:
-        xc = g.x0_um + g.nx * g.pitch_um / 2
         out["series_terms_ohm"] = {
             "pipette": model.pipette_resistance_ohm,
             "interface": model.interface_resistance_ohm,
             "film_at_center": float(model.film_resistance_ohm(xc)),
         }
-        gsp = model.spreading_conductance_S(G, cm["x_um"])
+        sp = spreading_ratio(cl, ref, r_series)
+        if math.isfinite(sp["ratio"]):
+            out.update(
+                {
+                    "spreading_conductance_ratio": sp["ratio"],
+                    "spreading_conductance_ratio_ci95": sp["ci"],
+                    "spreading_conductance_100_S": sp["spreading_100_S"],
+                    "spreading_conductance_001_S": sp["spreading_001_S"],
+                }
+            )
+        # per-pixel maps (for display): the drift taken out first
+        gsp = model.spreading_conductance_S(G / ref["drift_factor"], cm["x_um"])
         sigma = model.conductivity_S_per_cm(gsp)
+        lv = {"100": sp["spreading_100_S"], "001": sp["spreading_001_S"]}
         out["conductivity_S_per_cm"] = {
-            d: float(np.nanmedian(sigma[labels == lab])) if (labels == lab).any() else None
-            for d, lab in (("100", LABEL_100), ("001", LABEL_001))
+            d: float(model.conductivity_S_per_cm(np.asarray(lv[d])))
+            if lv[d] is not None and math.isfinite(lv[d])
+            else None
+            for d in ("100", "001")
         }
         if anisotropy is not None:
             sigma_fast = model.conductivity_S_per_cm(gsp, anisotropy=anisotropy, orientation=labels)
             out["sigma_fast_S_per_cm"] = {
-                d: float(np.nanmedian(sigma_fast[labels == lab])) if (labels == lab).any() else None
-                for d, lab in (("100", LABEL_100), ("001", LABEL_001))
+                d: float(
+                    model.conductivity_S_per_cm(
+                        np.asarray(lv[d]), anisotropy=anisotropy, orientation=d
+                    )
+                )
+                if lv[d] is not None and math.isfinite(lv[d])
+                else None
+                for d in ("100", "001")
             }
             out["anisotropy"] = anisotropy
-    # noise: the robust spread within the [100] class relative to its level
-    d100 = out["domains"]["100"]
-    rel_noise = d100["mad_std"] / d100["median"] if d100["median"] else math.nan
+    # noise: the pixel scatter relative to the level
+    rel_noise = float(cl.get("noise", math.nan))
+    if not math.isfinite(rel_noise):
+        d100 = out["domains"]["100"]
+        rel_noise = d100["mad_std"] / d100["median"] if d100["median"] else math.nan
     if model is not None:
         frac = None
-        if ratios["spreading_conductance_100_S"] and ratios["conductance_100_S"]:
-            frac = ratios["conductance_100_S"] / ratios["spreading_conductance_100_S"]
+        if out["spreading_conductance_100_S"] and out["conductance_100_S"]:
+            frac = out["conductance_100_S"] / out["spreading_conductance_100_S"]
         out["resolution"] = footprint_resolution(
             model.footprint_radius_nm * 1e-3,
             g.pitch_um,
@@ -308,11 +458,15 @@ def analyze_store(
         out["resolution"] = None
     out["relative_noise"] = rel_noise
     out["height"] = _height_summary(hm)
+    out["warnings"] = _dedupe(warnings)
     result = to_jsonable(out)
     if return_maps:
         maps = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
         maps["labels"] = labels
-        maps["conductance_flat_S"] = seg["flattened"]
+        maps["conductance_flat_S"] = flat
+        maps["boundary_lines"] = lines
+        maps["p001"] = cl["p001"]
+        maps["drift_factor"] = ref["drift_factor"]
         if gsp is not None:
             maps["spreading_conductance_S"] = gsp
             maps["conductivity_S_per_cm"] = sigma
@@ -323,6 +477,27 @@ def analyze_store(
             maps["height_flat_um"] = hm["height_flat_um"]
         result["maps"] = maps
     return result
+
+
+def _dedupe(warnings: list[dict[str, str]]) -> list[dict[str, str]]:
+    """One entry per (code, message), in order."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for w in warnings:
+        key = (w["code"], w["message"])
+        if key not in seen:
+            seen.add(key)
+            out.append({"code": w["code"], "message": w["message"]})
+    return out
+
+
+def _footprint_um(meta: dict[str, Any], model: SeriesModel | None) -> float | None:
+    """The droplet footprint radius (um): the series model's, else the plan's
+    pipette (a store without film parameters still records its pipette)."""
+    if model is not None:
+        return model.footprint_radius_nm * 1e-3
+    v = pipette_from_meta(meta).get("footprint_radius_nm")
+    return float(v) * 1e-3 if v else None
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -363,48 +538,73 @@ def _method_words(r: dict[str, Any]) -> str:
 
 
 def summary_text(result: dict[str, Any]) -> str:
-    """Human-readable lines of an :func:`analyze_store` result."""
+    """Human-readable lines of an :func:`analyze_store` result, its warnings
+    (``warning [code] message``) at the end."""
 
     def f(v: Any, fmt: str = "{:.4g}") -> str:
         return "n/a" if v is None else fmt.format(v)
 
     r = result
-    if r.get("period_um") is None:
-        lines = [
-            f"{r['store']}  ({r['name']})",
-            f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
-            f"{r['measurement']} measurement, {_method_words(r)}, {r['n_valid']} valid pixels",
-            f"  conductance      median {f(r.get('conductance_median_S'))} S",
-        ]
+    head = [
+        f"{r['store']}  ({r['name']})",
+        f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
+        f"{r['measurement']} measurement, {_method_words(r)}, {r['n_valid']} valid pixels",
+    ]
+    tail = [f"  warning          [{w['code']}] {w['message']}" for w in r.get("warnings") or []]
+    tail += [f"  note             {n}" for n in r.get("notes", [])]
+    if r.get("stripes_significant") is None:  # too few pixels for a map analysis
+        lines = [*head, f"  conductance      median {f(r.get('conductance_median_S'))} S"]
         if r.get("conductivity_median_S_per_cm") is not None:
             lines.append(
                 f"  conductivity     median {f(r['conductivity_median_S_per_cm'])} S/cm (isotropic inversion)"
             )
-        lines.extend(f"  note             {n}" for n in r.get("notes", []))
-        return "\n".join(lines)
+        return "\n".join(lines + [t for t in tail if "[too_few_pixels]" not in t])
     lines = [
-        f"{r['store']}  ({r['name']})",
-        f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
-        f"{r['measurement']} measurement, {_method_words(r)}, {r['n_valid']} valid pixels",
+        *head,
         "  quality          " + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
-        f"  stripes          period {f(r['period_um'])} +- {f(r['period_um_err'], '{:.2g}')} um, "
-        f"angle {f(r['angle_deg'], '{:.2f}')} +- {f(r['angle_deg_err'], '{:.2g}')} deg "
-        "(along the stripes, CCW from +x with y up; napari and the figures draw y down, "
-        "where the stripes look turned clockwise by it); "
-        f"amplitude/noise {f(r.get('stripe_amplitude_to_noise'), '{:.3g}')}",
-        f"  autocorrelation  period {f(r['period_um_acf'])} um, angle {f(r['angle_deg_acf'], '{:.2f}')} deg",
-        f"  [001] fraction   {f(r['fraction_001'], '{:.3f}')}",
-        f"  G[100]/G[001]    {f(r['conductance_ratio'])} (95% CI {_ci(r['conductance_ratio_ci95'])}) "
-        "measured, series terms included",
     ]
+    test = r.get("stripe_test") or {}
+    if r.get("period_um") is not None:
+        lines += [
+            f"  stripes          period {f(r['period_um'])} +- {f(r['period_um_err'], '{:.2g}')} um, "
+            f"angle {f(r['angle_deg'], '{:.2f}')} +- {f(r['angle_deg_err'], '{:.2g}')} deg "
+            "(along the stripes, CCW from +x with y up; napari and the figures draw y down, "
+            "where the stripes look turned clockwise by it); "
+            f"amplitude/noise {f(r.get('stripe_amplitude_to_noise'), '{:.3g}')}, "
+            f"p = {f(test.get('p_value'), '{:.2g}')}",
+            f"  autocorrelation  period {f(r['period_um_acf'])} um, angle {f(r['angle_deg_acf'], '{:.2f}')} deg",
+        ]
+    else:
+        lines.append(
+            "  stripes          none: no periodic contrast above the smooth background and the "
+            f"noise (best peak {f(test.get('best_period_um'), '{:.3g}')} um, "
+            f"p = {f(test.get('p_value'), '{:.2g}')} over {f(test.get('n_frequencies'), '{:.0f}')} "
+            "frequencies)"
+        )
+    cls = r.get("classification") or {}
+    method = {
+        "stripe_model": "stripe model",
+        "mixture": "two-class mixture",
+        "none": "no two classes",
+    }.get(cls.get("method"), "n/a")
+    lines.append(
+        f"  [001] fraction   {f(r.get('fraction_001'), '{:.3f}')} (95% CI "
+        f"{_ci(r.get('fraction_001_ci95'), '{:.3f}')}; classes from the {method})"
+    )
+    lines.append(
+        f"  G[100]/G[001]    {f(r['conductance_ratio'])} (95% CI {_ci(r['conductance_ratio_ci95'])}, "
+        f"of which noise and classification {_ci(r.get('conductance_ratio_ci95_statistical'))}) "
+        "measured, series terms included, at the map centre"
+    )
     if r.get("spreading_conductance_ratio") is not None:
         lines.append(
             f"  spreading ratio  {f(r['spreading_conductance_ratio'])} (95% CI "
             f"{_ci(r['spreading_conductance_ratio_ci95'])}) after subtracting pipette, interface, film"
         )
         lines.append(
-            "                   (the interval is over pixels only: the series-model parameters, "
-            f"from {r.get('series_model_source')}, are taken as exact; vary them, e.g. "
+            "                   (the interval carries the noise, the classification, the drift and "
+            "background models and the footprint blending; the series-model parameters, "
+            f"from {r.get('series_model_source')}, are taken as exact: vary them, e.g. "
             "--tip-radius-nm, to see how much the ratio depends on them)"
         )
         c = r.get("conductivity_S_per_cm") or {}
@@ -418,6 +618,8 @@ def summary_text(result: dict[str, Any]) -> str:
                 f"  sigma_fast       [100] {f(sf.get('100'))} S/cm, [001] {f(sf.get('001'))} S/cm "
                 f"(anisotropy {r.get('anisotropy'):g})"
             )
+    elif r.get("conductance_ratio") is None:
+        lines.append("  spreading ratio  n/a: no two domain classes")
     else:
         why = (
             f"with the series model from {r.get('series_model_source')}, pipette + interface "
@@ -427,6 +629,12 @@ def summary_text(result: dict[str, Any]) -> str:
             else "no series model: give the pipette's parameters (--tip-radius-nm ...)"
         )
         lines.append(f"  spreading ratio  n/a: {why}")
+    d = r.get("drift") or {}
+    if d.get("estimated"):
+        lines.append(
+            f"  drift            {f(d.get('range'), '{:.2%}')} along the acquisition order "
+            "(fitted and removed)"
+        )
     if r.get("resolution"):
         res = r["resolution"]
         lines.append(
@@ -440,11 +648,10 @@ def summary_text(result: dict[str, Any]) -> str:
             f"  topography       tilt x {f(h['slope_x_um_per_um'])}, y {f(h['slope_y_um_per_um'])} um/um, "
             f"rms {f(h['roughness_rms_nm'], '{:.3g}')} nm after plane removal"
         )
-    lines.extend(f"  note             {n}" for n in r.get("notes", []))
-    return "\n".join(lines)
+    return "\n".join(lines + tail)
 
 
-def _ci(ci: Any) -> str:
-    if not ci or ci[0] is None:
+def _ci(ci: Any, fmt: str = "{:.4g}") -> str:
+    if not ci or ci[0] is None or ci[1] is None:
         return "n/a"
-    return f"{ci[0]:.4g}..{ci[1]:.4g}"
+    return f"{fmt.format(ci[0])}..{fmt.format(ci[1])}"
