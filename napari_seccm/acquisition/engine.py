@@ -87,6 +87,8 @@ DEADLINE_FACTOR = 2.0
 DEADLINE_MARGIN_S = 5.0
 #: points in a row whose readings failed their check before the scan stops
 MAX_CONSECUTIVE_FAULTS = 3
+#: slow-changing state (the latch, the XY speed) is read again at most this often, s
+POLL_S = 0.02
 
 
 class ScanInterrupted(RuntimeError):
@@ -163,6 +165,9 @@ class HoppingEngine(PMDAEngine):
         self._clock_dev = ""
         self._tearing_down = False
         self._xy_error_um = 0.0
+        #: Z and XY as last checked by this engine (NaN: read them)
+        self._z = math.nan
+        self._xy = (math.nan, math.nan)
 
     # ------------------------------------------------------------ helpers
     def instrument_time_s(self) -> float:
@@ -178,14 +183,22 @@ class HoppingEngine(PMDAEngine):
         self.core.setProperty(dev, prop, value)
 
     def _xy_speed_now(self) -> float:
-        """The XY stage's speed now (someone may have lowered it mid-scan), um/s."""
-        if self._has_xy_speed:
-            return float(self.core.getProperty(self.xy_dev, "Speed_um_per_s"))
-        return 1.0
+        """The XY stage's speed (someone may lower it mid-scan: read again at
+        most every POLL_S of wall time), um/s."""
+        now = time.perf_counter()
+        if self._has_xy_speed and now - self._xy_speed_t > POLL_S:
+            self._xy_speed = float(self.core.getProperty(self.xy_dev, "Speed_um_per_s"))
+            self._xy_speed_t = now
+        return self._xy_speed
 
-    def _poll_latch(self) -> None:
+    def _poll_latch(self, force: bool = False) -> None:
         """Ask the hubs whether their emergency stop is latched (their event may
-        not reach this thread: Qt delivers it to the GUI thread's loop)."""
+        not reach this thread: Qt delivers it to the GUI thread's loop); at most
+        every POLL_S of wall time unless ``force``."""
+        now = time.perf_counter()
+        if not force and now - self._latch_t < POLL_S:
+            return
+        self._latch_t = now
         for dev in self._latch_devs:
             if self.core.getProperty(dev, "EmergencyStop") == "Latched":
                 self._estop.set()
@@ -287,7 +300,8 @@ class HoppingEngine(PMDAEngine):
             )
         v = self._z_speed(speed)
         core = self.core
-        here = float(core.getPosition(self.probe.z_dev))
+        here = self._z_now()
+        self._z = math.nan  # unknown until the move is checked
         self._start(
             self.probe.z_dev, f"the Z move to {z:.3f} um", core.setPosition, self.probe.z_dev, z
         )
@@ -299,11 +313,22 @@ class HoppingEngine(PMDAEngine):
                 f"{self.probe.z_dev} ended at Z = {got:.3f} um instead of {z:.3f} um "
                 f"(tolerance {POSITION_TOLERANCE_UM:g} um)"
             )
+        self._z = got
+
+    def _z_now(self) -> float:
+        """Z as last checked by this engine (read from the stage when unknown:
+        after an approach, a fault or at the start)."""
+        if not math.isfinite(self._z):
+            self._z = float(self.core.getPosition(self.probe.z_dev))
+        return self._z
 
     def _move_xy(self, x: float, y: float) -> bool:
         """Move laterally; False if the stage did not reach the target."""
         core = self.core
-        x0, y0 = core.getXYPosition(self.xy_dev)
+        x0, y0 = self._xy
+        if not math.isfinite(x0):
+            x0, y0 = core.getXYPosition(self.xy_dev)
+        self._xy = (math.nan, math.nan)  # unknown until the move is checked
         self._start(
             self.xy_dev, f"the move to ({x:g}, {y:g}) um", core.setXYPosition, self.xy_dev, x, y
         )
@@ -313,6 +338,7 @@ class HoppingEngine(PMDAEngine):
             math.hypot(x - x0, y - y0) / self._xy_speed_now(),
         )
         xa, ya = core.getXYPosition(self.xy_dev)
+        self._xy = (float(xa), float(ya))
         self._xy_error_um = math.hypot(xa - x, ya - y)
         if self._xy_error_um > POSITION_TOLERANCE_UM:
             self._raise_device_error(self.xy_dev, f"the move to ({x:g}, {y:g}) um")
@@ -359,6 +385,7 @@ class HoppingEngine(PMDAEngine):
             d for d in (self.xy_dev, self.probe.z_dev, self.probe.ps) if has(d, "LastError")
         }
         self._has_xy_speed = has(self.xy_dev, "Speed_um_per_s")
+        self._xy_speed, self._xy_speed_t, self._latch_t = 1.0, -math.inf, -math.inf
         self._estop.clear()
         core.events.propertyChanged.connect(self._on_property)
         self._device_approach = has(self.probe.z_dev, "Approach") and has(
@@ -508,7 +535,7 @@ class HoppingEngine(PMDAEngine):
 
     # ----------------------------------------------------------------- hop
     def _hop(self, i: int) -> tuple[PointRecord, np.ndarray | None]:
-        core, plan, a = self.core, self.plan, self.plan.approach
+        plan, a = self.plan, self.plan.approach
         self._poll_latch()
         if self._estop.is_set():
             raise DeviceFault("the emergency stop is latched")
@@ -536,12 +563,12 @@ class HoppingEngine(PMDAEngine):
                 lift = max(lift, float(self.probe.surface.predict(x, y)) + plan.retract_um)
             if plan.order == "raster" and self._last_row is not None and row != self._last_row:
                 lift += plan.flyback_extra_um
-            if core.getPosition(self.probe.z_dev) < lift:
+            if self._z_now() < lift:
                 self._move_z(lift, a.fast_speed_um_per_s)
         # the device refuses a lateral move near its last contact (which may be
         # a landing made by hand before the scan, or one this engine distrusted)
         clear = self._interlock_z("Interlock_LateralMinZ_um")
-        if math.isfinite(clear) and core.getPosition(self.probe.z_dev) < clear:
+        if math.isfinite(clear) and self._z_now() < clear:
             self._move_z(clear, a.fast_speed_um_per_s)
         self._last_row = row
         if not self._move_xy(x, y):
@@ -568,9 +595,9 @@ class HoppingEngine(PMDAEngine):
         floor = self._interlock_z("Interlock_MinZ_um")
         if math.isfinite(floor):
             z_slow = max(z_slow, floor)
-        if core.getPosition(self.probe.z_dev) > z_slow:
+        if self._z_now() > z_slow:
             self._move_z(z_slow, a.fast_speed_um_per_s)
-        z_from = float(core.getPosition(self.probe.z_dev))
+        z_from = self._z_now()
         stop = max(h - a.max_depth_um, self.z_floor)
         contact_z = self._approach(stop, a.slow_speed_um_per_s)
         if contact_z is None:
@@ -613,7 +640,7 @@ class HoppingEngine(PMDAEngine):
         if status != FAULT:
             self.consecutive_faults = 0
         self.consecutive_saturated = self.consecutive_saturated + 1 if status == SATURATED else 0
-        xa, ya = core.getXYPosition(self.xy_dev)
+        xa, ya = self._xy
         rec = PointRecord(
             i,
             status,
@@ -648,7 +675,7 @@ class HoppingEngine(PMDAEngine):
         """Why the reported contact height cannot be trusted ('' if it can): it
         must lie in the range searched, and the stage must have stopped just
         below it (the detection's overshoot)."""
-        z_end = float(self.core.getPosition(self.probe.z_dev))
+        z_end = self._z_now()
         tol = POSITION_TOLERANCE_UM
         if not (stop - tol <= contact_z <= z_from + tol):
             return (
@@ -755,12 +782,13 @@ class HoppingEngine(PMDAEngine):
         """Lower Z to ``stop_z`` at ``speed`` until contact; the contact height or None."""
         if self._use_device_approach:
             core, z = self.core, self.probe.z_dev
-            here = core.getPosition(z)
+            here = self._z_now()
             if stop_z >= here:
                 self._last_reason = NO_CONTACT
                 return None
             self._set_prop(z, "Approach_StopZ_um", stop_z)
             self._set_prop(z, "Approach_Speed_um_per_s", speed)
+            self._z = math.nan  # where it stops is the stage's to say
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
             self._await(z, "the approach", (here - stop_z) / speed)
             result = str(core.getProperty(z, "Approach_Result"))
