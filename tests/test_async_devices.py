@@ -429,6 +429,9 @@ def test_a_contact_reported_too_low_does_not_open_the_way_into_the_film(core):
 
 
 def test_a_broken_pipette_ends_the_scan_as_a_fault(core, tmp_path):
+    # hops that take wall time, as on an instrument (the engine reads the
+    # pipette's health at most every 20 ms)
+    core.setProperty("SECCM", "TimeScale", 0.2)
     scan = Scan.create(core, small_plan(width_um=2.0, pitch_um=0.5), tmp_path / "b.seccm.zarr")
     hit = threading.Event()
 

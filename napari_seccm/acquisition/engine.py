@@ -165,6 +165,7 @@ class HoppingEngine(PMDAEngine):
         self._clock_dev = ""
         self._tearing_down = False
         self._xy_error_um = 0.0
+        self._z_speed_sent, self._z_speed_t = math.nan, -math.inf
         #: Z and XY as last checked by this engine (NaN: read them)
         self._z = math.nan
         self._xy = (math.nan, math.nan)
@@ -283,8 +284,14 @@ class HoppingEngine(PMDAEngine):
         return True
 
     def _z_speed(self, speed: float | None) -> float:
+        """Send the Z speed for the next move. Sent again whenever it changes,
+        and at least every POLL_S of wall time (every move on an instrument):
+        a speed edited mid-scan elsewhere, if higher, could crash the pipette."""
         if speed is not None and self._z_speed_prop:
-            self._set_prop(self.probe.z_dev, "Speed_um_per_s", speed)
+            now = time.perf_counter()
+            if speed != self._z_speed_sent or now - self._z_speed_t > POLL_S:
+                self._set_prop(self.probe.z_dev, "Speed_um_per_s", speed)
+                self._z_speed_sent, self._z_speed_t = speed, now
             return speed
         return self._z_speed_now()
 
@@ -398,6 +405,7 @@ class HoppingEngine(PMDAEngine):
             )
         self._use_device_approach = self._device_approach and method != "software"
         self._has_health = has(self.probe.z_dev, "ProbeHealth")
+        self._health_t = -math.inf
         self._noted_clogged = False
         self._latch_devs = [d for d in devs if has(d, "EmergencyStop")]
         self._interlock_props = {
@@ -809,6 +817,12 @@ class HoppingEngine(PMDAEngine):
         clogged one is noted (its points read near zero current)."""
         if not self._has_health:
             return
+        # read at most every POLL_S of wall time: every landing on an
+        # instrument (a hop takes a large part of a second)
+        now = time.perf_counter()
+        if now - self._health_t < POLL_S:
+            return
+        self._health_t = now
         health = str(self.core.getProperty(self.probe.z_dev, "ProbeHealth"))
         if health == "broken":
             raise DeviceFault(
