@@ -71,6 +71,10 @@ MAX_MISFIT = 1.15
 #: of the pixels in the wrong class (a noise-free map's tiny model errors are
 #: no reason to drop the model)
 MATERIAL_MISFIT = 0.01
+#: two classes without stripes must differ by at least this (log): a
+#: noise-free map's smooth terms leave structured residuals of 1e-5 that a
+#: mixture splits "significantly"
+MIN_STEP = 2e-3
 
 
 def _caveat(code: str, message: str) -> dict[str, str]:
@@ -107,16 +111,19 @@ def _basis(shape, degree, x_degree, order, drift_degree):
 
 
 def _alt_bases(shape, degree, x_degree, order, drift_degree) -> list[np.ndarray]:
-    """Other plausible backgrounds: one degree less without the drift term,
-    one degree more with a faster drift term."""
+    """Other plausible backgrounds: fewer x terms and no drift; two more
+    degrees in x and y (a curved background) and a faster drift. Their spread
+    of the step is a systematic term: large when the domains are blobs the
+    size of the map, which a smooth background can imitate."""
     from .stripes import _basis_degrees
 
     d, xd = _basis_degrees(shape, degree, x_degree)
-    out = [smooth_basis(shape, degree=max(d - 1, 1), x_degree=max(xd - 2, d - 1), order=None)]
+    d2, _ = _basis_degrees(shape, d + 2, None)
+    out = [smooth_basis(shape, degree=d, x_degree=max(xd - 2, d), order=None)]
     out.append(
         smooth_basis(
             shape,
-            degree=d + 1,
+            degree=max(d2, d),
             x_degree=xd + 2,
             order=order,
             drift_degree=drift_degree + 2 if order is not None else 0,
@@ -286,7 +293,10 @@ def _stripe_fit(v, used, B, u, sign, alpha0, init=None, n_reweight=2, alpha_min=
         _, res = m.background(th)
         sig = _robust_sigma(res[m.w > 0])
         if it < n_reweight and sig > 0:
-            w = (np.abs(res) <= OUTLIER_SIGMAS * sig).astype(float)
+            # outliers lie far from the model against the noise and against the
+            # contrast (a noise-free map's edges miss the model by a little)
+            cut = max(OUTLIER_SIGMAS * sig, 0.25 * abs(_step(float(th[2]), gamma)))
+            w = (np.abs(res) <= cut).astype(float)
             if np.array_equal(w, m.w):
                 break
             m.reweight(w)
@@ -499,7 +509,7 @@ def classify_domains(
     footprint_radius_um: float | None = None,
     high_is_100: bool = True,
     series_fraction: float = 1.0,
-    background_degree: int = 3,
+    background_degree: int = 1,
     x_degree: int | None = None,
     drift_degree: int = 3,
 ) -> dict[str, Any]:
@@ -509,6 +519,11 @@ def classify_domains(
     vector and phase seed the stripe model when it is ``significant``.
     ``exclude``: pixels to leave out (e.g. its ``line_mask``: grain-boundary
     lines). ``order``: each pixel's place in the acquisition order (drift).
+    The background is a plane, x-only terms up to ``x_degree`` (the film's
+    collection term; default :func:`~.geometry.default_x_degree`: pass 1 for
+    a map whose film term is already removed) and the drift terms: what a
+    conductance map has (its topography does not change it); a more flexible
+    one is among the alternatives of the systematic term.
     ``footprint_radius_um``: the droplet's (the blur of the band edges is at
     least this; and the blending warning). ``series_fraction``: the share of
     a [100] landing's resistance that is spreading resistance (1 for a map
@@ -549,6 +564,7 @@ def classify_domains(
     out: dict[str, Any] = {"warnings": warnings}
 
     use_stripes = bool(stripes and stripes.get("significant"))
+    state["stripes_significant"] = use_stripes
     if use_stripes:
         fxy = np.asarray(stripes["frequency_per_um"], float)
         fr = float(np.hypot(*fxy))
@@ -631,9 +647,9 @@ def classify_domains(
         labels[outl] = LABEL_NONE
         d = float(th[1])
         se_d = math.sqrt(max(cov[1, 1], 0.0))
-        # the model's class of every measured pixel (lines and outliers too:
-        # they lie in some domain)
-        frac = float(np.mean(phi_all[ok] >= 0.5))
+        # the [001] area fraction of the model (the fraction of pixels in it
+        # scatters with how the grid samples narrow bands)
+        frac = d
         # the blend's shape sets where the edges are: the band width with
         # another series share (1 if one was given, else 0.3), half the
         # difference as a systematic
@@ -796,7 +812,13 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
     region_frac = float(kept.sum() / max(low.sum(), 1))
     s, sig, pi = fit["s"], fit["sigma"], fit["pi"]
     sep = abs(s) / sig if sig > 0 else math.inf
-    two = d_bic > MIN_DELTA_BIC and min(pi, 1 - pi) >= 0.03 and sep >= 1.0 and region_frac >= 0.5
+    two = (
+        d_bic > MIN_DELTA_BIC
+        and min(pi, 1 - pi) >= 0.03
+        and sep >= 1.0
+        and region_frac >= 0.5
+        and abs(s) >= MIN_STEP
+    )
     state.update({"method": "mixture" if two else "none", "used": used, "p": pfull})
     if not two:
         why = []
@@ -808,6 +830,8 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
             why.append(f"their levels differ by {sep:.2f} noise sigmas")
         if region_frac < 0.5:
             why.append("the low pixels form lines or specks, not regions")
+        if abs(s) < MIN_STEP:
+            why.append(f"their levels differ by {abs(s):.1e} (log), below {MIN_STEP:g}")
         out.update(
             {
                 "method": "none",
@@ -827,19 +851,24 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
                 "no_classes_reason": "; ".join(why),
             }
         )
-        warnings.append(
-            _caveat(
-                "classification_uncertain",
-                "no two domain classes: " + "; ".join(why) + ": no ratio is reported",
+        if state.get("stripes_significant"):
+            warnings.append(
+                _caveat(
+                    "classification_uncertain",
+                    "the stripes are significant but no two domain classes can be told apart: "
+                    + "; ".join(why)
+                    + ": no ratio is reported",
+                )
             )
-        )
         return
     se_s, se_pi = _mixture_se(v, used, B, fit)
     mis = float(np.mean(np.minimum(fit["p"], 1 - fit["p"])))
     # blending: levels from the pixels further than a footprint (or half a
     # pitch) from the other class
     dist = _distance_to_other(hard, p)
-    margin = (a or 0.0) + p / 2
+    # the boundary lies anywhere between a pixel and its neighbour of the
+    # other class: a footprint is whole only a pitch plus its radius away
+    margin = (a or 0.0) + p
     core = used & (dist > margin + 1e-9)
     s_core = s
     ncore = (int((core & low).sum()), int((core & ~low & used).sum()))
@@ -854,13 +883,32 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
     state["beta"] = fit["beta"]
     bg = B[used.ravel()] @ fit["beta"]
     frac = float(np.mean(fit["p"]))
+    # the pixels on a boundary straddle it: where it runs inside them the
+    # threshold (set by the blend of the levels) decides: a quarter of them
+    # either way
+    edge = np.zeros(v.shape, bool)
+    lab1 = np.where(used, hard, -1)
+    for sl_a, sl_b in (
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+    ):
+        a_, b_ = lab1[sl_a], lab1[sl_b]
+        dif = (a_ >= 0) & (b_ >= 0) & (a_ != b_)
+        edge[sl_a] |= dif
+        edge[sl_b] |= dif
+    n_ok = max(int(used.sum()), 1)
+    sys_frac = 0.25 * float(edge.sum()) / n_ok
     out.update(
         {
             "method": "mixture",
             "labels": hard,
             "p001": pfull,
             "fraction_001": frac,
-            "fraction_001_ci95": [max(frac - Z95 * se_pi, 0.0), min(frac + Z95 * se_pi, 1.0)],
+            "fraction_001_ci95": [
+                max(frac - Z95 * se_pi - sys_frac, 0.0),
+                min(frac + Z95 * se_pi + sys_frac, 1.0),
+            ],
+            "fraction_001_systematic": sys_frac,
             "log_step": s_core,
             "log_step_se": se_s,
             "log_step_systematic": {"background": sys_bg, "blending": sys_blend},
@@ -1062,6 +1110,14 @@ def reference_level(
         A = Br[used.ravel()]
         beta, *_ = np.linalg.lstsq(A, y, rcond=None)
         r = y - A @ beta
+        # robust: without pixels far off (boundary remains, blended edges)
+        sig = _robust_sigma(r)
+        if sig > 0:
+            keep = np.abs(r) <= 3.5 * sig
+            if keep.sum() > A.shape[1] + 8:
+                y, A = y[keep], A[keep]
+                beta, *_ = np.linalg.lstsq(A, y, rcond=None)
+                r = y - A @ beta
         dof = max(r.size - A.shape[1], 1)
         s2 = float(r @ r) / dof
         try:

@@ -1,12 +1,20 @@
 """The whole analysis of one scan store, as ``napari-seccm analyze`` prints it.
 
-:func:`analyze_store` runs, in order: conductance map with the quality mask
-(:mod:`.maps`), stripe period and angle (:mod:`.stripes`), two-class
-segmentation and the [100]/[001] ratios (:mod:`.domains`), local spreading
-conductance and conductivity through the series model (:mod:`.series`),
-contact-height topography, and the footprint's resolution
-(:mod:`.profiles`). It returns a JSON-ready dict (NaN -> None) and, if asked,
-the maps as arrays.
+:func:`analyze_store` reads the conductance map with its quality mask
+(:mod:`.maps`) and runs :func:`analyze_map` on it: the stripes with a
+significance test (:mod:`.stripes`; thin grain-boundary lines left out,
+:mod:`.lines`), the [100]/[001] classes and their levels with intervals that
+carry the classification and the systematic terms (:mod:`.classify`), the
+drift along the acquisition order, and the spreading ratio and conductivities
+from the levels through the series model (:mod:`.series`); then the
+contact-height topography and the footprint's resolution (:mod:`.profiles`).
+It returns a JSON-ready dict (NaN -> None) with a ``warnings`` list of
+``{code, message}`` and, if asked, the maps as arrays.
+
+Warning codes (stable; see the README): ``no_periodic_contrast``,
+``possible_aliasing``, ``ambiguous_period``, ``footprint_exceeds_feature``,
+``classification_uncertain``, ``boundary_lines``, ``slow_drift``,
+``too_few_pixels``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blas import single_blas_thread
 from .classify import (
     Z95,
     classify_domains,
@@ -28,6 +37,7 @@ from .domains import (
     class_ratio,
     domain_statistics,
 )
+from .geometry import pixel_centers
 from .maps import conductance_maps, height_map, open_store, quality_counts
 from .profiles import footprint_resolution
 from .series import RIG_PROPERTIES, SeriesModel, pipette_from_meta
@@ -139,16 +149,24 @@ def analyze_store(
     overriding the store's rig snapshot; without a snapshot and without them
     the spreading ratio and conductivities are None. ``anisotropy``
     (sigma_fast / sigma_slow) adds the fast-axis conductivity of each domain.
+    ``n_boot`` and ``seed`` are accepted for older callers and unused: the
+    intervals come from the fits (:mod:`.classify`), not from a bootstrap of
+    fixed labels (which left the classification's errors out).
 
     Keys (units in the names; angles CCW from +x, along the stripes, in
     [0, 180)): ``period_um``, ``period_um_err``, ``angle_deg``,
-    ``angle_deg_err``, ``conductance_ratio`` (measured, [100] over [001]),
+    ``angle_deg_err`` (all None when ``stripes_significant`` is False),
+    ``conductance_ratio`` (measured, [100] over [001], at the map centre),
     ``conductance_ratio_ci95``, ``spreading_conductance_ratio`` (+ ``_ci95``),
-    ``fraction_001``, ``conductivity_S_per_cm`` (per domain, isotropic
-    inversion), ``sigma_fast_S_per_cm`` (with ``anisotropy``), ``domains``
-    (per-class statistics of the conductance), ``height``, ``quality``,
-    ``resolution``, ``series_model``, and more. ``maps`` (arrays) with
-    ``return_maps``.
+    ``fraction_001`` (+ ``_ci95``), ``conductivity_S_per_cm`` (per domain,
+    isotropic inversion), ``sigma_fast_S_per_cm`` (with ``anisotropy``),
+    ``domains`` (per-class statistics of the conductance), ``classification``
+    (method, misclassification, separation, band width, blur, ...),
+    ``stripe_test`` (p-value, frequencies searched, ...), ``drift``,
+    ``boundary_lines``, ``height``, ``quality``, ``resolution``,
+    ``series_model``, ``notes`` and ``warnings`` (a list of ``{code,
+    message}``; the codes are listed in the README's Analysis section), and
+    more. ``maps`` (arrays) with ``return_maps``.
     """
     with open_store(store) as s:
         meta = s.meta
@@ -243,7 +261,93 @@ def analyze_store(
     order = cm.get("t_start_s")
     if order is None or not np.isfinite(order[np.isfinite(G)]).all():
         order = cm.get("visit_index")
-    a_um = _footprint_um(meta, model)
+    part, maps = analyze_map(
+        G,
+        **geo,
+        x_um=cm["x_um"],
+        order=order,
+        model=model,
+        footprint_radius_um=_footprint_um(meta, model),
+        anisotropy=anisotropy,
+        min_period_um=min_period_um,
+        max_period_um=max_period_um,
+    )
+    out["notes"].extend(part.pop("notes"))
+    out.update(part)
+    out["series_model"] = model.as_dict() if model else None
+    out["series_model_source"] = src
+    rel_noise = out["relative_noise"]
+    if model is not None:
+        frac = None
+        if out["spreading_conductance_100_S"] and out["conductance_100_S"]:
+            frac = out["conductance_100_S"] / out["spreading_conductance_100_S"]
+        out["resolution"] = footprint_resolution(
+            model.footprint_radius_nm * 1e-3,
+            g.pitch_um,
+            relative_noise=rel_noise,
+            series_fraction=frac if frac else 1.0,
+        )
+    else:
+        out["resolution"] = None
+    out["height"] = _height_summary(hm)
+    result = to_jsonable(out)
+    if return_maps:
+        allm = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
+        allm.update(maps)
+        if hm is not None:
+            allm["height_um"] = hm["height_um"]
+            allm["height_flat_um"] = hm["height_flat_um"]
+        result["maps"] = allm
+    return result
+
+
+@single_blas_thread
+def analyze_map(
+    conductance_S: np.ndarray,
+    *,
+    x0_um: float,
+    y0_um: float,
+    pitch_um: float,
+    x_um: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+    model: SeriesModel | None = None,
+    footprint_radius_um: float | None = None,
+    anisotropy: float | None = None,
+    min_period_um: float | None = None,
+    max_period_um: float | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The map part of :func:`analyze_store` on arrays: stripes (with the
+    significance test), lines, classes, the ratios with their intervals, the
+    drift, and the warnings.
+
+    ``conductance_S``: the map (NaN: not measured); ``x_um``: where each pixel
+    was measured (default: the pixel centres); ``order``: each pixel's time
+    or place in the acquisition (the drift); ``model``: the series model (the
+    spreading ratio and the conductivities); ``footprint_radius_um``: the
+    droplet's (default: the model's).
+
+    Returns the result's keys (not JSON-ready: numpy values, NaN) and the
+    maps (``labels``, ``conductance_flat_S``, ``boundary_lines``, ``p001``,
+    ``drift_factor``, and with a model ``spreading_conductance_S``,
+    ``conductivity_S_per_cm``, ``sigma_fast_S_per_cm``).
+    """
+    G = np.asarray(conductance_S, dtype=float)
+    if G.ndim != 2:
+        raise ValueError(f"a conductance map must be 2-D, got shape {G.shape}")
+    gv = G[np.isfinite(G)]
+    if gv.size < MIN_MAP_PIXELS:
+        raise ValueError(
+            f"only {gv.size} valid pixels: no stripe, domain or ratio analysis "
+            f"(needs {MIN_MAP_PIXELS})"
+        )
+    nx = G.shape[1]
+    geo = {"x0_um": x0_um, "y0_um": y0_um, "pitch_um": pitch_um}
+    if x_um is None:
+        x_um = pixel_centers(G.shape, x0_um, y0_um, pitch_um)[0]
+    a_um = footprint_radius_um
+    if a_um is None and model is not None:
+        a_um = model.footprint_radius_nm * 1e-3
+    out: dict[str, Any] = {"notes": []}
     warnings: list[dict[str, str]] = []
     # stripes: a period only when the periodic contrast is significant
     st = stripe_period_angle(
@@ -284,8 +388,10 @@ def analyze_store(
         "stripe_amplitude_to_noise": st["amplitude_to_noise"],
     }
     out.update(stripe_keys if sig else dict.fromkeys(stripe_keys))
-    for w in st["warnings"]:
-        if w["code"] == "ambiguous_period" and "autocorrelation" in w["message"]:
+    pa, aa = st["acf"]["period_um"], st["acf"]["angle_deg"]
+    if sig and math.isfinite(pa):
+        d_ang = abs((st["angle_deg"] - aa + 90.0) % 180.0 - 90.0)
+        if abs(pa / st["period_um"] - 1.0) > 0.15 or d_ang > 10.0:
             out["notes"].append(
                 f"the autocorrelation ({st['acf']['period_um']:.3g} um, "
                 f"{st['acf']['angle_deg']:.1f} deg) disagrees with the spectrum "
@@ -311,7 +417,7 @@ def analyze_store(
     # domains: the stripe model when the stripes are significant, else a mixture
     r_series = None
     gamma = 1.0
-    xc = g.x0_um + g.nx * g.pitch_um / 2
+    xc = x0_um + nx * pitch_um / 2
     if model is not None:
         r_series = (
             model.pipette_resistance_ohm
@@ -321,16 +427,32 @@ def analyze_store(
         # the spreading resistance's share of a [100] landing (the upper
         # conductances are the [100] ones)
         gamma = float(np.clip(1.0 - np.quantile(gv, 0.8) * r_series, 0.02, 1.0))
+    # with a series model, the film term's variation across the map is known:
+    # each landing as it would have measured at the map centre (no smooth
+    # x term left to confuse with domains the size of the map)
+    H = G
+    x_deg = None
+    if model is not None:
+        d_film = np.asarray(model.film_resistance_ohm(x_um), float) - float(
+            model.film_resistance_ohm(xc)
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rr = 1.0 / G - d_film
+            H = np.where(np.isfinite(G) & (rr > 0), 1.0 / rr, np.nan)
+        x_deg = 1
     cl = classify_domains(
-        G,
+        H,
         **geo,
         stripes=st,
         order=order,
         exclude=lines,
         footprint_radius_um=a_um,
         series_fraction=gamma,
+        x_degree=x_deg,
     )
     warnings.extend(cl["warnings"])
+    if cl["method"] == "none" and cl.get("no_classes_reason"):
+        out["notes"].append("no two domain classes: " + cl["no_classes_reason"])
     labels = cl["labels"]
     rm = ratio_from_step(cl)
     sys_terms = cl.get("log_step_systematic") or {}
@@ -378,7 +500,7 @@ def analyze_store(
         }
     )
     out["classification"]["series_fraction"] = gamma
-    ref = reference_level(G, cl, order=order)
+    ref = reference_level(H, cl, order=order, x_degree=x_deg)
     out["drift"] = {
         "range": ref["drift_range"],
         "estimated": order is not None,
@@ -397,8 +519,6 @@ def analyze_store(
         )
     flat = cl["flattened"]
     out["domains"] = domain_statistics(flat, labels)
-    out["series_model"] = model.as_dict() if model else None
-    out["series_model_source"] = src
     gsp = sigma = sigma_fast = None
     if model is not None:
         out["series_terms_ohm"] = {
@@ -417,7 +537,7 @@ def analyze_store(
                 }
             )
         # per-pixel maps (for display): the drift taken out first
-        gsp = model.spreading_conductance_S(G / ref["drift_factor"], cm["x_um"])
+        gsp = model.spreading_conductance_S(G / ref["drift_factor"], x_um)
         sigma = model.conductivity_S_per_cm(gsp)
         lv = {"100": sp["spreading_100_S"], "001": sp["spreading_001_S"]}
         out["conductivity_S_per_cm"] = {
@@ -444,39 +564,21 @@ def analyze_store(
     if not math.isfinite(rel_noise):
         d100 = out["domains"]["100"]
         rel_noise = d100["mad_std"] / d100["median"] if d100["median"] else math.nan
-    if model is not None:
-        frac = None
-        if out["spreading_conductance_100_S"] and out["conductance_100_S"]:
-            frac = out["conductance_100_S"] / out["spreading_conductance_100_S"]
-        out["resolution"] = footprint_resolution(
-            model.footprint_radius_nm * 1e-3,
-            g.pitch_um,
-            relative_noise=rel_noise,
-            series_fraction=frac if frac else 1.0,
-        )
-    else:
-        out["resolution"] = None
     out["relative_noise"] = rel_noise
-    out["height"] = _height_summary(hm)
     out["warnings"] = _dedupe(warnings)
-    result = to_jsonable(out)
-    if return_maps:
-        maps = {k: v for k, v in cm.items() if isinstance(v, np.ndarray)}
-        maps["labels"] = labels
-        maps["conductance_flat_S"] = flat
-        maps["boundary_lines"] = lines
-        maps["p001"] = cl["p001"]
-        maps["drift_factor"] = ref["drift_factor"]
-        if gsp is not None:
-            maps["spreading_conductance_S"] = gsp
-            maps["conductivity_S_per_cm"] = sigma
-        if sigma_fast is not None:
-            maps["sigma_fast_S_per_cm"] = sigma_fast
-        if hm is not None:
-            maps["height_um"] = hm["height_um"]
-            maps["height_flat_um"] = hm["height_flat_um"]
-        result["maps"] = maps
-    return result
+    maps = {
+        "labels": labels,
+        "conductance_flat_S": flat,
+        "boundary_lines": lines,
+        "p001": cl["p001"],
+        "drift_factor": ref["drift_factor"],
+    }
+    if gsp is not None:
+        maps["spreading_conductance_S"] = gsp
+        maps["conductivity_S_per_cm"] = sigma
+    if sigma_fast is not None:
+        maps["sigma_fast_S_per_cm"] = sigma_fast
+    return out, maps
 
 
 def _dedupe(warnings: list[dict[str, str]]) -> list[dict[str, str]]:
