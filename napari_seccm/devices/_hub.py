@@ -346,10 +346,11 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         self._interlock = on
 
     def guard(self, z_label: str) -> ProbeGuard:
-        with self._guard_lock:
-            if z_label not in self._guards:
-                self._guards[z_label] = ProbeGuard(z_label)
-            return self._guards[z_label]
+        g = self._guards.get(z_label)
+        if g is None:
+            with self._guard_lock:
+                g = self._guards.setdefault(z_label, ProbeGuard(z_label))
+        return g
 
     def _xy_now(self) -> tuple[float, float] | None:
         for xy in self._xy_stages:
