@@ -246,22 +246,19 @@ def _invert_step(s: float, gamma: float) -> float:
 
 
 def _fold_init(v: np.ndarray, u: np.ndarray, sign: int) -> tuple[float, float]:
-    """Band centre and width (periods) from the phase-folded residual: the
-    centre of the low half and the fraction of phase below mid-level."""
-    nb = 24
-    idx = np.minimum((np.mod(u, 1.0) * nb).astype(int), nb - 1)
-    s = np.bincount(idx, sign * v, nb)
-    c = np.bincount(idx, None, nb)
-    prof = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-    prof = np.where(np.isfinite(prof), prof, np.nanmean(prof))
-    ctr = (np.arange(nb) + 0.5) / nb
-    # circular centre of the low part (weights: how low)
-    wgt = np.clip(prof.max() - prof, 0, None) ** 2
-    ang = np.angle(np.sum(wgt * np.exp(2j * np.pi * ctr)))
-    center = (ang / (2 * np.pi)) % 1.0
-    mid = 0.5 * (prof.max() + prof.min())
-    d = float(np.clip(np.mean(prof < mid), 0.1, 0.9))
-    return center, d
+    """Band centre and width (periods) to start from: the pixels below the
+    middle of the two levels (10th and 90th percentiles) give the width (their
+    share) and the centre (their circular mean phase). No phase bins: on a
+    grid commensurate with the period (8 pixels per period along an axis)
+    most bins would be empty."""
+    r = sign * np.asarray(v, dtype=float)
+    lo, hi = np.percentile(r, [10, 90])
+    low = r < 0.5 * (lo + hi)
+    if not low.any() or low.all():
+        return 0.0, 0.5
+    d = float(np.clip(low.mean(), 0.1, 0.9))
+    ang = np.angle(np.sum(np.exp(2j * np.pi * np.mod(u[low], 1.0))))
+    return float((ang / (2 * np.pi)) % 1.0), d
 
 
 def _stripe_fit(v, used, B, u, sign, alpha0, init=None, n_reweight=2, alpha_min=1e-4, gamma=1.0):
@@ -477,6 +474,22 @@ def _band_distance_um(u: np.ndarray, center: float, d: float, fr: float) -> np.n
     return np.minimum(np.abs(du - d / 2), np.abs(du + d / 2)) / fr
 
 
+def _phase_gap(u: np.ndarray, center: float, d: float, alpha: float) -> float:
+    """Half the summed gaps between sampled phases (periods) around the two
+    band edges, less the blur that bridges them: how far the band width can
+    move without any pixel changing class."""
+    du = np.unique(np.round((u - center + 0.5) % 1.0 - 0.5, 6))
+    if du.size < 2:
+        return 0.5
+    ext = np.concatenate([du - 1.0, du, du + 1.0])
+    total = 0.0
+    for e in (-d / 2, d / 2):
+        k = np.searchsorted(ext, e)
+        gap = ext[min(k, ext.size - 1)] - ext[max(k - 1, 0)]
+        total += max(gap - alpha, 0.0)
+    return 0.5 * total
+
+
 def _stripe_systematics(v, st, B, alts, kappa, gamma, s, covers):
     """(background, blending) systematic terms of a stripe-model step."""
     live, w, phi, phi_sharp, core = st["used"], st["w"], st["phi"], st["phi_sharp"], st["core"]
@@ -667,6 +680,11 @@ def classify_domains(
             gamma=g_alt,
         )
         sys_d = 0.5 * abs(float(fit_alt["theta"][1]) - d)
+        # where the grid samples few phases (a period of a whole number of
+        # pixels along an axis), an edge can lie anywhere between two sampled
+        # phases that the blur does not bridge
+        gap_d = _phase_gap(u[live], float(th[0]), d, math.exp(th[3]))
+        sys_d += gap_d
         half_f = Z95 * se_d + sys_d  # the pixel fraction follows d one to one
         blur = math.exp(th[3]) / fr
         out.update(
@@ -720,6 +738,13 @@ def classify_domains(
         out["n_core_100"] = int((core & (phi_sharp <= 0.5)).sum())
         covers = 2 * max(blur, a or 0.0) >= 0.5 * out["band_width_um"]
         sys_bg, sys_blend = _stripe_systematics(v, state, B, alts, kappa, gamma, s, covers)
+        if gap_d > 1e-4:
+            # the step with the band as much wider and narrower
+            for dd in (d - gap_d, d + gap_d):
+                if 0.01 < dd < 0.99:
+                    ph_ = band_fraction(u, th[0], dd, math.exp(th[3]))
+                    kd, _ = _kappa_given(v, live, B, ph_, w_full, kappa, gamma)
+                    sys_blend = max(sys_blend, abs(_step(kd, gamma) - s))
         out["log_step_systematic"] = {"background": sys_bg, "blending": sys_blend}
         if covers:
             _blend_warning(out, warnings, a, blur, out["band_width_um"], p)

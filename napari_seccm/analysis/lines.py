@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 #: a pixel is on a line if it lies this many noise sigmas below the closing
-LINE_SIGMAS = 3.0
+LINE_SIGMAS = 3.5
 #: fewest connected pixels (8-connectivity) of a line (an isolated low pixel
 #: is a bad landing or noise)
-MIN_LINE_PIXELS = 3
+MIN_LINE_PIXELS = 4
 
 
 def line_width_limit_um(pitch_um: float, footprint_radius_um: float | None) -> float:

@@ -45,6 +45,11 @@ from .stripes import stripe_period_angle
 
 #: fewest valid pixels for the map analysis (stripes, domains, ratios)
 MIN_MAP_PIXELS = 16
+#: boundary lines are a warning from this fraction of the pixels on (fewer are
+#: a few clumps of noise; they are left out all the same)
+MIN_LINE_FRACTION = 0.01
+#: the drift is a warning when it exceeds this fraction of the classes' log step
+DRIFT_WARNING = 0.5
 
 
 def conductance_ratios(
@@ -404,7 +409,7 @@ def analyze_map(
         "fraction": st["line_fraction"],
         "width_limit_um": st["line_width_limit_um"],
     }
-    if lines.any():
+    if st["line_fraction"] >= MIN_LINE_FRACTION:
         warnings.append(
             {
                 "code": "boundary_lines",
@@ -502,12 +507,17 @@ def analyze_map(
     out["classification"]["series_fraction"] = gamma
     ref = reference_level(H, cl, order=order, x_degree=x_deg)
     out["drift"] = {
+        # the slow trend along the acquisition order fitted with the classes'
+        # step held (relative, max - min); without classes other slow
+        # structure (grain terraces) can enter it
         "range": ref["drift_range"],
         "estimated": order is not None,
         "reference": "the first landing",
     }
-    if order is not None and ref["drift_range"] > 0.5 * max(
-        abs(s_) if math.isfinite(s_) else 0, 0.01
+    if (
+        order is not None
+        and math.isfinite(s_)
+        and ref["drift_range"] > DRIFT_WARNING * max(abs(s_), 0.01)
     ):
         warnings.append(
             {
@@ -685,13 +695,13 @@ def summary_text(result: dict[str, Any]) -> str:
         )
     cls = r.get("classification") or {}
     method = {
-        "stripe_model": "stripe model",
-        "mixture": "two-class mixture",
-        "none": "no two classes",
+        "stripe_model": "classes from the stripe model",
+        "mixture": "classes from a two-class mixture",
+        "none": "no two domain classes",
     }.get(cls.get("method"), "n/a")
     lines.append(
         f"  [001] fraction   {f(r.get('fraction_001'), '{:.3f}')} (95% CI "
-        f"{_ci(r.get('fraction_001_ci95'), '{:.3f}')}; classes from the {method})"
+        f"{_ci(r.get('fraction_001_ci95'), '{:.3f}')}; {method})"
     )
     lines.append(
         f"  G[100]/G[001]    {f(r['conductance_ratio'])} (95% CI {_ci(r['conductance_ratio_ci95'])}, "
@@ -732,7 +742,7 @@ def summary_text(result: dict[str, Any]) -> str:
         )
         lines.append(f"  spreading ratio  n/a: {why}")
     d = r.get("drift") or {}
-    if d.get("estimated"):
+    if d.get("estimated") and r.get("conductance_ratio") is not None:
         lines.append(
             f"  drift            {f(d.get('range'), '{:.2%}')} along the acquisition order "
             "(fitted and removed)"

@@ -725,7 +725,14 @@ def stripe_period_angle(
 
     resid = make_resid(None)
     df = 1.0 / (8 * extent)
-    sol = least_squares(resid, f0, x_scale=[df, df], diff_step=1e-4, method="lm")
+    sol = least_squares(
+        resid,
+        f0,
+        x_scale=[df, df],
+        diff_step=1e-4,
+        method="lm",
+        max_nfev=100 if pc["significant"] else 30,
+    )
     f = sol.x
     if not np.isfinite(f).all() or np.hypot(*(f - fft_f)) > 2.0 / extent:
         f = fft_f  # the refinement wandered off: keep the spectrum's peak
@@ -754,11 +761,14 @@ def stripe_period_angle(
     bx = np.clip(((xs + xc - x0_um) / (nx * p) * 4).astype(int), 0, 3)
     by = np.clip(((ys + yc - y0_um) / (ny * p) * 4).astype(int), 0, 3)
     blocks = by * 4 + bx
-    for b in range(16):
+    # (not for a pattern that is not there: its refits wander, slowly)
+    for b in range(16 if pc["significant"] else 0):
         keep = blocks != b
         if keep.sum() < 0.5 * zs.size or keep.all():
             continue
-        sb = least_squares(make_resid(keep), f, x_scale=[df, df], diff_step=1e-4, method="lm")
+        sb = least_squares(
+            make_resid(keep), f, x_scale=[df, df], diff_step=1e-4, method="lm", max_nfev=60
+        )
         if np.isfinite(sb.x).all():
             jk.append(sb.x)
     cov_jk = np.full((2, 2), np.nan)
