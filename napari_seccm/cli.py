@@ -644,7 +644,8 @@ def _require_store(path: str) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """Stripe period and angle, [100]/[001] ratios, conductivity, topography."""
+    """Stripe period and angle, [100]/[001] ratios, conductivity, topography,
+    with the analysis's warnings (JSON ``warnings``: ``{code, message}``)."""
     from .analysis.report import analyze_store, summary_text
 
     _require_store(args.store)
@@ -771,6 +772,12 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser(
         "analyze",
         help="stripes (period, angle), [100]/[001] conductance ratios, conductivity, topography",
+        description="Stripes (period and angle, only when periodic contrast is significant), "
+        "the [100]/[001] classes and ratios with 95 % intervals, conductivity, drift and "
+        "topography. Warnings (JSON: warnings, a list of {code, message}) say when a number "
+        "may mislead: no_periodic_contrast, possible_aliasing, ambiguous_period, "
+        "footprint_exceeds_feature, classification_uncertain, boundary_lines, slow_drift, "
+        "too_few_pixels.",
     )
     an.add_argument("store", help="a scan store (*.seccm.zarr)")
     an.add_argument("--json", action="store_true", help="print a JSON object")
@@ -787,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-boot",
         type=int,
         default=2000,
-        help="bootstrap resamples of the ratio intervals (default 2000)",
+        help="accepted for older scripts and unused: the intervals come from the fits "
+        "(noise, classification, drift and background models, footprint blending)",
     )
     _add_analysis_options(an)
     an.set_defaults(func=cmd_analyze)

@@ -181,14 +181,17 @@ def ca_result(ca_store: Path) -> dict:
 # ------------------------------------------------------------- isolation
 def test_analysis_imports_no_qt_no_core_no_napari(ca_store: Path, tmp_path: Path) -> None:
     """Importing and running the analysis (incl. lazy imports: dask, export
-    writers, matplotlib figures) pulls in neither Qt, pymmcore-plus nor napari."""
+    writers, matplotlib figures, the whole analyze pipeline with its stripe
+    test and classes) pulls in neither Qt, pymmcore-plus nor napari."""
     code = textwrap.dedent(
         f"""
         import sys
         import napari_seccm.analysis as A
-        from napari_seccm.analysis import export, report, maps
+        from napari_seccm.analysis import classify, export, lines, report, maps, stripes
         A.fit_iv([0.0, 1.0, 2.0], [0.0, 1.0, 2.1])
         maps.current_map({str(ca_store)!r}, window_s=(0.01, 0.02))
+        r = report.analyze_store({str(ca_store)!r})
+        assert r["warnings"] == [] and r["stripes_significant"], r["warnings"]
         export.export_store({str(ca_store)!r}, {str(tmp_path / "m.png")!r})
         export.export_store({str(ca_store)!r}, {str(tmp_path / "m.gwy")!r})
         bad = sorted(m for m in sys.modules if m.split(".")[0] in (
@@ -445,6 +448,8 @@ def test_segmentation_matches_the_true_domains(ca_store: Path, ca_result: dict) 
     agree = np.mean((labels == 1) == (truth == DOMAIN_001))
     assert agree > 0.9
     assert ca_result["fraction_001"] == pytest.approx(FRACTION_001, abs=0.08)
+    lo, hi = ca_result["fraction_001_ci95"]
+    assert lo <= FRACTION_001 <= hi
 
 
 def test_conductance_ratios_recovered(ca_result: dict) -> None:
@@ -467,6 +472,13 @@ def test_conductance_ratios_recovered(ca_result: dict) -> None:
     assert r["conductance_ratio"] == pytest.approx(truth_meas, rel=0.02)
     lo, hi = r["conductance_ratio_ci95"]
     assert lo <= r["conductance_ratio"] <= hi
+    # the intervals hold the truth (the simulator's scatter, drift and
+    # blending included), and the map raises no warning
+    assert lo <= truth_meas <= hi
+    lo, hi = r["spreading_conductance_ratio_ci95"]
+    assert lo <= truth_sp <= hi
+    assert r["warnings"] == []
+    assert r["classification"]["method"] == "stripe_model"
     assert r["series_model_source"] == "store rig snapshot"
 
 
@@ -690,6 +702,10 @@ def test_cli_analyze_json(ca_store: Path, tmp_path: Path, capsys: pytest.Capture
     assert angle_diff(out["angle_deg"], ANGLE_DEG) < 2.0
     for k in ("period_um_err", "angle_deg_err"):
         assert out[k] > 0
+    # the honest analysis's additions, next to the old keys
+    assert out["stripes_significant"] is True and out["warnings"] == []
+    assert out["stripe_test"]["p_value"] < 1e-10
+    assert len(out["fraction_001_ci95"]) == 2
     lo, hi = out["conductance_ratio_ci95"]
     assert lo <= out["conductance_ratio"] <= hi
     assert out["spreading_conductance_ratio"] == pytest.approx(

@@ -326,3 +326,29 @@ def test_a_plan_far_longer_than_intended_is_refused_before_anything_is_made(tmp_
     out = tmp_path / "o.seccm.zarr"
     r = run_cli("scan", "--plan", str(plan), "--out", str(out), "--max-hours", "0.0001")
     assert r.returncode == 2 and "above --max-hours 0.0001" in r.stderr and not out.exists()
+
+
+def test_analyze_json_keeps_its_keys_and_lists_warnings_with_codes(tmp_path):
+    """A map too small for the map analysis: the old keys are there (null),
+    and the warnings list says why, with a stable code; the text says it too."""
+    import json
+
+    plan = small_plan_file(tmp_path)  # 2 x 2 points
+    store = tmp_path / "s.seccm.zarr"
+    assert run_cli("scan", "--plan", str(plan), "--out", str(store), "--quiet").returncode == 0
+    r = run_cli("analyze", str(store), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in (
+        "period_um",
+        "angle_deg",
+        "conductance_ratio",
+        "conductance_ratio_ci95",
+        "spreading_conductance_ratio",
+        "fraction_001",
+    ):
+        assert key in out and out[key] is None
+    assert out["warnings"] == [{"code": "too_few_pixels", "message": out["warnings"][0]["message"]}]
+    assert "4 valid pixels" in out["warnings"][0]["message"]
+    r = run_cli("analyze", str(store))
+    assert r.returncode == 0 and "warning          [too_few_pixels]" in r.stdout

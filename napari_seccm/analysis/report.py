@@ -662,15 +662,17 @@ def summary_text(result: dict[str, Any]) -> str:
         f"  map              {r['map_shape'][0]} x {r['map_shape'][1]} px at {r['pitch_um']:g} um, "
         f"{r['measurement']} measurement, {_method_words(r)}, {r['n_valid']} valid pixels",
     ]
-    tail = [f"  warning          [{w['code']}] {w['message']}" for w in r.get("warnings") or []]
-    tail += [f"  note             {n}" for n in r.get("notes", [])]
+    warns = r.get("warnings") or []
+    tail = [f"  warning          [{w['code']}] {w['message']}" for w in warns]
+    said = {w["message"] for w in warns}
+    tail += [f"  note             {n}" for n in r.get("notes", []) if n not in said]
     if r.get("stripes_significant") is None:  # too few pixels for a map analysis
         lines = [*head, f"  conductance      median {f(r.get('conductance_median_S'))} S"]
         if r.get("conductivity_median_S_per_cm") is not None:
             lines.append(
                 f"  conductivity     median {f(r['conductivity_median_S_per_cm'])} S/cm (isotropic inversion)"
             )
-        return "\n".join(lines + [t for t in tail if "[too_few_pixels]" not in t])
+        return "\n".join(lines + tail)
     lines = [
         *head,
         "  quality          " + ", ".join(f"{k} {v}" for k, v in r["quality"].items() if v),
