@@ -21,7 +21,6 @@ device: ``busy()`` is already false).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from ..simulation import (
     SimulatedRig,
     optics,
 )
+from ..simulation.rig import timed_on
 from ._base import register
 from ._hub import SECCMHub
 
@@ -65,25 +65,9 @@ FAULTS = (
 )
 
 
-def _hardware(method: Any) -> Any:
-    """Count the call as the simulated instrument's own time (``rig.compute_s``):
-    on a rig, the controller's firmware does this work, so benchmarks subtract
-    it from the software's overhead (nested calls count once)."""
-
-    @functools.wraps(method)
-    def wrapper(self: SimulatedController, *args: Any, **kwargs: Any) -> Any:
-        rig = self.rig
-        if rig._timing:
-            return method(self, *args, **kwargs)
-        rig._timing = True
-        t0 = time.perf_counter()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            rig.compute_s += time.perf_counter() - t0
-            rig._timing = False
-
-    return wrapper
+#: the simulated controller's work counts as the instrument's (on a rig, the
+#: controller's firmware does it), so benchmarks subtract it from the software's
+_hardware = timed_on(lambda ctrl: ctrl.rig)
 
 
 class SimulatedController:

@@ -177,23 +177,32 @@ class Probe:
         self.next_landing = None
 
 
-def _timed(method: Any) -> Any:
-    """Accumulate the wall time spent computing the simulation (``compute_s``),
-    so benchmarks can tell the simulator's cost from the software's."""
+def timed_on(rig_of: Any) -> Any:
+    """Decorator factory: accumulate the wall time of a call in the rig's
+    ``compute_s`` (``rig_of(self)`` gives the rig), so benchmarks can tell the
+    simulated instrument's cost from the software's; nested calls count once."""
 
-    @functools.wraps(method)
-    def wrapper(self: SimulatedRig, *args: Any, **kwargs: Any) -> Any:
-        if self._timing:  # nested call: the outer one counts
-            return method(self, *args, **kwargs)
-        self._timing = True
-        t0 = time.perf_counter()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self.compute_s += time.perf_counter() - t0
-            self._timing = False
+    def decorate(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            rig = rig_of(self)
+            if rig._timing:  # nested call: the outer one counts
+                return method(self, *args, **kwargs)
+            rig._timing = True
+            t0 = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                rig.compute_s += time.perf_counter() - t0
+                rig._timing = False
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+#: the rig's own methods
+_timed = timed_on(lambda rig: rig)
 
 
 class SimulatedRig:
