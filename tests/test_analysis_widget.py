@@ -85,3 +85,29 @@ def test_analysis_widget_without_a_scan_says_so(make_napari_viewer) -> None:
     assert "open or run a scan first" in widget.status.text()
     widget.plot_histogram()
     assert "Analyze first" in widget.status.text()
+
+
+def test_analysis_widget_shows_the_warnings(make_napari_viewer, qtbot, striped_store: Path) -> None:
+    """The analysis's warnings (code and message) show above the summary, in
+    the summary, and as a count in the status line; none, nothing shows."""
+    from napari_seccm.analysis.report import analyze_store
+
+    viewer = make_napari_viewer(show=False)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seccm", "Analysis")
+    res = analyze_store(striped_store, return_maps=True)
+    warn = {"code": "possible_aliasing", "message": "the stripes may fold"}
+    widget.show_result({**res, "warnings": [warn]})
+    assert "possible_aliasing: the stripes may fold" in widget.warnings_label.text()
+    assert widget.warnings_label.isVisibleTo(widget)
+    assert "warning          [possible_aliasing] the stripes may fold" in (
+        widget.summary.toPlainText()
+    )
+    assert "1 warning" in widget.status.text()
+    widget.show_result({**res, "warnings": []})
+    assert widget.warnings_label.text() == "" and not widget.warnings_label.isVisibleTo(widget)
+    # boundary lines show as a third label in the domains layer
+    lines = np.zeros_like(np.asarray(res["maps"]["labels"]), dtype=bool)
+    lines[0, :3] = True
+    widget.show_result({**res, "maps": {**res["maps"], "boundary_lines": lines}})
+    layer = next(lay for lay in viewer.layers if "domains" in lay.name)
+    assert (np.asarray(layer.data)[0, :3] == 3).all()

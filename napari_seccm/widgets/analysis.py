@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -68,7 +69,17 @@ class AnalysisWidget(QWidget):
         font.setFamily("monospace")
         self.summary.setFont(font)
         self.summary.setMinimumHeight(160)
-        res_box = group("Results", self.summary)
+        #: the analysis's warnings (code: message), one per line; empty when
+        #: the numbers carry none
+        self.warnings_label = QLabel("")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setStyleSheet("color: #e0a040;")
+        self.warnings_label.setTextInteractionFlags(
+            self.warnings_label.textInteractionFlags()
+            | Qt.TextInteractionFlag.TextSelectableByMouse
+        )
+        self.warnings_label.setVisible(False)
+        res_box = group("Results", self.warnings_label, self.summary)
 
         self.width_spin = spin(
             0.0,
@@ -192,6 +203,9 @@ class AnalysisWidget(QWidget):
         self.result = result
         # the store's name is enough here (the full path is in the layer list)
         self.summary.setPlainText(summary_text({**result, "store": Path(result["store"]).name}))
+        warns = result.get("warnings") or []
+        self.warnings_label.setText("\n".join(f"\u26a0 {w['code']}: {w['message']}" for w in warns))
+        self.warnings_label.setVisible(bool(warns))
         g = result["grid"]
         p = g["pitch_um"]
         stem = Path(result["store"]).name.removesuffix(".seccm.zarr")
@@ -232,7 +246,9 @@ class AnalysisWidget(QWidget):
         if "labels" in maps:
             labels = np.asarray(maps["labels"])
             lab = np.where(labels < 0, 0, labels + 1).astype(np.uint8)  # 0 none, 1 [100], 2 [001]
-            name = f"{stem} domains (1 = [100], 2 = [001])"
+            if "boundary_lines" in maps:  # 3: thin low-current lines (grain boundaries)
+                lab[np.asarray(maps["boundary_lines"], bool)] = 3
+            name = f"{stem} domains (1 = [100], 2 = [001], 3 = boundary line)"
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = lab
             else:
@@ -243,7 +259,11 @@ class AnalysisWidget(QWidget):
                     metadata={"seccm_analysis": {"store": result["store"], "key": "labels"}},
                     **kw,
                 )
-        self._say(f"analysis of {stem}: {result.get('n_valid', 0)} valid pixels")
+        n_w = len(warns)
+        self._say(
+            f"analysis of {stem}: {result.get('n_valid', 0)} valid pixels"
+            + (f", {n_w} warning{'s' if n_w != 1 else ''} (see Results)" if n_w else "")
+        )
 
     # ------------------------------------------------------------- profiles
     def _map_for_profile(self) -> tuple[np.ndarray, dict[str, Any], str]:
