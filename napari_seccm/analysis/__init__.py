@@ -11,14 +11,20 @@ carry their units:
   (NaN, never 0), contact-height topography with plane removal;
 - :mod:`.series`: the series model (pipette, interface, spreading, film)
   inverted to local spreading conductance and conductivity;
-- :mod:`.stripes`: stripe period and angle (2D FFT + least squares, with
-  uncertainties; autocorrelation cross-check), radial PSD;
-- :mod:`.domains`: two-class segmentation, per-domain statistics, ratios with
-  bootstrap intervals, histograms;
+- :mod:`.stripes`: a significance test of periodic contrast over every wave
+  vector the grid resolves, stripe period and angle (least squares, with
+  uncertainties; autocorrelation cross-check), radial PSD, warnings;
+- :mod:`.lines`: thin low-current lines (grain boundaries) told from bands;
+- :mod:`.classify`: the [100]/[001] classes (a stripe model with footprint
+  blending, or a Gaussian mixture) and their levels, with intervals that
+  carry the classification and the systematic terms; the drift;
+- :mod:`.domains`: Otsu segmentation, per-domain statistics, ratios with
+  bootstrap intervals (of fixed labels), histograms;
 - :mod:`.profiles`: line profiles (with a width), grain-boundary contrast
   against the noise, footprint resolution;
 - :mod:`.export`: GSF, GWY, TIFF, CSV, PNG;
-- :mod:`.report`: the whole analysis of a store (``napari-seccm analyze``).
+- :mod:`.report`: the whole analysis of a store (``napari-seccm analyze``) or
+  of a map (``analyze_map``), with a ``warnings`` list of stable codes.
 
 Conventions: positions in um in the stage frame; maps indexed ``[row, col]``
 with pixel centres ``x0 + (col + 0.5) p``, ``y0 + (row + 0.5) p``; stripe
@@ -37,10 +43,14 @@ from typing import Any
 _LAZY = {
     "QUALITY_NAMES": "maps",
     "SeriesModel": "series",
+    "analyze_map": "report",
     "analyze_store": "report",
     "autocorrelation": "stripes",
     "boundary_contrast": "profiles",
+    "boundary_lines": "lines",
+    "class_levels": "classify",
     "class_ratio": "domains",
+    "classify_domains": "classify",
     "conductance_maps": "maps",
     "conductance_ratios": "report",
     "current_map": "maps",
@@ -51,6 +61,7 @@ _LAZY = {
     "histogram": "domains",
     "iv_sample_mask": "iv",
     "line_profile": "profiles",
+    "periodic_contrast": "stripes",
     "pixel_centers": "geometry",
     "plane_fit": "geometry",
     "point_conductance": "maps",
@@ -58,8 +69,10 @@ _LAZY = {
     "point_mean_current": "maps",
     "program_samples": "iv",
     "radial_psd": "stripes",
+    "reference_level": "classify",
     "remove_plane": "geometry",
     "segment_domains": "domains",
+    "spreading_ratio": "classify",
     "stripe_period_angle": "stripes",
 }
 

@@ -462,12 +462,14 @@ def store_maps(
     """The maps behind ``channels`` (default: every channel the store can give).
 
     Conductance maps always; the contact height when asked; the domain labels
-    (two-class segmentation of the conductance) for ``domains``,
-    ``spreading_conductance`` and ``conductivity``; the last two only when
-    the series model is known (rig snapshot or ``series``).
+    (the classes of :func:`~.report.analyze_map`, as ``napari-seccm analyze``
+    finds them: 0 [100], 1 [001], -1 none or a boundary line; all [100] when
+    there are no two classes) for ``domains``, ``spreading_conductance`` and
+    ``conductivity``; the last two only when the series model is known (rig
+    snapshot or ``series``).
     """
-    from .domains import segment_domains
     from .maps import conductance_maps, height_map, open_store
+    from .report import analyze_map
     from .series import SeriesModel
 
     want = set(channels) if channels is not None else set(CHANNELS)
@@ -484,24 +486,30 @@ def store_maps(
                 h = height_map(s)
                 maps["height_um"] = h["height_um"]
                 maps["height_flat_um"] = h["height_flat_um"]
+    model = None
     if want & {"domains", "spreading_conductance", "conductivity"}:
-        with contextlib.suppress(ValueError):
-            seg = segment_domains(
-                cm["conductance_S"], x0_um=g.x0_um, y0_um=g.y0_um, pitch_um=g.pitch_um
-            )
-            maps["labels"] = seg["labels"]
-    if want & {"spreading_conductance", "conductivity"}:
         given = {k: v for k, v in (series or {}).items() if v is not None}
         try:
             model = SeriesModel.from_meta(meta, **given)
         except ValueError:
-            if given:
+            if given and want & {"spreading_conductance", "conductivity"}:
                 raise
             model = None
-        if model is not None:
-            gsp = model.spreading_conductance_S(cm["conductance_S"], cm["x_um"])
-            maps["spreading_conductance_S"] = gsp
-            maps["conductivity_S_per_cm"] = model.conductivity_S_per_cm(gsp)
+        with contextlib.suppress(ValueError):
+            _, amaps = analyze_map(
+                cm["conductance_S"],
+                x0_um=g.x0_um,
+                y0_um=g.y0_um,
+                pitch_um=g.pitch_um,
+                x_um=cm["x_um"],
+                order=cm.get("visit_index"),
+                model=model,
+            )
+            maps["labels"] = amaps["labels"]
+    if want & {"spreading_conductance", "conductivity"} and model is not None:
+        gsp = model.spreading_conductance_S(cm["conductance_S"], cm["x_um"])
+        maps["spreading_conductance_S"] = gsp
+        maps["conductivity_S_per_cm"] = model.conductivity_S_per_cm(gsp)
     return maps
 
 
