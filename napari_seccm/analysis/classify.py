@@ -1060,8 +1060,14 @@ def ratio_from_step(step: dict[str, Any], high_is_100: bool = True) -> dict[str,
     if not math.isfinite(s):
         return {"ratio": math.nan, "ci": [math.nan, math.nan]}
     if high_is_100:
-        return {"ratio": math.exp(-s), "ci": [math.exp(-hi), math.exp(-lo)]}
-    return {"ratio": math.exp(s), "ci": [math.exp(lo), math.exp(hi)]}
+        return {"ratio": safe_exp(-s), "ci": [safe_exp(-hi), safe_exp(-lo)]}
+    return {"ratio": safe_exp(s), "ci": [safe_exp(lo), safe_exp(hi)]}
+
+
+def safe_exp(x: float) -> float:
+    """exp that gives inf (JSON null) instead of raising for a degenerate fit's
+    unbounded interval."""
+    return math.exp(x) if x < 700 else math.inf
 
 
 # ------------------------------------------------- levels at the map centre
@@ -1198,8 +1204,10 @@ def spreading_ratio(
     rs = float(series_resistance_ohm)
 
     def ratio(step: float, level: float) -> tuple[float, float, float]:
-        g100 = math.exp(level)
-        g001 = math.exp(level + step)
+        g100 = math.exp(float(np.clip(level, -700, 700)))
+        g001 = math.exp(float(np.clip(level + step, -700, 700)))
+        if not (g100 > 0 and g001 > 0):
+            return nan, nan, nan
         r100 = 1.0 / g100 - rs
         r001 = 1.0 / g001 - rs
         if r100 <= 0 or r001 <= 0:
@@ -1212,6 +1220,6 @@ def spreading_ratio(
     if not math.isfinite(r0):
         return {"ratio": nan, "ci": [nan, nan], "spreading_100_S": nan, "spreading_001_S": nan}
     # a corner past the point where nothing is left for spreading: unbounded
-    lo = min(corners) if corners else nan
-    hi = max(corners) if len(corners) == 4 else math.inf
+    lo = min([*corners, r0])
+    hi = max([*corners, r0]) if len(corners) == 4 else math.inf
     return {"ratio": r0, "ci": [lo, hi], "spreading_100_S": g100, "spreading_001_S": g001}

@@ -31,6 +31,7 @@ from .classify import (
     classify_domains,
     ratio_from_step,
     reference_level,
+    safe_exp,
     spreading_ratio,
 )
 from .domains import (
@@ -470,7 +471,7 @@ def analyze_map(
             "conductance_ratio": rm["ratio"],
             "conductance_ratio_ci95": rm["ci"],
             "conductance_ratio_ci95_statistical": (
-                [math.exp(-(s_ + stat_half)), math.exp(-(s_ - stat_half))]
+                [safe_exp(-(s_ + stat_half)), safe_exp(-(s_ - stat_half))]
                 if math.isfinite(s_)
                 else [None, None]
             ),

@@ -124,6 +124,9 @@ OVERSAMPLE = 2
 #: than 4 pixels per period along x or y, where a pattern finer than twice the
 #: pitch would fold to
 ALIAS_FRACTION = 0.5
+#: a significant contrast with a p-value above this is only marginally so
+#: (ambiguous_period): grain-boundary lines under 10 % noise reach p ~ 0.005
+MARGINAL_P = 1e-3
 #: a second, unrelated spectral peak with at least this fraction of the
 #: first's power makes the period ambiguous
 SECOND_PEAK_POWER = 0.25
@@ -829,6 +832,27 @@ def stripe_period_angle(
         "line_alignment": align,
         "lines_carry_pattern": lines_carry_pattern,
     }
+    # a peak at half the frequency with a good share of the power: the
+    # pattern may repeat every two "periods" (the fundamental drowned)
+    half = None
+    b0 = np.array(best["_natural"], float)
+    for c in pc["candidates"]:
+        u = np.array(c["_natural"], float)
+        for sgn in (1.0, -1.0):
+            dv = sgn * u - b0 / 2
+            dv[0] = (dv[0] + nx / 2) % nx - nx / 2
+            dv[1] = (dv[1] + ny / 2) % ny - ny / 2
+            if c is not best and np.hypot(*dv) < 1.5 and c["power"] >= 0.25 * best["power"]:
+                half = c
+    out_half = (
+        None
+        if half is None
+        else {
+            "period_um": half["period_um"],
+            "power_ratio": half["power"] / best["power"] if best["power"] > 0 else math.nan,
+            "p_value": half["p_value"],
+        }
+    )
     sec = pc["second_peak"]
     out["second_peak"] = (
         None
@@ -840,6 +864,7 @@ def stripe_period_angle(
             "p_value": sec["p_value"],
         }
     )
+    out["subharmonic"] = out_half
     try:
         out["acf"] = stripe_period_angle_acf(pc["residual"], pitch_um=p, period_hint_um=period)
     except ValueError:
@@ -898,6 +923,18 @@ def stripe_warnings(st: dict[str, Any], *, pitch_um: float) -> list[dict[str, st
         reasons.append(
             f"a second, unrelated pattern ({sec['period_um']:.3g} um at {sec['angle_deg']:.1f} "
             f"deg) has {sec['power_ratio']:.0%} of the main peak's power"
+        )
+    half = st.get("subharmonic")
+    if half:
+        reasons.append(
+            f"a peak at twice the period ({half['period_um']:.3g} um) has "
+            f"{half['power_ratio']:.0%} of the main peak's power: the pattern may repeat "
+            "every two bands"
+        )
+    if st["p_value"] > MARGINAL_P:
+        reasons.append(
+            f"the periodic contrast is only marginally significant (p = {st['p_value']:.2g}: "
+            "structure that is no pattern, such as boundary lines, can reach it)"
         )
     # (the autocorrelation's cross-check stays a note of the report: its
     # lobe-shape estimate of the angle fails by itself at 10 % noise or with
