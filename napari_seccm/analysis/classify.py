@@ -3,44 +3,57 @@ carry the classification's uncertainty and the systematic terms.
 
 The map is analysed in log space (``v = log value``): the pixel scatter and
 the back contact's drift are multiplicative, and the [100]/[001] ratio is a
-difference of log levels. Its smooth background (tilt, curvature, the film's
-collection term along x, a drift along the acquisition order;
-:func:`~.geometry.smooth_basis`) is fitted *jointly* with the classes, so
-neither the domains tilt the background nor the background decides the
-classes.
+difference of log levels. Its smooth background is fitted *jointly* with the
+classes, so neither the domains tilt the background nor the background
+decides the classes: a plane, x-only terms (the film's collection term
+depends on the distance to the Au pad; :func:`~.report.analyze_map` takes
+its known variation out first when there is a series model) and terms in the
+acquisition order (a drift; :func:`~.geometry.smooth_basis`). A conductance
+map has no other slow terms (its topography does not change it).
 
 Two classifiers:
 
 - **stripe model** (:func:`classify_domains` with significant stripes): the
-  [001] class is a band of width ``d`` (the [001] fraction) per period along
-  the fitted wave vector, at a fitted phase; each landing sees the
+  [001] class is a band of width ``d`` (the [001] area fraction) per period
+  along the fitted wave vector, at a fitted phase; each landing sees the
   fraction ``phi`` of its footprint that lies on [001] (a disk of radius
-  ``alpha`` periods over the bands, in closed form), and the spreading
-  conductances of the parts add: ``v = background + log(1 + kappa phi)``.
-  ``(phase, d, kappa, alpha)`` are fitted by least squares with the
-  background solved for each trial (variable projection), outliers (> 4
-  robust sigma: boundary remains, bad landings) left out. Every pixel of the
-  map informs the two levels, so the contrast survives pixel noise far
-  larger than itself; the blur ``alpha`` (footprint plus any wander of the
-  stripes) is fitted, so footprint blending does not bias the levels.
-- **Gaussian mixture** (otherwise: no significant stripes, or stripes the
-  regular model does not fit): two classes with a common sigma over the
+  ``alpha`` periods over the bands, in closed form: :func:`band_fraction`);
+  the spreading conductances of the parts add (``g100 (1 + kappa phi)``) and
+  sit in series with the rest of the landing (``series_fraction``: the
+  spreading resistance's share), :func:`_blend`. ``(phase, d, kappa,
+  alpha)`` are fitted by least squares with the background solved for each
+  trial (variable projection), outliers (beyond 4 robust sigma and a quarter
+  of the step: boundary remains, bad landings) left out. Every pixel informs
+  the two levels, so the contrast survives pixel noise far larger than
+  itself; ``alpha`` (at least the footprint; wander adds to it) is fitted,
+  so the footprint's blending does not bias the levels. When the model
+  leaves materially more than the pixel noise (neighbour differences), the
+  mixture takes over.
+- **Gaussian mixture** (otherwise): two classes with a common sigma over the
   background, by EM, each pixel with its posterior probability; the
-  two-class model must beat one class (BIC) and its low class must be made of
-  regions wider than lines.
+  two-class model must beat one class (BIC > 10), hold 3 % of the pixels,
+  differ by a noise sigma and 0.2 %, and its low class must be regions
+  wider than lines. The levels come from the pixels a footprint plus a
+  pitch away from the other class.
 
-Intervals (95 %) of the log ratio ``s``: ``z * SE + systematic``, with
+Intervals (95 %) of the log step ``s``: ``z SE + systematic``, with
 
 - SE: the larger of the fit's (the covariance of all fitted parameters, so
   the uncertainty of the class boundaries is in it; for the mixture the
-  empirical information of the EM, which includes the overlap of the classes)
-  and a 4 x 4 block jackknife (misfit that varies across the map);
-- systematic, added: the spread of ``s`` over other background models (one
-  degree less and no drift term; one degree more and a faster drift term:
-  how much the slow terms could still move it) and the footprint blending
-  (the difference between the blend model and a sharp one, when the footprint
-  covers half or more of the narrower band; else the difference from the
-  pixels more than a footprint from a boundary).
+  empirical information of the EM, which includes the overlap of the
+  classes) and a 4 x 4 block jackknife (misfit that varies across the map);
+- systematic, added: the spread of ``s`` over other backgrounds (fewer x
+  terms and no drift; a cubic in x and y, more x terms and a faster drift:
+  how far the slow terms could still move it; large when domains are blobs
+  the size of the map) and the footprint blending (half the blend model's
+  correction when the footprint covers half or more of the narrower band,
+  else the difference from the pixels a footprint away from an edge, and the
+  step with the band as much wider or narrower as the gaps between the phases
+  the grid samples allow).
+
+The [001] fraction's interval: z SE plus half the change under another
+series share (the blend's shape places the edges) plus those phase gaps; for
+the mixture a quarter of the pixels on a class boundary.
 
 Labels: 0 [100], 1 [001], -1 none (NaN, lines, outliers).
 """

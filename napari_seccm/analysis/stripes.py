@@ -1,5 +1,15 @@
-"""Period and orientation of stripes (domains) in a map: 2D FFT, a least-squares
-refinement with an uncertainty, and the autocorrelation as a cross-check.
+"""Period and orientation of stripes (domains) in a map: a significance test of
+periodic contrast over every wave vector the grid resolves
+(:func:`periodic_contrast`), a least-squares refinement with an uncertainty,
+the autocorrelation as a cross-check, and warnings with stable codes
+(:func:`stripe_warnings`: ``no_periodic_contrast``, ``possible_aliasing``,
+``ambiguous_period``).
+
+What no analysis of the samples can tell: stripes whose wave vector lies
+beyond the grid's square fold into it exactly (a pattern sampled on a lattice
+is the same as its alias there); ``possible_aliasing`` fires where folding
+from just beyond lands (a component above half the Nyquist frequency), not
+for folding from further out, which only a finer or turned scan can reveal.
 
 Angles follow the package convention: a stripe angle is the direction *along*
 the stripes, counter-clockwise from the +x stage axis, in ``[0, 180)``; the
