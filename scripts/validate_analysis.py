@@ -595,7 +595,9 @@ def _git_state() -> str:
             return ""
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = [ln[3:] for ln in git("status", "--porcelain", "napari_seccm").splitlines()]
+    dirty = [
+        ln.split(maxsplit=1)[-1] for ln in git("status", "--porcelain", "napari_seccm").splitlines()
+    ]
     return f"commit {head}" + (f" with uncommitted changes in {', '.join(dirty)}" if dirty else "")
 
 
