@@ -695,6 +695,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N cases only")
     ap.add_argument("--write", action="store_true", help="write docs/validation.md")
     ap.add_argument("--json", default="", help="also save the raw results here")
+    ap.add_argument(
+        "--code", default="", help="describe the code state in the doc (default: git HEAD)"
+    )
     ap.add_argument("--workdir", default="", help="keep the stores here (default: a temp dir)")
     a = ap.parse_args(argv)
     cases = grid()
@@ -729,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
             + f"- date: {started:%Y-%m-%d %H:%M} UTC\n"
             + f"- machine: {machine()}\n"
             + f"- {len(results)} films, {elapsed:.0f} s wall time with {workers} worker(s)\n"
-            + f"- code: {_git_state()}\n"
+            + f"- code: {a.code or _git_state()}\n"
             + f"- reproduce:\n\n```\n{cmd}\n```\n\n## Coverage\n\n"
             + table
         )
