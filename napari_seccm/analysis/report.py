@@ -372,6 +372,7 @@ def analyze_map(
         "alpha": st["alpha"],
         "n_frequencies": st["n_frequencies"],
         "coverage": st["coverage"],
+        "sharpness": st["sharpness"],
         "relative_amplitude": st["relative_amplitude"],
         "best_period_um": st["period_um"],
         "best_angle_deg": st["angle_deg"],

@@ -205,6 +205,55 @@ MIN_PERIODS = 2.5
 MIN_COVERAGE = 2.0 / 3.0
 
 
+def _fill_from_neighbours(r: np.ndarray, n_pass: int = 8) -> np.ndarray:
+    """NaN pixels take the mean of their finite 8-neighbours, pass by pass
+    (a band of missing pixels fills from its edges); what is left is 0."""
+    from scipy import ndimage
+
+    out = np.asarray(r, dtype=float).copy()
+    k = np.ones((3, 3))
+    for _ in range(n_pass):
+        bad = ~np.isfinite(out)
+        if not bad.any():
+            break
+        good = ~bad
+        s_ = ndimage.convolve(np.where(good, out, 0.0), k, mode="constant")
+        c_ = ndimage.convolve(good.astype(float), k, mode="constant")
+        fill = bad & (c_ > 0)
+        out[fill] = s_[fill] / c_[fill]
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+#: a pattern's spectral peak stands this many times above every bin two
+#: natural bins away (a tone's Hann main lobe has fallen below 3 % there; a
+#: blob's or a boundary line's spectrum is as strong there: measured <= 1.8,
+#: stripes >= 7)
+MIN_SHARPNESS = 4.0
+
+
+def _sharpness(I: np.ndarray, jy: int, jx: int, ux: float, uy: float) -> float:
+    """The peak's power over the largest power two bins away (the bins at
+    Chebyshev distance 2 on the natural grid, wrapped), leaving out the two
+    on the ray through the origin (``(ux, uy)``: the peak in natural bins),
+    where a boundary line parallel to the stripes puts its streak."""
+    ny, nx = I.shape
+    r = math.hypot(ux, uy)
+    ex, ey = (ux / r, uy / r) if r > 0 else (1.0, 0.0)
+    ring = []
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            if max(abs(dy), abs(dx)) != 2:
+                continue
+            if (
+                min(math.hypot(dx - 2 * ex, dy - 2 * ey), math.hypot(dx + 2 * ex, dy + 2 * ey))
+                < 1.0
+            ):
+                continue
+            ring.append(I[(jy + dy) % ny, (jx + dx) % nx])
+    m = max(ring)
+    return float(I[jy, jx] / m) if m > 0 else math.inf
+
+
 def robust_noise(r: np.ndarray) -> float:
     """Pixel noise of a map (1 sigma) from the differences of horizontal and
     vertical neighbours (1.4826 MAD / sqrt 2): robust to edges and lines,
@@ -323,8 +372,11 @@ def periodic_contrast(
         z, order=order, degree=degree, x_degree=x_degree, drift_degree=drift_degree
     )
     _, xd = _basis_degrees(z.shape, degree, x_degree)
-    r = np.where(ok, sm["residual"], 0.0)
-    w = np.outer(_hann(ny), _hann(nx)) * ok
+    # missing pixels (NaN, masked lines) filled from their neighbours: zeros
+    # would multiply the pattern by the mask and spread its peak over the
+    # mask's broad spectrum
+    r = _fill_from_neighbours(sm["residual"])
+    w = np.outer(_hann(ny), _hann(nx))
     # the natural grid: the test; oversampled: where exactly the peak lies
     Fn = np.fft.fft2(r * w)
     In = Fn.real**2 + Fn.imag**2
@@ -463,13 +515,14 @@ def periodic_contrast(
                 "amplitude": 2.0 * math.sqrt(float(Io[best_o])) / wsum if wsum > 0 else math.nan,
                 "_index": best_o,
                 "_natural": (u0x, u0y),
+                "sharpness": _sharpness(In, jy, jx, u0x, u0y),
             }
         )
     # the strongest significant candidate that fills the map (a pattern, not
     # a few lines), else the least insignificant
     best = None
     for c in sorted(out_c, key=lambda c: -c["power"]):
-        if c["p_value"] < alpha:
+        if c["p_value"] < alpha and c["sharpness"] >= MIN_SHARPNESS:
             c["coverage"] = _coverage(r, ok, c["frequency_per_um"], p)
             if c["coverage"] >= MIN_COVERAGE:
                 best = c
@@ -497,6 +550,7 @@ def periodic_contrast(
     n_periods = abs(fb[0]) * nx * p + abs(fb[1]) * ny * p
     significant = bool(
         best["p_value"] < alpha
+        and best["sharpness"] >= MIN_SHARPNESS
         and best["coverage"] >= MIN_COVERAGE
         and n_periods >= MIN_PERIODS
         and (not positive or rel_amp >= MIN_RELATIVE_AMPLITUDE)
@@ -511,6 +565,7 @@ def periodic_contrast(
         "second_peak": second,
         "relative_amplitude": float(rel_amp) if positive else math.nan,
         "coverage": float(best["coverage"]),
+        "sharpness": float(best["sharpness"]),
         "n_periods": float(n_periods),
         "residual": sm["residual"],
         "background": sm["background"],
@@ -834,6 +889,7 @@ def stripe_period_angle(
         "nyquist_fraction": float(nyq_frac),
         "n_periods": float(n_periods),
         "coverage": pc["coverage"],
+        "sharpness": pc["sharpness"],
         "line_mask": line_mask,
         "line_fraction": float(
             line_mask.sum() / max(int(np.isfinite(np.asarray(image, float)).sum()), 1)
@@ -910,6 +966,12 @@ def stripe_warnings(st: dict[str, Any], *, pitch_um: float) -> list[dict[str, st
                     f"; it repeats only {st['n_periods']:.1f} times across the map, too few to "
                     "tell a pattern from a few blobs or a smooth term"
                     if st["n_periods"] < MIN_PERIODS and st["p_value"] < st["alpha"]
+                    else ""
+                )
+                + (
+                    f"; its peak is broad (only {st['sharpness']:.1f} x the spectrum two bins "
+                    "away): blobs or lines, not a repeating pattern"
+                    if st.get("sharpness", math.inf) < MIN_SHARPNESS and st["p_value"] < st["alpha"]
                     else ""
                 )
                 + "): no period, angle or stripe classification is reported",
