@@ -546,8 +546,9 @@ def periodic_contrast(
             break
     rel_amp = best["amplitude"] / abs(med) if med != 0 else math.inf
     positive = bool(np.all(z[ok] > 0))
-    fb = best["frequency_per_um"]
-    n_periods = abs(fb[0]) * nx * p + abs(fb[1]) * ny * p
+    # periods across the map's narrower side (a diagonal wave has more along
+    # the diagonal, but in the corners only)
+    n_periods = math.hypot(*best["frequency_per_um"]) * extent
     significant = bool(
         best["p_value"] < alpha
         and best["sharpness"] >= MIN_SHARPNESS
@@ -861,7 +862,7 @@ def stripe_period_angle(
     fft_fr = float(np.hypot(*fft_f))
     nyq = 0.5 / p
     nyq_frac = max(abs(fx), abs(fy)) / nyq
-    n_periods = abs(fx) * nx * p + abs(fy) * ny * p
+    n_periods = fr * extent
     out: dict[str, Any] = {
         "period_um": period,
         "period_um_err": period_err,
