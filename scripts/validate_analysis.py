@@ -673,6 +673,10 @@ for the current run).**
 - `hard-period8` (1.2 periods in view): period 4.5 +- 1.1 um for 8 um; the only
   warning is `classification_uncertain` (about the classes); no warning names the
   period (the stripe test reports 2.9 periods in view, from the wrong period).
+- `period3.2` (an ordinary film: 3 periods in view, 10.7 pitches a period): from
+  commit 56e4edb ("a pattern's peak must be sharp") the period is 0.811 +- 0.009 um
+  for 3.2 um (the 4th harmonic), warned (`possible_aliasing`, `ambiguous_period`,
+  `classification_uncertain`); at commit 9b4b05b it was within 5 % without warning.
 - `hard-narrowband-frac0.1` (100 nm footprint on 200 nm [001] bands): ratio 1.25 for
   1.135 (+10.5 %), its interval [1.02, 1.54] holds the truth; warned
   (`footprint_exceeds_feature`).
