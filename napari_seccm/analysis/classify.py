@@ -850,11 +850,14 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
     region_frac = float(kept.sum() / max(low.sum(), 1))
     s, sig, pi = fit["s"], fit["sigma"], fit["pi"]
     sep = abs(s) / sig if sig > 0 else math.inf
+    # after significant stripes the pattern is established: thin bands need
+    # not survive the opening
+    regions_ok = region_frac >= 0.5 or bool(state.get("stripes_significant"))
     two = (
         d_bic > MIN_DELTA_BIC
         and min(pi, 1 - pi) >= 0.03
         and sep >= 1.0
-        and region_frac >= 0.5
+        and regions_ok
         and abs(s) >= MIN_STEP
     )
     state.update({"method": "mixture" if two else "none", "used": used, "p": pfull})
@@ -866,7 +869,7 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
             why.append(f"the smaller class holds {min(pi, 1 - pi):.1%} of the pixels")
         if sep < 1.0:
             why.append(f"their levels differ by {sep:.2f} noise sigmas")
-        if region_frac < 0.5:
+        if not regions_ok:
             why.append("the low pixels form lines or specks, not regions")
         if abs(s) < MIN_STEP:
             why.append(f"their levels differ by {abs(s):.1e} (log), below {MIN_STEP:g}")

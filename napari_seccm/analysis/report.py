@@ -460,6 +460,24 @@ def analyze_map(
     warnings.extend(cl["warnings"])
     if cl["method"] == "none" and cl.get("no_classes_reason"):
         out["notes"].append("no two domain classes: " + cl["no_classes_reason"])
+    if cl["method"] == "mixture" and not sig:
+        # two classes of values without a pattern: [001] grains, or grains
+        # at different levels for another reason
+        doubt = st["line_fraction"] >= MIN_LINE_FRACTION
+        warnings.append(
+            {
+                "code": "classification_uncertain",
+                "message": "without stripes the two classes come from a mixture of the values "
+                "alone: they are [100]/[001] domains only if the film has whole [001] grains; "
+                + (
+                    "here grain boundaries run through the map, and grains behind resistive "
+                    "boundaries (further from the pad through them) sit at lower levels and "
+                    "split the same way, so the ratio may not be a domain ratio"
+                    if doubt
+                    else "look at the map (TEM, EBSD) before taking the ratio as a domain ratio"
+                ),
+            }
+        )
     labels = cl["labels"]
     rm = ratio_from_step(cl)
     sys_terms = cl.get("log_step_systematic") or {}

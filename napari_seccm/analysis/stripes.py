@@ -134,6 +134,8 @@ OVERSAMPLE = 2
 #: than 4 pixels per period along x or y, where a pattern finer than twice the
 #: pitch would fold to
 ALIAS_FRACTION = 0.5
+#: a period whose 1-sigma error exceeds this fraction of it is ambiguous
+MAX_RELATIVE_PERIOD_ERR = 0.1
 #: a significant contrast with a p-value above this is only marginally so
 #: (ambiguous_period): grain-boundary lines under 10 % noise reach p ~ 0.005
 MARGINAL_P = 1e-3
@@ -231,11 +233,13 @@ def _fill_from_neighbours(r: np.ndarray, n_pass: int = 8) -> np.ndarray:
 MIN_SHARPNESS = 4.0
 
 
-def _sharpness(I: np.ndarray, jy: int, jx: int, ux: float, uy: float) -> float:
+def _sharpness(I: np.ndarray, jy: int, jx: int, ux: float, uy: float, skip=None) -> float:
     """The peak's power over the largest power two bins away (the bins at
     Chebyshev distance 2 on the natural grid, wrapped), leaving out the two
     on the ray through the origin (``(ux, uy)``: the peak in natural bins),
-    where a boundary line parallel to the stripes puts its streak."""
+    where a boundary line parallel to the stripes puts its streak, and those
+    that ``skip(u_x, u_y)`` names (the low frequencies the background fit
+    takes or leaves its rest in)."""
     ny, nx = I.shape
     r = math.hypot(ux, uy)
     ex, ey = (ux / r, uy / r) if r > 0 else (1.0, 0.0)
@@ -249,7 +253,11 @@ def _sharpness(I: np.ndarray, jy: int, jx: int, ux: float, uy: float) -> float:
                 < 1.0
             ):
                 continue
+            if skip is not None and bool(skip(np.array(ux + dx), np.array(uy + dy))):
+                continue
             ring.append(I[(jy + dy) % ny, (jx + dx) % nx])
+    if not ring:
+        return math.inf
     m = max(ring)
     return float(I[jy, jx] / m) if m > 0 else math.inf
 
@@ -515,7 +523,7 @@ def periodic_contrast(
                 "amplitude": 2.0 * math.sqrt(float(Io[best_o])) / wsum if wsum > 0 else math.nan,
                 "_index": best_o,
                 "_natural": (u0x, u0y),
-                "sharpness": _sharpness(In, jy, jx, u0x, u0y),
+                "sharpness": _sharpness(In, jy, jx, u0x, u0y, suppressed),
             }
         )
     # the strongest significant candidate that fills the map (a pattern, not
@@ -996,6 +1004,12 @@ def stripe_warnings(st: dict[str, Any], *, pitch_um: float) -> list[dict[str, st
         reasons.append(
             f"a second, unrelated pattern ({sec['period_um']:.3g} um at {sec['angle_deg']:.1f} "
             f"deg) has {sec['power_ratio']:.0%} of the main peak's power"
+        )
+    rel = st["period_um_err"] / st["period_um"] if st["period_um"] else math.inf
+    if rel > MAX_RELATIVE_PERIOD_ERR:
+        reasons.append(
+            f"the period is poorly determined ({st['period_um']:.3g} +- "
+            f"{st['period_um_err']:.2g} um)"
         )
     half = st.get("subharmonic")
     if half:
