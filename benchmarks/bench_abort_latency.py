@@ -69,6 +69,15 @@ def _start(core, what: str) -> str:
     return "Potentiostat"
 
 
+def _aborter(core, dev: str, how: str):
+    """The call that aborts ``dev``: the emergency stop, or the device's own abort."""
+    if how == "emergency stop":
+        return lambda: napari_seccm.emergency_stop(core)
+    if dev == "Potentiostat":
+        return lambda: core.setProperty("Potentiostat", "Acquire", "Abort")
+    return lambda: core.stop(dev)
+
+
 def device_aborts(repeat: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for what in ("z move", "xy move", "approach", "cv"):
@@ -82,13 +91,7 @@ def device_aborts(repeat: int) -> dict[str, list[float]]:
                 dev = _start(core, what)
                 time.sleep(0.2)
                 assert core.deviceBusy(dev), what
-                if how == "emergency stop":
-                    abort = lambda: napari_seccm.emergency_stop(core)  # noqa: E731
-                elif dev == "Potentiostat":
-                    abort = lambda: core.setProperty("Potentiostat", "Acquire", "Abort")  # noqa: E731
-                else:
-                    abort = lambda d=dev: core.stop(d)  # noqa: E731
-                times.append(_idle_after(core, dev, abort))
+                times.append(_idle_after(core, dev, _aborter(core, dev, how)))
                 core.unloadAllDevices()
                 del core
                 gc.collect()
