@@ -166,6 +166,7 @@ class HoppingEngine(PMDAEngine):
         self._tearing_down = False
         self._xy_error_um = 0.0
         self._z_speed_sent, self._z_speed_t = math.nan, -math.inf
+        self._ap_speed_sent, self._ap_speed_t = math.nan, -math.inf
         #: Z and XY as last checked by this engine (NaN: read them)
         self._z = math.nan
         self._xy = (math.nan, math.nan)
@@ -795,7 +796,11 @@ class HoppingEngine(PMDAEngine):
                 self._last_reason = NO_CONTACT
                 return None
             self._set_prop(z, "Approach_StopZ_um", stop_z)
-            self._set_prop(z, "Approach_Speed_um_per_s", speed)
+            # like the Z speed: sent when it changes, and at least every POLL_S
+            now = time.perf_counter()
+            if speed != self._ap_speed_sent or now - self._ap_speed_t > POLL_S:
+                self._set_prop(z, "Approach_Speed_um_per_s", speed)
+                self._ap_speed_sent, self._ap_speed_t = speed, now
             self._z = math.nan  # where it stops is the stage's to say
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
             self._await(z, "the approach", (here - stop_z) / speed)
