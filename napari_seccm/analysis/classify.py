@@ -474,6 +474,20 @@ def _widths_um(mask: np.ndarray, pitch_um: float) -> float:
 
 
 # ------------------------------------------------------------- classify
+def _jackknife_step_se(v, live, B, phi, kappa0, gamma) -> float:
+    """Block jackknife (4 x 4 blocks) of the step with the geometry fixed:
+    misfit that varies across the map."""
+    blocks = _block_ids(v.shape)
+    ks = []
+    for b in range(16):
+        sel = live & (blocks != b)
+        if sel.sum() < 0.5 * live.sum():
+            continue
+        kb, _ = _kappa_given(v, sel, B, phi, sel.astype(float), kappa0, gamma)
+        ks.append(_step(kb, gamma))
+    return _jackknife_se(ks)
+
+
 def _jackknife_se(vals: list[float]) -> float:
     if len(vals) < 4:
         return math.nan
@@ -653,15 +667,7 @@ def classify_domains(
         dsdk = float(_dblend(kappa, np.array(1.0), gamma))
         se_fit = math.sqrt(max(cov[2, 2], 0.0)) * dsdk
         # block jackknife of the step (geometry fixed): misfit varying in space
-        blocks = _block_ids(z.shape)
-        ks = []
-        for b in range(16):
-            sel = live & (blocks != b)
-            if sel.sum() < 0.5 * live.sum():
-                continue
-            kb, _ = _kappa_given(v, sel, B, phi_all, sel.astype(float), kappa, gamma)
-            ks.append(_step(kb, gamma))
-        se_jk = _jackknife_se(ks)
+        se_jk = _jackknife_step_se(v, live, B, phi_all, kappa, gamma)
         se = float(np.nanmax([se_fit, se_jk]))
         # the geometry's share of the step's error (class_levels reuses it)
         k_fix, se_fix = _kappa_given(v, live, B, phi_all, w_full, kappa, gamma)
@@ -1012,15 +1018,7 @@ def class_levels(
         )
         s = _step(k, gamma)
         se_geo = se_fix * float(_dblend(k, np.array(1.0), gamma)) * st.get("geo_factor", 1.0)
-        blocks = _block_ids(v.shape)
-        ks = []
-        for b in range(16):
-            sel = live & (blocks != b)
-            if sel.sum() < 0.5 * live.sum():
-                continue
-            kb, _ = _kappa_given(v, sel, B, phi, sel.astype(float), k, gamma)
-            ks.append(_step(kb, gamma))
-        se = float(np.nanmax([se_geo, _jackknife_se(ks)]))
+        se = float(np.nanmax([se_geo, _jackknife_step_se(v, live, B, phi, k, gamma)]))
         covers = any(x["code"] == "footprint_exceeds_feature" for x in classification["warnings"])
         sys_bg, sys_blend = _stripe_systematics(v, sub, B, st["alts"], k, gamma, s, covers)
         beta, *_ = np.linalg.lstsq(

@@ -36,13 +36,19 @@ from .geometry import (
 )
 
 
-def _prepare(image: np.ndarray, x0_um: float, y0_um: float, pitch_um: float, detrend: bool):
+def _checked_map(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The map as floats and its valid pixels; refused when not 2-D or too sparse."""
     z = np.asarray(image, dtype=float)
     if z.ndim != 2:
         raise ValueError(f"a map must be 2-D, got shape {z.shape}")
     ok = np.isfinite(z)
     if ok.sum() < 16:
         raise ValueError(f"too few valid pixels for a stripe analysis ({int(ok.sum())})")
+    return z, ok
+
+
+def _prepare(image: np.ndarray, x0_um: float, y0_um: float, pitch_um: float, detrend: bool):
+    z, ok = _checked_map(image)
     if detrend:
         r = plane_fit(z, x0_um=x0_um, y0_um=y0_um, pitch_um=pitch_um, robust=False)["residual"]
     else:
@@ -368,12 +374,7 @@ def periodic_contrast(
     """
     from scipy import ndimage
 
-    z = np.asarray(image, dtype=float)
-    if z.ndim != 2:
-        raise ValueError(f"a map must be 2-D, got shape {z.shape}")
-    ok = np.isfinite(z)
-    if ok.sum() < 16:
-        raise ValueError(f"too few valid pixels for a stripe analysis ({int(ok.sum())})")
+    z, ok = _checked_map(image)
     ny, nx = z.shape
     p = float(pitch_um)
     sm = smooth_residual(
