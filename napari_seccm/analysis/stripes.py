@@ -206,7 +206,7 @@ def _median_ratio_sf(t: float, n: int) -> float:
 
 #: a pattern must repeat at least this often across the map (fewer periods
 #: cannot be told from a few blobs or what is left of a smooth term)
-MIN_PERIODS = 2.5
+MIN_PERIODS = 2.0
 #: a pattern must show in at least this fraction of the 3 x 3 blocks of the map
 #: (a few straight boundary lines give a strong, significant peak that lives
 #: in the blocks they cross only)
@@ -539,6 +539,33 @@ def periodic_contrast(
     if best is None:
         best = min(out_c, key=lambda c: (c["p_local"], -c["power"]))
         best.setdefault("coverage", _coverage(r, ok, best["frequency_per_um"], p))
+    else:
+        # a coarse pattern's fundamental lies next to the frequencies the
+        # background fit takes, which blur it (its sharpness falls under the
+        # limit) while its 2nd harmonic stands sharp: a significant peak at
+        # half the chosen wave vector, at least half as strong and sharp
+        # enough to be no blob, is the fundamental (a blob or a line does
+        # not put a sharp peak at exactly twice its own frequency)
+        # (compared where the peaks lie on the oversampled grid, in natural bins)
+        bx_, by_ = best["frequency_per_um"][0] * nx * p, best["frequency_per_um"][1] * ny * p
+        for c in sorted(out_c, key=lambda c: -c["power"]):
+            if c is best or c["p_value"] >= alpha or c["sharpness"] < MIN_SHARPNESS / 2:
+                continue
+            if c["power"] < 0.5 * best["power"]:
+                continue
+            cx_, cy_ = c["frequency_per_um"][0] * nx * p, c["frequency_per_um"][1] * ny * p
+            if not any(
+                float(dist(np.array(2 * sg * cx_), np.array(2 * sg * cy_), bx_, by_)) <= 1.0
+                for sg in (1, -1)
+            ):
+                continue
+            if math.hypot(*c["frequency_per_um"]) * extent < MIN_PERIODS:
+                continue
+            c["coverage"] = _coverage(r, ok, c["frequency_per_um"], p)
+            if c["coverage"] >= MIN_COVERAGE:
+                c["harmonic_of_best"] = best["period_um"]
+                best = c
+                break
     out_c.sort(key=lambda c: (c is not best, c["p_value"] >= alpha, -c["power"]))
     # the best other significant peak that is no harmonic (or sub-harmonic) of it
     b0x, b0y = best["_natural"]
@@ -560,7 +587,7 @@ def periodic_contrast(
     n_periods = math.hypot(*best["frequency_per_um"]) * extent
     significant = bool(
         best["p_value"] < alpha
-        and best["sharpness"] >= MIN_SHARPNESS
+        and (best["sharpness"] >= MIN_SHARPNESS or "harmonic_of_best" in best)
         and best["coverage"] >= MIN_COVERAGE
         and n_periods >= MIN_PERIODS
         and (not positive or rel_amp >= MIN_RELATIVE_AMPLITUDE)
