@@ -88,6 +88,9 @@ MATERIAL_MISFIT = 0.01
 #: noise-free map's smooth terms leave structured residuals of 1e-5 that a
 #: mixture splits "significantly"
 MIN_STEP = 2e-3
+#: each class needs this many pixels further than the footprint plus a pitch
+#: from the other (whole footprints of one class, whose level is no blend)
+MIN_CORE_PIXELS = 8
 
 
 def _caveat(code: str, message: str) -> dict[str, str]:
@@ -859,12 +862,20 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
     # after significant stripes the pattern is established: thin bands need
     # not survive the opening
     regions_ok = region_frac >= 0.5 or bool(state.get("stripes_significant"))
+    # blending: levels from the pixels further than a footprint (or half a
+    # pitch) from the other class; the boundary lies anywhere between a
+    # pixel and its neighbour of the other class: a footprint is whole only a
+    # pitch plus its radius away
+    margin = (a or 0.0) + p
+    core = used & (_distance_to_other(hard, p) > margin + 1e-9)
+    ncore = (int((core & low).sum()), int((core & ~low & used).sum()))
     two = (
         d_bic > MIN_DELTA_BIC
         and min(pi, 1 - pi) >= 0.03
         and sep >= 1.0
         and regions_ok
         and abs(s) >= MIN_STEP
+        and min(ncore) >= MIN_CORE_PIXELS
     )
     state.update({"method": "mixture" if two else "none", "used": used, "p": pfull})
     if not two:
@@ -879,6 +890,13 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
             why.append("the low pixels form lines or specks, not regions")
         if abs(s) < MIN_STEP:
             why.append(f"their levels differ by {abs(s):.1e} (log), below {MIN_STEP:g}")
+        if min(ncore) < MIN_CORE_PIXELS:
+            why.append(
+                f"only {min(ncore)} pixels of the {'low' if ncore[0] < ncore[1] else 'high'} "
+                f"class lie further than the footprint plus a pitch ({margin:.2g} um) from the "
+                f"other class (needs {MIN_CORE_PIXELS}): every level is a blend, and thin "
+                "low-current lines or edges are no domains"
+            )
         out.update(
             {
                 "method": "none",
@@ -910,18 +928,8 @@ def _mixture_classify(v, ok, used, excl, B, alts, sign, p, a, out, state, warnin
         return
     se_s, se_pi = _mixture_se(v, used, B, fit)
     mis = float(np.mean(np.minimum(fit["p"], 1 - fit["p"])))
-    # blending: levels from the pixels further than a footprint (or half a
-    # pitch) from the other class
-    dist = _distance_to_other(hard, p)
-    # the boundary lies anywhere between a pixel and its neighbour of the
-    # other class: a footprint is whole only a pitch plus its radius away
-    margin = (a or 0.0) + p
-    core = used & (dist > margin + 1e-9)
-    s_core = s
-    ncore = (int((core & low).sum()), int((core & ~low & used).sum()))
-    if ncore[0] >= 8 and ncore[1] >= 8:
-        fc = _mixture_em(v, core, B, sign, p0=pfull[core], n_iter=50)
-        s_core = fc["s"]
+    # the levels from the core pixels (whole footprints of one class)
+    s_core = _mixture_em(v, core, B, sign, p0=pfull[core], n_iter=50)["s"]
     sys_blend = abs(s_core - s)
     sys_bg = 0.0
     for Ba in alts:
