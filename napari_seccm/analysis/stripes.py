@@ -360,7 +360,11 @@ def periodic_contrast(
     peak's amplitude is at least :data:`MIN_RELATIVE_AMPLITUDE` of the map's
     median level (for a map of positive values). The chosen peak is the
     strongest significant candidate (a harmonic can stand further above its
-    local background than the fundamental), else the least insignificant.
+    local background than the fundamental), else the least insignificant;
+    a significant peak at half its wave vector, at least half as strong and
+    half as sharp, is taken instead (the fundamental of a coarse pattern,
+    blurred by the background fit next to it; ``harmonic_of_best`` then gives
+    the period of the harmonic first chosen).
 
     Returns ``significant``, ``p_value``, ``alpha``, ``n_frequencies`` (M),
     ``candidates`` (best first: ``frequency_per_um`` (fx, fy), ``period_um``,
