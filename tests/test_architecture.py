@@ -18,8 +18,10 @@ FORBIDDEN = {
     "acquisition": ("devices", "simulation", "widgets"),
     "analysis": ("devices", "acquisition.engine", "acquisition.scan", "widgets"),
     "widgets": ("devices", "simulation"),
-    "devices": ("acquisition", "analysis", "widgets", "io"),
-    "simulation": ("devices", "acquisition", "analysis", "widgets", "io"),
+    "devices": ("acquisition", "analysis", "widgets", "io", "fakes"),
+    "simulation": ("devices", "acquisition", "analysis", "widgets", "io", "fakes"),
+    # the fake instruments stand where the hardware does: below the devices
+    "fakes": ("devices", "acquisition", "analysis", "widgets", "io"),
     "model": ("devices", "simulation", "acquisition", "analysis", "widgets", "io"),
 }
 

@@ -649,13 +649,23 @@ class SimulatedRig:
         the probe's potential is left at its last value.
         """
         with self.lock:
+            fs = self.probes[probe_name].amplifier.sample_rate_hz
+            return self.acquire_samples(program.sample(fs), fs, probe_name)
+
+    @_timed
+    def acquire_samples(
+        self, e: np.ndarray, sample_rate_hz: float, probe_name: str = "A"
+    ) -> np.ndarray:
+        """Apply the potentials ``e`` (V), one every ``1 / sample_rate_hz`` s
+        (a DAQ's analog output buffer), and read the current at each; returns
+        [t_s, E_V, I_A] rows."""
+        with self.lock:
             self._check_failure("potentiostat")
             probe = self.probes[probe_name]
             amp = probe.amplifier
-            fs = amp.sample_rate_hz
-            e = program.sample(fs)
+            e = np.asarray(e, dtype=float)
             n = e.size
-            dt = 1.0 / fs
+            dt = 1.0 / float(sample_rate_hz)
             t0 = self.clock.now
             e_applied = e if probe.cell_on else np.full(n, probe.potential_V)
             i_true = self._cell_current(probe, e_applied, dt, probe.potential_V, t0)
