@@ -63,6 +63,12 @@ def _same_core(a: Any, b: Any) -> bool:
         return False
 
 
+def live_hubs() -> list[SECCMHub]:
+    """Every SECCM hub loaded now (in any core)."""
+    with _HUBS_LOCK:
+        return list(_LIVE_HUBS)
+
+
 def find_hub(dev: Any) -> SECCMHub:
     """The initialized hub that is ``dev``'s parent (a clear error if none)."""
     parent = dev.get_parent_label()
@@ -353,11 +359,13 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         return g
 
     def _xy_now(self) -> tuple[float, float] | None:
-        for xy in self._xy_stages:
-            try:
-                return xy.get_position_um()
-            except Exception:
-                return None
+        """Where the lateral stage is (of any SECCM hub of this core), if any."""
+        for hub in self._core_hubs():
+            for xy in hub._xy_stages:
+                try:
+                    return xy.get_position_um()
+                except Exception:
+                    return None
         return None
 
     def interlock_floor_um(self, z_label: str) -> float:
@@ -379,8 +387,16 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         """Lowest Z of ``z_label`` from which a lateral move is allowed (NaN: any)."""
         return self.interlock_floor_um(z_label) + self._margin_um
 
+    def _core_hubs(self) -> list[SECCMHub]:
+        """The SECCM hubs of this hub's core, this one first: the interlocks
+        span controllers (a PI stage's XY, an NI-DAQ's Z)."""
+        others = [h for h in live_hubs() if h is not self and _same_core(h, self)]
+        return [self, *others]
+
     def _xy_busy(self) -> str:
-        return next((xy.get_label() for xy in self._xy_stages if xy.busy()), "")
+        return next(
+            (xy.get_label() for h in self._core_hubs() for xy in h._xy_stages if xy.busy()), ""
+        )
 
     def check_z_move(self, z_label: str, target_um: float, current_um: float) -> None:
         """Refuse a plain move down below the interlock's floor, or down while
@@ -416,25 +432,28 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         last contact."""
         if not self._interlock:
             return
-        for zdev in self._z_stages:
-            z_label = zdev.get_label()
-            if zdev.busy():
-                raise InterlockError(
-                    f"{xy_label}: lateral move refused while {z_label} is moving "
-                    f"({zdev.worker.last_what}); nothing moved"
-                )
-            g = self.guard(z_label)
-            if not math.isfinite(g.contact_z_um):
+        for hub in self._core_hubs():
+            if not hub._interlock:
                 continue
-            z = zdev.get_position_um()
-            clear = g.contact_z_um + self._margin_um
-            if z < clear:
-                raise InterlockError(
-                    f"{xy_label}: lateral move refused: {z_label} is at {z:.3f} um, within "
-                    f"{self._margin_um:g} um of (or below) its last contact height "
-                    f"{g.contact_z_um:.3f} um; the droplet would be dragged. Lift Z to at least "
-                    f"{clear:.3f} um first; nothing moved"
-                )
+            for zdev in hub._z_stages:
+                z_label = zdev.get_label()
+                if zdev.busy():
+                    raise InterlockError(
+                        f"{xy_label}: lateral move refused while {z_label} is moving "
+                        f"({zdev.worker.last_what}); nothing moved"
+                    )
+                g = hub.guard(z_label)
+                if not math.isfinite(g.contact_z_um):
+                    continue
+                z = zdev.get_position_um()
+                clear = g.contact_z_um + hub._margin_um
+                if z < clear:
+                    raise InterlockError(
+                        f"{xy_label}: lateral move refused: {z_label} is at {z:.3f} um, within "
+                        f"{hub._margin_um:g} um of (or below) its last contact height "
+                        f"{g.contact_z_um:.3f} um; the droplet would be dragged. Lift Z to at "
+                        f"least {clear:.3f} um first; nothing moved"
+                    )
 
     def z_stages(self) -> list[HubPeripheral]:
         """The Z stages (probes) behind this hub."""

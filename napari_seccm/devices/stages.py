@@ -14,7 +14,6 @@ while the hub's emergency stop is latched.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +21,14 @@ import numpy as np
 from pymmcore_plus.core._constants import FocusDirection
 from pymmcore_plus.experimental.unicore import StageDevice, XYStageDevice, pymm_property
 
+from ..model.detect import DETECT_MODES
 from ._async import OperationAborted
 from ._base import HubPeripheral, check_range, register
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-APPROACH_MODES = ("absolute", "rise", "either")
+APPROACH_MODES = DETECT_MODES
 
 
 class PiezoXY(HubPeripheral, XYStageDevice):
@@ -358,9 +358,7 @@ class PiezoZ(HubPeripheral, StageDevice):
                 }
             self._ap_result = result
             if result["contact"]:
-                xy = None
-                with contextlib.suppress(Exception):
-                    xy = ctrl.get_xy_um()
+                xy = self.hub._xy_now()  # the lateral stage may be another hub's
                 # the interlock keeps the higher of the reported contact and
                 # where the stage stopped: a contact reported too low must not
                 # open the way into the film

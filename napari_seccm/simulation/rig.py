@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model.detect import DETECT_MODES, contact_fired
 from ..model.program import Hold, Program
 from . import physics
 from .instrument import (
@@ -30,10 +31,6 @@ from .instrument import (
     VirtualClock,
 )
 from .sample import FilmParameters, LLTOFilm
-
-#: detection modes of the approach: threshold on the current itself, on its rise
-#: over a running baseline, or on the absolute deviation from that baseline
-DETECT_MODES = ("absolute", "rise", "either")
 
 
 @dataclass
@@ -589,7 +586,7 @@ class SimulatedRig:
                     )
                 meas, _ = amp.measure(i_true, self.clock.now + start * dt)
                 hist = np.concatenate((history, meas))
-                fired = self._detector(hist, threshold_A, mode, baseline_samples)[history.size :]
+                fired = contact_fired(hist, threshold_A, mode, baseline_samples)[history.size :]
                 fired = np.concatenate((fired_tail, fired))
                 if fired.size >= run:
                     win = np.lib.stride_tricks.sliding_window_view(fired, run).all(axis=1)
@@ -625,20 +622,6 @@ class SimulatedRig:
             self._advance(result.duration_s, measured=True)
             result.trace = np.hstack(traces) if traces else np.empty((3, 0))
             return result
-
-    @staticmethod
-    def _detector(i: np.ndarray, thr: float, mode: str, nbase: int) -> np.ndarray:
-        if mode == "absolute":
-            return np.abs(i) >= abs(thr) if thr >= 0 else i <= thr
-        # running mean of the previous nbase samples (causal)
-        c = np.concatenate(([0.0], np.cumsum(i)))
-        idx = np.arange(i.size)
-        lo = np.maximum(idx - nbase, 0)
-        cnt = np.maximum(idx - lo, 1)
-        base = (c[idx] - c[lo]) / cnt
-        base[0] = i[0]
-        d = i - base
-        return d >= thr if mode == "rise" else np.abs(d) >= abs(thr)
 
     # -------------------------------------------------------------- potentiostat
     @_timed
