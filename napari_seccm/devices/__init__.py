@@ -13,6 +13,7 @@ the latched emergency stop, events) is in ``docs/devices.md``.
 
 from ._hub import EmergencyStopLatched, InterlockError, SECCMHub
 from .camera import OpticalCamera
+from .pi import PIHub
 from .potentiostat import Potentiostat
 from .simulated import SimulatedSECCM
 from .stages import PiezoXY, PiezoZ
@@ -21,6 +22,7 @@ __all__ = [
     "EmergencyStopLatched",
     "InterlockError",
     "OpticalCamera",
+    "PIHub",
     "PiezoXY",
     "PiezoZ",
     "Potentiostat",

@@ -14,6 +14,7 @@ while the hub's emergency stop is latched.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,35 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 APPROACH_MODES = DETECT_MODES
+
+log = logging.getLogger(__name__)
+
+
+def _within_controller(dev: HubPeripheral, axis: str, lo: float, hi: float) -> tuple[float, float]:
+    """The travel set on the device, narrowed to what its controller reports
+    (a controller that knows its axes' limits: ``travel_um(axis)``)."""
+    report = getattr(dev.controller, "travel_um", None)
+    limits = report(axis) if report is not None else None
+    if limits is None:
+        return lo, hi
+    c_lo, c_hi = (float(v) for v in limits)
+    n_lo, n_hi = max(lo, c_lo), min(hi, c_hi)
+    if n_lo >= n_hi:
+        raise RuntimeError(
+            f"{dev.get_label()}: the {axis} travel set here ({lo:g}..{hi:g} um) and the "
+            f"controller's ({c_lo:g}..{c_hi:g} um) do not overlap"
+        )
+    if (n_lo, n_hi) != (lo, hi):
+        log.info(
+            "%s: %s travel %g..%g um narrowed to the controller's %g..%g um",
+            dev.get_label(),
+            axis,
+            lo,
+            hi,
+            n_lo,
+            n_hi,
+        )
+    return n_lo, n_hi
 
 
 class PiezoXY(HubPeripheral, XYStageDevice):
@@ -87,12 +117,9 @@ class PiezoXY(HubPeripheral, XYStageDevice):
     def initialize(self) -> None:
         super().initialize()
         g = self.get_property_value  # pre-init: fixed once initialized
-        self._travel = (
-            float(g("XMin_um")),
-            float(g("XMax_um")),
-            float(g("YMin_um")),
-            float(g("YMax_um")),
-        )
+        x = _within_controller(self, "X", float(g("XMin_um")), float(g("XMax_um")))
+        y = _within_controller(self, "Y", float(g("YMin_um")), float(g("YMax_um")))
+        self._travel = (*x, *y)
 
     def travel(self) -> tuple[float, float, float, float]:
         return self._travel
@@ -186,7 +213,9 @@ class PiezoZ(HubPeripheral, StageDevice):
     def initialize(self) -> None:
         super().initialize()
         self._probe = str(self.get_property_value("Probe"))
-        self._travel = (
+        self._travel = _within_controller(
+            self,
+            "Z",
             float(self.get_property_value("ZMin_um")),
             float(self.get_property_value("ZMax_um")),
         )

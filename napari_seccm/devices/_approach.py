@@ -1,0 +1,154 @@
+"""The software approach: a Z stage descends while another controller's
+current is watched, and the stage is halted on contact.
+
+For a stage controller that cannot see the current itself (a PI piezo
+controller): the descent is one closed-loop move at the approach speed to the
+stop height; the current comes as a stream of time-stamped samples from a
+*current monitor* (a DAQ's analog input, a potentiostat's measurement loop)
+and goes through the same detector as the instrument-side approach
+(:func:`napari_seccm.model.detect.contact_fired`). On a confirmed contact the
+stage is halted at once; the contact height is where the commanded descent
+was at the first fired sample's time.
+
+The detection latency of this path is the monitor's block length plus the
+host's turn-around plus the halt command's round trip: the stage overshoots by
+speed x latency. :func:`software_approach` measures it on every approach
+(``latency_s`` in the result).
+
+A current monitor (from a potentiostat controller's ``current_monitor(channel,
+rate_hz)``) has ``sample_rate_hz``, ``read(timeout_s)`` returning the new
+samples as rows ``[t_s, I_A]`` (``time.monotonic()`` base), and ``close()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ..model.detect import contact_fired
+
+if TYPE_CHECKING:
+    import threading
+
+
+class CurrentMonitor(Protocol):
+    sample_rate_hz: float
+
+    def read(self, timeout_s: float) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def software_approach(
+    *,
+    z0_um: float,
+    stop_z_um: float,
+    speed_um_s: float,
+    threshold_A: float,
+    mode: str,
+    confirm_samples: int,
+    monitor: CurrentMonitor,
+    start_descent: Any,
+    halt: Any,
+    position_um: Any,
+    abort: threading.Event,
+    baseline_samples: int = 50,
+    timeout_margin_s: float = 2.0,
+) -> dict[str, Any]:
+    """Descend from ``z0_um`` to ``stop_z_um`` at ``speed_um_s`` (``start_descent()``
+    sends that move), watching ``monitor``; ``halt()`` stops the stage,
+    ``position_um()`` reads it. Returns the approach result (``contact``,
+    ``contact_z_um``, ``final_z_um``, ``duration_s``, ``reason``, ``trace``
+    rows [t_s, z_um, I_A] from the descent's start, and ``latency_s``: from
+    the confirming sample to the stage halted)."""
+    run = int(confirm_samples) + 1
+    ts: list[np.ndarray] = []
+    cur: list[np.ndarray] = []
+    history = np.empty(0)
+    tail = np.zeros(0, dtype=bool)
+    # samples from before the move are the baseline's, not the approach's
+    monitor.read(0.0)
+    t_start = time.monotonic()
+    start_descent()
+    t_end = t_start + abs(z0_um - stop_z_um) / speed_um_s + timeout_margin_s
+    block = max(1.0 / monitor.sample_rate_hz, 0.002)
+
+    def z_at(t: np.ndarray) -> np.ndarray:
+        return np.maximum(z0_um - speed_um_s * np.maximum(t - t_start, 0.0), stop_z_um)
+
+    result: dict[str, Any] | None = None
+    while True:
+        if abort.is_set():
+            halt()
+            z = float(position_um())
+            result = _result(False, math.nan, z, time.monotonic() - t_start, "aborted")
+            break
+        data = monitor.read(block)
+        now = time.monotonic()
+        if data.size:
+            t, i = np.asarray(data[0], float), np.asarray(data[1], float)
+            ts.append(t)
+            cur.append(i)
+            hist = np.concatenate((history, i))
+            fired = contact_fired(hist, threshold_A, mode, baseline_samples)[history.size :]
+            fired = np.concatenate((tail, fired))
+            if fired.size >= run:
+                win = np.lib.stride_tricks.sliding_window_view(fired, run).all(axis=1)
+                hits = np.flatnonzero(win) - tail.size
+            else:
+                hits = np.empty(0, dtype=int)
+            if hits.size:
+                halt()
+                t_halted = time.monotonic()
+                k = int(hits[0])
+                all_t = np.concatenate(ts)
+                k_abs = all_t.size - t.size + k
+                t_first = float(all_t[max(k_abs, 0)])
+                t_confirm = float(all_t[min(k_abs + run - 1, all_t.size - 1)])
+                z = float(position_um())
+                result = _result(
+                    True,
+                    float(z_at(np.array([t_first]))[0]),
+                    z,
+                    t_halted - t_start,
+                    "contact",
+                )
+                result["latency_s"] = t_halted - t_confirm
+                break
+            history = hist[-baseline_samples:]
+            tail = fired[max(fired.size - (run - 1), 0) :]
+        z_now = float(position_um()) if now >= t_end - timeout_margin_s else None
+        if z_now is not None and z_now <= stop_z_um + 1e-6:
+            result = _result(False, math.nan, z_now, now - t_start, "no contact")
+            break
+        if now > t_end:
+            halt()
+            z = float(position_um())
+            result = _result(
+                False,
+                math.nan,
+                z,
+                now - t_start,
+                f"error: the stage did not reach the stop height {stop_z_um:g} um in time "
+                f"(at {z:g} um)",
+            )
+            break
+    if ts:
+        t = np.concatenate(ts)
+        result["trace"] = np.vstack((t - t_start, z_at(t), np.concatenate(cur)))
+    return result
+
+
+def _result(contact: bool, contact_z: float, final_z: float, dt: float, reason: str) -> dict:
+    return {
+        "contact": bool(contact),
+        "contact_z_um": float(contact_z),
+        "final_z_um": float(final_z),
+        "duration_s": float(dt),
+        "reason": reason,
+        "trace": np.empty((3, 0)),
+        "latency_s": math.nan,
+    }
