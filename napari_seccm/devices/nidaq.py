@@ -456,6 +456,8 @@ class NIDAQController:
             )
 
     def _check_free(self, what: str) -> None:
+        if self._lost:
+            raise DAQError(f"{what} refused: {self._lost}")
         if self._op_running:
             raise RuntimeError(f"{what} refused: the DAQ is running another operation")
         if self._monitors:
@@ -499,7 +501,8 @@ class NIDAQController:
         self._check_channel(channel)
         if not on and self._op_running:
             # the cell off during a program: stop it, then 0 V
-            self._stop_active()
+            with self._daq("switching the cell off"):
+                self._stop_active()
         self._cell_on = bool(on)
         if self._op_running:
             return
@@ -545,13 +548,16 @@ class NIDAQController:
             self._active = []
 
     def _end(self) -> None:
+        """Clear the operation's tasks (never raises; quick when the server is gone)."""
         with self._lock:
-            for t in self._active:
-                with contextlib.suppress(Exception):
-                    t.close()
-            self._active = []
+            tasks, self._active = self._active, []
             self._op_running = False
             self._z_ramp = None
+        ctx = self._short_deadlines() if self._lost else contextlib.nullcontext()
+        with ctx:
+            for t in tasks:
+                with contextlib.suppress(Exception):
+                    t.close()
 
     def _stop_active(self) -> None:
         """Stop (clear) the tasks of the running operation; an AO output keeps
@@ -629,8 +635,7 @@ class NIDAQController:
             if self._lost or not abort.is_set():
                 raise  # (an abort may clear the tasks under a read: that ends it)
         finally:
-            with contextlib.suppress(Exception), self._daq("ending the waveform"):
-                self._end()
+            self._end()
             if got and self._cell_on and not self._lost:
                 # the on-demand output takes over at the last applied potential
                 with contextlib.suppress(Exception), self._lock, self._daq("holding the potential"):
@@ -655,8 +660,16 @@ class NIDAQController:
 
     def _check_z_target(self, z_um: float, speed_um_s: float) -> None:
         lo, hi = self.z_span_um()
-        check_range("Z target", z_um, lo, hi, "um (the piezo amplifier's span)")
-        check_range("Z speed", speed_um_s, 1e-6, self.z_slew, "um/s (ZSlew_um_per_s)")
+        if not lo <= z_um <= hi:
+            raise ValueError(
+                f"Z target {z_um:g} um is outside the piezo amplifier's span [{lo:g}, {hi:g}] um "
+                f"(ZOffset_um + ZScale_um_per_V x [ZMinOutput_V, ZMaxOutput_V]); nothing moved"
+            )
+        if not 0 < speed_um_s <= self.z_slew:
+            raise ValueError(
+                f"Z speed {speed_um_s:g} um/s is above the piezo amplifier's slew limit: maximum "
+                f"{self.z_slew:g} um/s (ZSlew_um_per_s); nothing moved"
+            )
 
     def get_z_um(self, probe: str) -> float:
         ramp = self._z_ramp
@@ -713,8 +726,7 @@ class NIDAQController:
                 _, self._z_um = self._z_generated(task, path)
         finally:
             self._z_ramp = None
-            with contextlib.suppress(Exception), self._daq("ending the Z move"):
-                self._end()
+            self._end()
 
     def approach(
         self,
@@ -811,8 +823,7 @@ class NIDAQController:
             reason, k_gen, z_final = "aborted", 0, self.get_z_um(probe)
         finally:
             self._z_ramp = None
-            with contextlib.suppress(Exception), self._daq("ending the approach"):
-                self._end()
+            self._end()
         self._z_um = z_final
         t = np.arange(got) / fs
         z_at = self._z_at(t, z0, path)

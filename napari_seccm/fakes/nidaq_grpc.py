@@ -492,6 +492,8 @@ class FakeNIDAQServer:
         self.tasks: dict[str, _Task] = {}
         #: names of the calls served, in order (for tests and diagnostics)
         self.calls: list[str] = []
+        #: the cell current (A) behind the samples of the last timed AI task
+        self.served_current_A: list[np.ndarray] = []
         self._errors: list[tuple[str, int, str, int]] = []
         self._hanging = threading.Event()
         self._stopped = threading.Event()
@@ -588,9 +590,13 @@ class FakeNIDAQServer:
             return self.outputs[channel]
 
     def running_tasks(self) -> list[str]:
+        """The hardware-timed tasks running or armed now (an on-demand task
+        only holds its output)."""
         with self.lock:
             self._advance()
-            return [t.name for t in self.tasks.values() if t.state in ("running", "armed")]
+            return [
+                t.name for t in self.tasks.values() if t.timed and t.state in ("running", "armed")
+            ]
 
     # --------------------------------------------------------- hardware
     def _run_clock(self) -> None:
@@ -623,6 +629,8 @@ class FakeNIDAQServer:
                 -200462, "Generation cannot be started, because the output buffer is empty."
             )
         t.produced, t.avail, t.data = 0, 0, []
+        if t.kind == "ai":
+            self.served_current_A = []
         slaved = "ao/" in t.clock_src.lower() or "ao/" in t.trig_src.lower()
         if t.kind == "ai" and slaved:
             t.state = "armed"  # starts with the AO task of this board
@@ -674,6 +682,7 @@ class FakeNIDAQServer:
             else:
                 i = w.sample_current("A", new, t.rate)
             if phys == self.current_channel:
+                self.served_current_A.append(np.asarray(i, float))
                 v = np.clip(i * self.gain_V_per_A, lo, hi)
             else:
                 v = np.zeros(new)
