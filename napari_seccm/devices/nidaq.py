@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ..model.detect import contact_fired
 from ._base import check_range, register
 from ._hub import SECCMHub
 from .potentiostat import Potentiostat
@@ -799,7 +800,9 @@ class NIDAQController:
                             break
                         raise
                     new = i_v[got : got + k] / self.gain
-                    fired = self._detect(i_v[: got + k] / self.gain, got, threshold_A, mode, nbase)
+                    fired = contact_fired(i_v[: got + k] / self.gain, threshold_A, mode, nbase)[
+                        got:
+                    ]
                     for j, f in enumerate(fired):
                         streak = streak + 1 if f else 0
                         if streak >= run:
@@ -851,24 +854,6 @@ class NIDAQController:
         the ramp is output at k / Z_RATE_HZ)."""
         k = np.floor(t * Z_RATE_HZ).astype(int)
         return np.where(k < path.size, path[np.clip(k, 0, path.size - 1)], path[-1])
-
-    @staticmethod
-    def _detect(i: np.ndarray, start: int, thr: float, mode: str, nbase: int) -> np.ndarray:
-        """The detector's flags of samples ``start:`` of ``i`` (A), as the
-        simulator's: absolute |I| >= thr; rise / either against the mean of
-        the previous ``nbase`` samples."""
-        new = i[start:]
-        if mode == "absolute":
-            return np.abs(new) >= abs(thr) if thr >= 0 else new <= thr
-        c = np.concatenate(([0.0], np.cumsum(i)))
-        idx = np.arange(start, i.size)
-        lo = np.maximum(idx - nbase, 0)
-        cnt = np.maximum(idx - lo, 1)
-        base = (c[idx] - c[lo]) / cnt
-        if start == 0 and new.size:
-            base[0] = new[0]
-        d = new - base
-        return d >= thr if mode == "rise" else np.abs(d) >= abs(thr)
 
     # ---------------------------------------------------- safety, life
     def emergency_stop(self) -> None:
