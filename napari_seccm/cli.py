@@ -709,6 +709,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fake_hardware(args: argparse.Namespace) -> int:  # pragma: no cover - serves until stopped
+    """Start the fake instruments of a real-hardware config; serve until Ctrl-C."""
+    import signal
+    import threading
+
+    from .configs import config_path
+    from .fakes import serve
+
+    src = config_path(args.config)
+    out = Path(args.out or f"{src.stem}-rehearsal.cfg")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists: give another --out, or --overwrite to replace it")
+    if out.resolve() == src.resolve():
+        raise ValueError(f"--out {out} is the config itself: give another file")
+    stop = threading.Event()
+    with serve.start(src, out) as reh:
+        print(f"fake instruments for {src.name} (one simulated LLTO film and cell behind them):")
+        for line in reh.describe():
+            print(f"  {line}")
+        print(f"rehearsal config: {out}")
+        print(
+            "load it in napari (Rig > Load config) or run "
+            f"`napari-seccm scan --config {out} --out rehearsal.seccm.zarr`; "
+            "Ctrl-C stops the fakes"
+        )
+        sys.stdout.flush()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            pass
+    print("fake instruments stopped")
+    return 0
+
+
 # --------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -831,6 +865,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_analysis_options(ex)
     ex.set_defaults(func=cmd_export)
+
+    fh = sub.add_parser(
+        "fake-hardware",
+        help="rehearse a real-hardware config: start fake instruments and write a config "
+        "that points at them",
+        description="Reads the config's hardware hubs (PI, PalmSens, NI-DAQ), starts a fake "
+        "of each that speaks its wire protocol (GCS over TCP or a pseudo-terminal, "
+        "MethodSCRIPT over a pseudo-terminal, the NI gRPC device server), all on one simulated "
+        "cell, and writes a copy of the config pointing at them. Serves until Ctrl-C.",
+    )
+    fh.add_argument("config", help="a real-hardware Micro-Manager config (shipped name or path)")
+    fh.add_argument("--out", help="the rehearsal config to write (default: <config>-rehearsal.cfg)")
+    fh.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    fh.set_defaults(func=cmd_fake_hardware)
     return p
 
 

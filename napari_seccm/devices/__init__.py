@@ -1,7 +1,9 @@
 """Micro-Manager device adapters of the SECCM, as pymmcore-plus UniMMCore Python devices.
 
-Each controller is a hub with its peripherals (``SimulatedSECCM`` here; real
-controllers in their own modules). In a config file::
+Each controller is a hub with its peripherals: ``SimulatedSECCM``, and the real
+controllers ``PIHub`` (PI piezo controllers), ``NIDAQHub`` (an NI-DAQ board and a
+current amplifier), ``PalmSensHub`` (an EmStat over MethodSCRIPT), whose vendor
+packages are imported only when such a hub initializes. In a config file::
 
     #py pyDevice,SECCM,napari_seccm.devices,SimulatedSECCM
     #py pyDevice,PiezoZ,napari_seccm.devices,PiezoZ
@@ -13,6 +15,8 @@ the latched emergency stop, events) is in ``docs/devices.md``.
 
 from ._hub import EmergencyStopLatched, InterlockError, SECCMHub
 from .camera import OpticalCamera
+from .nidaq import NIDAQHub
+from .palmsens import PalmSensHub
 from .pi import PIHub
 from .potentiostat import Potentiostat
 from .simulated import SimulatedSECCM
@@ -21,8 +25,10 @@ from .stages import PiezoXY, PiezoZ
 __all__ = [
     "EmergencyStopLatched",
     "InterlockError",
+    "NIDAQHub",
     "OpticalCamera",
     "PIHub",
+    "PalmSensHub",
     "PiezoXY",
     "PiezoZ",
     "Potentiostat",
