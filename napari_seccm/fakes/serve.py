@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .world import FakeWorld
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _PYDEVICE = re.compile(r"^#py\s+pyDevice,([^,]+),([^,]+),([^,\s]+)\s*$")
 _INIT = re.compile(r"^Property,Core,Initialize,1\s*$")
