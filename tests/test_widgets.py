@@ -1092,3 +1092,71 @@ def test_emergency_stop_bar_halts_a_moving_stage_latches_and_resets(
     qtbot.waitUntil(lambda: core.getProperty("SECCM", "EmergencyStop") == "Latched", timeout=2000)
     rig.estop.reset_btn.click()
     core.setProperty("SECCM", "TimeScale", 0.0)
+
+
+def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
+    make_viewer: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    """The shipped PI + NI-DAQ config, pointed at the fake instruments
+    (``napari-seccm fake-hardware``), in a shown viewer: load, approach,
+    retract, a scan from the Scan widget, the emergency stop and its reset,
+    through the real drivers and the unmodified pipython and nidaqmx."""
+    pytest.importorskip("pipython")
+    pytest.importorskip("nidaqmx")
+    from napari_seccm.configs import config_path
+    from napari_seccm.fakes import serve
+
+    with serve.start(config_path("seccm_pi_nidaq.cfg"), tmp_path / "reh.cfg") as reh:
+        viewer = make_viewer(show=True)
+        viewer.window._qt_window.resize(1280, 800)
+        rig = add_widget(viewer, "Rig")
+        sw = add_widget(viewer, "Scan")
+        rig.config_edit.setText(str(reh.config))
+        rig._load()
+        assert "loaded" in rig.status.text(), rig.status.text()
+        core = rig.session.core
+        assert {"PI", "DAQ", "PiezoXY", "PiezoZ", "Potentiostat"} <= set(core.getLoadedDevices())
+        surface = reh.world.surface_um()
+
+        rig.pot_spin.setValue(1.0)
+        rig._set_potential()
+        wait_rig_idle(qtbot, rig)
+        rig.cell_check.setChecked(True)
+        wait_rig_idle(qtbot, rig)
+        rig._move_z(surface + 1.0)
+        wait_rig_idle(qtbot, rig)
+        rig.speed_spin.setValue(1.0)
+        rig.depth_spin.setValue(2.0)
+        rig._approach()
+        wait_rig_idle(qtbot, rig, timeout=30000)
+        assert "contact at Z" in rig.status.text(), rig.status.text()
+        reh.world.sync()
+        assert reh.world.rig.probe("A").contact is not None  # the fake cell: it touches
+        rig.retract_spin.setValue(1.0)
+        rig._retract()
+        wait_rig_idle(qtbot, rig)
+        reh.world.sync()  # the fake cell follows the axes when asked
+        assert reh.world.rig.probe("A").contact is None
+
+        set_area(sw, 2.0, 2.0, 1.0)
+        scan = start_scan(sw, tmp_path / "hw.seccm.zarr")
+        qtbot.waitUntil(lambda: scan_finished(sw), timeout=60000)
+        assert scan.final_status == "complete", sw.status.text()
+        assert scan.points_done == scan.n_total >= 4
+        assert np.isfinite(seccm_layers(viewer)["current"].data).all()
+        assert reh.world.probe_state() == "ok"
+
+        # the emergency stop: the DAQ's potential output to 0 V, a move refused
+        rig.estop.trigger()
+        qtbot.waitUntil(lambda: rig._estop_latched(), timeout=5000)
+        assert reh.fakes["DAQ"].ao_volts("ao0") == pytest.approx(0.0, abs=1e-9)
+        z = core.getPosition()
+        rig._move_z(z + 1.0)
+        wait_rig_idle(qtbot, rig)
+        assert core.getPosition() == pytest.approx(z, abs=1e-4)
+        rig.estop.reset()
+        qtbot.waitUntil(lambda: not rig._estop_latched(), timeout=5000)
+        rig._move_z(z + 1.0)
+        wait_rig_idle(qtbot, rig)
+        assert core.getPosition() == pytest.approx(z + 1.0, abs=1e-3)
+        viewer.screenshot(str(tmp_path / "hardware_1280x800.png"), canvas_only=False)
