@@ -297,7 +297,7 @@ def test_the_software_approach_halts_the_axis_on_contact(world) -> None:
         meniscus = world.rig.probe("A").pipette.meniscus_height_um
         assert surface - 0.05 < r["contact_z_um"] < surface + meniscus + 0.05
         # halted: overshoot = speed x latency (a few ms here: well under 50 nm)
-        assert 0 <= r["latency_s"] < 0.05
+        assert 0 <= r["detection_latency_s"] < 0.05
         assert r["contact_z_um"] - r["final_z_um"] < speed * 0.05 + 0.01
         time.sleep(0.05)
         assert world.position("Z") == pytest.approx(r["final_z_um"], abs=1e-3)

@@ -13,7 +13,8 @@ was at the first fired sample's time.
 The detection latency of this path is the monitor's block length plus the
 host's turn-around plus the halt command's round trip: the stage overshoots by
 speed x latency. :func:`software_approach` measures it on every approach
-(``latency_s`` in the result).
+(``detection_latency_s`` in the result: from the first sample over the
+threshold to the stage halted).
 
 A current monitor (from a potentiostat controller's ``current_monitor(channel,
 rate_hz)``) has ``sample_rate_hz``, ``read(timeout_s)`` returning the new
@@ -62,8 +63,9 @@ def software_approach(
     sends that move), watching ``monitor``; ``halt()`` stops the stage,
     ``position_um()`` reads it. Returns the approach result (``contact``,
     ``contact_z_um``, ``final_z_um``, ``duration_s``, ``reason``, ``trace``
-    rows [t_s, z_um, I_A] from the descent's start, and ``latency_s``: from
-    the confirming sample to the stage halted)."""
+    rows [t_s, z_um, I_A] from the descent's start, and
+    ``detection_latency_s``: from the first sample over the threshold to the
+    stage halted; the overshoot is the speed times it)."""
     run = int(confirm_samples) + 1
     ts: list[np.ndarray] = []
     cur: list[np.ndarray] = []
@@ -107,7 +109,6 @@ def software_approach(
                 all_t = np.concatenate(ts)
                 k_abs = all_t.size - t.size + k
                 t_first = float(all_t[max(k_abs, 0)])
-                t_confirm = float(all_t[min(k_abs + run - 1, all_t.size - 1)])
                 z = float(position_um())
                 result = _result(
                     True,
@@ -116,7 +117,7 @@ def software_approach(
                     t_halted - t_start,
                     "contact",
                 )
-                result["latency_s"] = t_halted - t_confirm
+                result["detection_latency_s"] = t_halted - t_first
                 break
             history = hist[-baseline_samples:]
             tail = fired[max(fired.size - (run - 1), 0) :]
@@ -150,5 +151,5 @@ def _result(contact: bool, contact_z: float, final_z: float, dt: float, reason: 
         "duration_s": float(dt),
         "reason": reason,
         "trace": np.empty((3, 0)),
-        "latency_s": math.nan,
+        "detection_latency_s": math.nan,
     }

@@ -216,7 +216,12 @@ class SimulatedController:
         contact_z = r.contact_z_um
         if self.fault == "contact-low" and r.contact:
             contact_z -= 5.0
-        return _approach_dict(r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace)
+        out = _approach_dict(r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace)
+        if r.contact:
+            # the instrument's own loop stops at the sample that confirms
+            fs = p.amplifier.sample_rate_hz
+            out["detection_latency_s"] = (confirm_samples + 1) / fs
+        return out
 
     # ------------------------------------------------------- potentiostat
     @_hardware

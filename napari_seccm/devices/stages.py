@@ -418,6 +418,13 @@ class PiezoZ(HubPeripheral, StageDevice):
         return str(self._ap_result["reason"])
 
     @pymm_property(is_read_only=True)
+    def Approach_DetectionLatency_s(self) -> float:
+        """The last approach's detection latency: from the first current sample
+        over the threshold to the stage stopped (NaN if the controller does not
+        say); the overshoot past the contact is the approach speed times it, s."""
+        return float(self._ap_result.get("detection_latency_s", math.nan))
+
+    @pymm_property(is_read_only=True)
     def Approach_ContactZ_um(self) -> float:
         """Z at which the last approach first detected contact (NaN if none), um."""
         return float(self._ap_result["contact_z_um"])
