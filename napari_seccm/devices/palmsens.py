@@ -497,7 +497,7 @@ class MethodScriptController:
         """End the monitor and any script, switch the cell off, close the port."""
         if self._ser is None:
             return
-        if self.connected:
+        if self.connected and (self._cell_on or self._running):
             try:
                 self.cells_off()
             except Exception as e:
@@ -643,7 +643,7 @@ class MethodScriptController:
         ln = int(m.group(2)) if m.group(2) else None
         where = ""
         if ln is not None:
-            # the instrument counts the 'e' line as line 1? it counts script lines from 1
+            # lines are counted from the first after 'e'
             text = script[ln - 1] if 1 <= ln <= len(script) else ""
             where = f" at line {ln} of the script" + (f" ({text.strip()!r})" if text else "")
         if refused:

@@ -1,8 +1,9 @@
 """A fake PalmSens EmStat speaking MethodSCRIPT over a pseudo-terminal.
 
 :class:`FakeEmStat` stands where an EmStat Pico (or an EmStat4) is plugged in:
-a client opens :attr:`FakeEmStat.port` (a pty's slave, e.g. ``/dev/pts/7``)
-with pyserial, unmodified, and talks MethodSCRIPT to it, as PalmSens documents
+a client opens :attr:`FakeEmStat.port` (a pty's slave, e.g. ``/dev/pts/7``;
+or ``socket://127.0.0.1:N`` with ``start(tcp=True)``) with pyserial,
+unmodified, and talks MethodSCRIPT to it, as PalmSens documents
 the protocol (MethodSCRIPT manual v1.x and the instruments' communication
 protocols). Written from the documents, independently of the driver in
 ``napari_seccm.devices.palmsens``, so that the two do not share a mistake.
@@ -42,6 +43,7 @@ import math
 import os
 import re
 import select
+import socket
 import threading
 import time
 import tty
@@ -193,6 +195,8 @@ class FakeEmStat:
         self.last_points = np.empty((2, 0))
         self._inject: tuple[int, int] | None = None
         self._master = self._slave = -1
+        self._server: socket.socket | None = None
+        self._conn: socket.socket | None = None
         self._rx = bytearray()
         self._wlock = threading.Lock()
         self._abort = threading.Event()
@@ -203,19 +207,53 @@ class FakeEmStat:
         self._busy = False
 
     # ------------------------------------------------------------ life
-    def start(self) -> FakeEmStat:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+    def start(self, *, tcp: bool = False) -> FakeEmStat:
+        """Serve on a new pseudo-terminal (:attr:`port` is its path), or with
+        ``tcp`` on a local TCP port (:attr:`port` is ``socket://127.0.0.1:N``,
+        a pyserial URL; a client may connect again after :meth:`drop`)."""
         self._closed.clear()
-        self._reader = threading.Thread(target=self._read_loop, name="FakeEmStat", daemon=True)
+        if tcp:
+            self._server = socket.create_server(("127.0.0.1", 0))
+            self.port = f"socket://127.0.0.1:{self._server.getsockname()[1]}"
+            target = self._serve_tcp
+        else:
+            self._master, self._slave = os.openpty()
+            tty.setraw(self._slave)
+            self.port = os.ttyname(self._slave)
+            target = self._read_loop
+        self._reader = threading.Thread(target=target, name="FakeEmStat", daemon=True)
         self._reader.start()
         return self
 
+    def _serve_tcp(self) -> None:
+        server = self._server
+        assert server is not None
+        while not self._closed.is_set():
+            try:
+                r, _, _ = select.select([server], [], [], 0.05)
+                if not r:
+                    continue
+                conn, _ = server.accept()
+            except (OSError, ValueError):
+                return
+            self._conn = conn
+            self._rx.clear()
+            self._master = conn.fileno()
+            self._read_loop(stream=True)
+            self._master = -1
+            self._conn = None
+            with contextlib.suppress(OSError):
+                conn.close()
+
     def close(self) -> None:
-        """Stop serving (the pty closes)."""
+        """Stop serving (the pty or the TCP port closes)."""
         self._closed.set()
         self._abort.set()
+        self._drop_tcp()
+        for sock in (self._server,):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
         for fd in (self._master, self._slave):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -225,13 +263,26 @@ class FakeEmStat:
             if th is not None and th is not threading.current_thread():
                 th.join(2.0)
 
+    def _drop_tcp(self) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        self._master = -1
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        return True
+
     def drop(self) -> None:
-        """A dropped connection: the pty closes under the client (a script
-        running goes on in the 'instrument', unheard)."""
+        """A dropped connection: the pty closes under the client (over TCP:
+        the client's connection closes, the fake takes the next one); a script
+        running goes on in the 'instrument', unheard."""
+        if self._server is not None:
+            self._drop_tcp()
+            return
         self.close()
 
     def __enter__(self) -> FakeEmStat:
-        return self.start()
+        return self if self._reader is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -262,7 +313,7 @@ class FakeEmStat:
                     return
                 data = data[n:]
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, stream: bool = False) -> None:
         while not self._closed.is_set():
             fd = self._master
             if fd < 0:
@@ -275,6 +326,8 @@ class FakeEmStat:
             except (OSError, ValueError):
                 return
             if not chunk:
+                if stream:
+                    return  # the client closed the connection
                 continue
             if self.unresponsive:
                 continue
