@@ -404,6 +404,10 @@ def test_the_current_monitor_streams_timed_samples(core, fake, world):
     expect = world.sample_current("A", 50, 100.0).mean()
     assert data[1].mean() == pytest.approx(expect, rel=0.1)
     assert not fake.running and fake.cell_on
+    # a stage controller asking for 10 kHz gets the Pico's fastest, and is told so
+    with ctrl.current_monitor("A", 10_000.0) as mon:
+        assert mon.sample_rate_hz == 500.0
+        assert mon.read(1.0).shape[1] >= 1
 
 
 # --------------------------------------------------------------- the codec

@@ -1026,7 +1026,8 @@ class MethodScriptController:
     def current_monitor(self, channel: str, rate_hz: float) -> CurrentMonitor:
         """Start a continuous chronoamperometric stream at the present
         potential (a MethodSCRIPT measurement loop); read it with
-        :meth:`CurrentMonitor.read`, end it with ``close()``."""
+        :meth:`CurrentMonitor.read`, end it with ``close()``. A rate above the
+        instrument's fastest runs at the fastest (``sample_rate_hz`` says which)."""
         self._check_channel(channel)
         self._refuse_if_streaming("starting the current monitor")
         if not self._cell_on:
@@ -1034,11 +1035,20 @@ class MethodScriptController:
                 f"the {self.model.name}'s cell is off: the current monitor needs the cell on"
             )
         rate = float(rate_hz)
-        if not MIN_RATE_HZ <= rate <= self.model.max_rate_hz:
+        if not rate >= MIN_RATE_HZ:
             raise ValueError(
-                f"the current monitor's rate {rate:g} Hz is outside [{MIN_RATE_HZ:g}, "
-                f"{self.model.max_rate_hz:g}] Hz ({self.model.name} maximum)"
+                f"the current monitor's rate {rate:g} Hz is below the minimum {MIN_RATE_HZ:g} Hz"
             )
+        if rate > self.model.max_rate_hz:
+            # the stream cannot be faster: it runs at the instrument's fastest
+            # and says so (its sample_rate_hz), as a DAQ would round its clock
+            log.warning(
+                "the current monitor runs at the %s's maximum %g Hz, not %g Hz",
+                self.model.name,
+                self.model.max_rate_hz,
+                rate,
+            )
+            rate = self.model.max_rate_hz
         mon = CurrentMonitor(self, rate)
         self._monitor = mon
         mon._start()

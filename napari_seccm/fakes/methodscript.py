@@ -534,13 +534,14 @@ class FakeEmStat:
         if cmd.name == "meas_loop_ca":
             e_dc, dt, t_run = vals
             n = int(math.floor(t_run / dt + 1e-9))
-            e = np.full(n, e_dc)
+            e_first, e_step = e_dc, 0.0
         else:
             e_begin, e_end, step, rate = vals
             n = int(math.floor(abs(e_end - e_begin) / step + 1e-9)) + 1
-            e = e_begin + math.copysign(step, e_end - e_begin) * np.arange(n)
+            e_first, e_step = e_begin, math.copysign(step, e_end - e_begin)
             dt = step / rate
-        if not (self.e_range[0] <= e.min() and e.max() <= self.e_range[1]):
+        e_last = e_first + e_step * (n - 1)
+        if not self.e_range[0] <= min(e_first, e_last) <= max(e_first, e_last) <= self.e_range[1]:
             raise _ScriptError(0x000F, cmd.line)
         pvar, cvar = cmd.args[0], cmd.args[1]
         sent = [c.args[0] for c in cmd.body if c.name == "pck_add"]
@@ -562,7 +563,7 @@ class FakeEmStat:
                 continue
             if inject is not None and due > inject[1]:
                 due = max(k, inject[1])
-            chunk = e[k:due]
+            chunk = e_first + e_step * np.arange(k, due)
             if chunk.size:
                 i = self.world.waveform(self.channel, chunk, 1.0 / dt)[2]
                 out = []
