@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_seccm.acquisition.plan import ApproachSettings, RectangleArea, ScanPlan
+from napari_seccm.acquisition.plan import (
+    ApproachSettings,
+    Chronoamperometry,
+    PotentiostatSettings,
+    RectangleArea,
+    ScanPlan,
+)
 from napari_seccm.acquisition.scan import Scan
 from napari_seccm.acquisition.store import ScanStore
 from napari_seccm.configs import config_path, load_core
@@ -25,13 +31,22 @@ pytest.importorskip("nidaqmx")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def plan(n: int = 3) -> ScanPlan:
+def plan(core, n: int = 3) -> ScanPlan:
     """n x n landings 1 um apart, found at 1 um/s within 0.3 um of the
-    predicted height (the first one searched from 2 um above the surface)."""
+    predicted height (the first one searched from 2 um above the surface);
+    the potentiostat's settings as the config set them (an EmStat's are not
+    an NI-DAQ's)."""
+    pst = PotentiostatSettings(
+        sample_rate_Hz=float(core.getProperty("Potentiostat", "SampleRate_Hz")),
+        filter_Hz=float(core.getProperty("Potentiostat", "Filter_Hz")),
+        current_range_A=float(core.getProperty("Potentiostat", "CurrentRange_A")),
+    )
     return ScanPlan(
         area=RectangleArea(width_um=float(n), height_um=float(n)),
         pitch_um=1.0,
         approach=ApproachSettings(threshold_A=5e-11, search_depth_um=4.0),
+        potentiostat=pst,
+        measurement=Chronoamperometry(duration_s=0.05),
     )
 
 
@@ -44,9 +59,9 @@ def near_surface(core, world) -> None:
     core.waitForDevice("PiezoZ")
 
 
-@pytest.fixture
-def rehearsal(tmp_path):
-    with serve.start(config_path("seccm_pi_nidaq.cfg"), tmp_path / "rehearsal.cfg") as reh:
+@pytest.fixture(params=["seccm_pi_nidaq.cfg", "seccm_pi_emstat.cfg"])
+def rehearsal(request, tmp_path):
+    with serve.start(config_path(request.param), tmp_path / "rehearsal.cfg") as reh:
         yield reh
 
 
@@ -60,8 +75,11 @@ def core(rehearsal):
 def test_the_rehearsal_config_points_every_hub_at_a_fake(rehearsal) -> None:
     text = rehearsal.config.read_text()
     assert "#py Property,PI,Host,127.0.0.1" in text
-    assert f"#py Property,DAQ,GrpcAddress,{rehearsal.settings['DAQ']['GrpcAddress']}" in text
+    for hub, props in rehearsal.settings.items():
+        for k, v in props.items():
+            assert f"#py Property,{hub},{k},{v}" in text
     assert "192.168.0.10" not in text  # the real address is replaced, not doubled
+    assert "/dev/ttyACM0" not in text
     # the settings come before the initialization
     lines = text.splitlines()
     assert lines.index("Property,Core,Initialize,1") > lines.index("#py Property,PI,Host,127.0.0.1")
@@ -71,7 +89,7 @@ def test_a_hopping_scan_runs_through_the_fakes(core, rehearsal, tmp_path) -> Non
     world = rehearsal.world
     near_surface(core, world)
     path = tmp_path / "map.seccm.zarr"
-    scan = Scan.create(core, plan(), path)
+    scan = Scan.create(core, plan(core), path)
     assert scan.run(handle_signals=False) == "complete"
     with ScanStore.open(path) as s:
         assert s.meta["status"] == "complete"
@@ -93,7 +111,7 @@ def test_a_lost_link_mid_scan_ends_it_fault_keeping_the_points_and_resume_finish
     world = rehearsal.world
     near_surface(core, world)
     path = tmp_path / "map.seccm.zarr"
-    scan = Scan.create(core, plan(4), path)
+    scan = Scan.create(core, plan(core, 4), path)
     scan.start(handle_signals=False)
     t_end = time.monotonic() + 60
     while scan.points_done < 4:

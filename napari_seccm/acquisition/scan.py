@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..model.errors import InstrumentError
 from .engine import DeviceFault, HoppingEngine
 from .plan import ScanPlan, check_plan_against_core
 from .store import ScanStore, StoreWriter, _now_iso
@@ -630,7 +631,7 @@ class Scan:
             err = self.error or write_error or (eng.error if eng else None)
             # a device that missed a deadline, failed, gave untrusted readings
             # or was emergency-stopped: a fault of the rig, not of the software
-            status = "fault" if isinstance(err, DeviceFault) else "error"
+            status = "fault" if isinstance(err, (DeviceFault, InstrumentError)) else "error"
             reason_parts.append(f"{type(err).__name__}: {err}")
         elif (self._cancel.is_set() or (finish is not None and str(finish) == "canceled")) and (
             store.done_mask().sum() < store.n_points

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..model.detect import contact_fired
+from ..model.errors import InstrumentError
 from ._base import check_range, register
 from ._hub import SECCMHub
 from .potentiostat import Potentiostat
@@ -87,7 +88,7 @@ ESTOP_DEADLINE_S = 0.5
 CHANNEL = "A"
 
 
-class DAQError(RuntimeError):
+class DAQError(InstrumentError):
     """A DAQmx error or a lost connection, explained."""
 
 

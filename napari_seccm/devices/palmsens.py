@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..model.errors import InstrumentError
 from ..model.program import Hold, Program
 from ._base import register
 from ._hub import SECCMHub
@@ -231,7 +232,7 @@ ERRORS: dict[int, str] = {
 _ERROR_RE = re.compile(r"!([0-9A-Fa-f]{4})(?::\s*Line\s+(\d+)(?:,\s*Col\s+(\d+))?)?")
 
 
-class MethodScriptError(RuntimeError):
+class MethodScriptError(InstrumentError):
     """The instrument answered ``!XXXX``: an error code and, for a script, the line."""
 
     def __init__(self, code: int, message: str, line: int | None = None) -> None:
@@ -240,11 +241,11 @@ class MethodScriptError(RuntimeError):
         self.line = line
 
 
-class DeviceTimeout(RuntimeError):
+class DeviceTimeout(InstrumentError):
     """The instrument did not answer in time."""
 
 
-class ConnectionLost(RuntimeError):
+class ConnectionLost(InstrumentError):
     """The serial connection is gone (cable, port, power)."""
 
 

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+from ..model.errors import InstrumentError
 from ._approach import software_approach
 from ._base import register
 from ._hub import SECCMHub, _same_core, live_hubs
@@ -62,7 +63,11 @@ def _import_pipython() -> Any:
     return pipython
 
 
-class PIConnectionLost(RuntimeError):
+class PIError(InstrumentError):
+    """The controller refused a command (a GCS error)."""
+
+
+class PIConnectionLost(InstrumentError):
     """The link to the controller broke; what the axes do now is the controller's."""
 
 
@@ -163,7 +168,7 @@ class PIController:
                 code = getattr(e, "val", None)
                 if code is not None and int(code) < 0:  # the link, not the controller
                     self._lose(what, str(e))
-                raise RuntimeError(
+                raise PIError(
                     f"{self.name} ({self.model}) refused {what}: {e} (GCS error {code})"
                 ) from e
             except (OSError, ValueError, AttributeError) as e:

@@ -135,7 +135,11 @@ class PiezoXY(HubPeripheral, XYStageDevice):
         speed, ctrl, label = self._speed, self.controller, self.get_label()
 
         def done(_: object, error: BaseException | None) -> Callable[[], None]:
-            xa, ya = ctrl.get_xy_um()
+            try:
+                xa, ya = ctrl.get_xy_um()
+            except Exception as e:  # the link is gone: LastError already says why
+                log.warning("%s: no position after the move: %s", label, e)
+                return lambda: None
             return lambda: self.core.events.XYStagePositionChanged.emit(label, float(xa), float(ya))
 
         self.start_operation(
@@ -257,7 +261,12 @@ class PiezoZ(HubPeripheral, StageDevice):
 
     def _announce_position(self) -> Callable[[], None]:
         """The end of a move, to emit once the device is idle."""
-        label, z = self.get_label(), float(self.controller.get_z_um(self.probe))
+        label = self.get_label()
+        try:
+            z = float(self.controller.get_z_um(self.probe))
+        except Exception as e:  # the link is gone: LastError already says why
+            log.warning("%s: no position after the move: %s", label, e)
+            return lambda: None
         return lambda: self.core.events.stagePositionChanged.emit(label, z)
 
     def get_position_um(self) -> float:

@@ -90,11 +90,23 @@ def _start_nidaq(world: FakeWorld, label: str, props: dict[str, str]) -> tuple[A
     return fake, {"GrpcAddress": fake.start()}
 
 
+def _start_emstat(
+    world: FakeWorld, label: str, props: dict[str, str]
+) -> tuple[Any, dict[str, str]]:
+    from .methodscript import FakeEmStat
+
+    model = props.get("Model", "auto")
+    device = {"EmStat4 LR": "es4_lr", "EmStat4 HR": "es4_hr"}.get(model, "espico")
+    fake = FakeEmStat(world, device_type=device).start()
+    return fake, {"Port": fake.port}
+
+
 #: hub class -> how to start its fake: (world, label, the config's properties
 #: of the hub) -> (the fake, the properties that point the hub at it)
 STARTERS: dict[str, Callable[[FakeWorld, str, dict[str, str]], tuple[Any, dict[str, str]]]] = {
     "PIHub": _start_pi,
     "NIDAQHub": _start_nidaq,
+    "PalmSensHub": _start_emstat,
 }
 
 

@@ -103,6 +103,10 @@ class FakeWorld:
         }
         self.rig.move_z(z_start_um, "A", speed_um_s=1e9)
         self._synced = (self.rig.x_um, self.rig.y_um, z_start_um)
+        # the amplifier's filter imports scipy.signal on first use (0.4-0.9 s):
+        # now, not while a fake instrument is streaming samples it stamps with
+        # their due times (a stall would put the state of its end on all of them)
+        import scipy.signal  # noqa: F401
 
     # ----------------------------------------------------------- the stage
     def position(self, axis: str) -> float:
