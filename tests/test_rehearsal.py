@@ -192,3 +192,41 @@ def test_the_fake_hardware_command_serves_until_stopped(tmp_path) -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "exists" in r.stderr
+
+
+def test_a_cv_at_a_landing_through_the_core(core, rehearsal) -> None:
+    """Land with the PI axis watched by the other hub's current stream, then
+    one cyclic voltammogram there: E follows the program, I the cell's."""
+    from napari_seccm.model.program import Program
+
+    world = rehearsal.world
+    s = world.surface_um()
+    core.setProperty("Potentiostat", "Potential_V", 0.5)
+    core.setProperty("Potentiostat", "Cell", "On")
+    core.setProperty("PiezoZ", "Speed_um_per_s", 50.0)
+    core.setPosition("PiezoZ", s + 0.5)
+    core.waitForDevice("PiezoZ")
+    core.setProperty("PiezoZ", "Approach_Speed_um_per_s", 1.0)
+    core.setProperty("PiezoZ", "Approach_StopZ_um", s - 0.3)
+    core.setProperty("PiezoZ", "Approach_Threshold_A", 5e-11)
+    core.setProperty("PiezoZ", "Approach", "Start")
+    core.waitForDevice("PiezoZ")
+    assert core.getProperty("PiezoZ", "Approach_Result") == "contact"
+    cz = float(core.getProperty("PiezoZ", "Approach_ContactZ_um"))
+    assert s - 0.02 < cz < s + 0.15  # the meniscus touches 0.1 um above the film
+    lat = float(core.getProperty("PiezoZ", "Approach_DetectionLatency_s"))
+    assert 0 < lat < 0.1
+    cv = Program.cyclic_voltammetry(0.2, 1.0, 2.0)  # 0.8 s
+    core.setProperty("Potentiostat", "Waveform", cv.to_json())
+    core.setProperty("Potentiostat", "Acquire", "Run")
+    core.waitForDevice("Potentiostat")
+    assert core.getProperty("Potentiostat", "LastError") == ""
+    t, e, i = np.asarray(core.getProperty("Potentiostat", "LastTrace"))
+    rate = float(core.getProperty("Potentiostat", "SampleRate_Hz"))
+    assert e.size == cv.n_samples(rate)
+    np.testing.assert_allclose(e, cv.sample(rate), atol=2e-3)
+    # ohmic contact: I rises with E, nA at 1 V, and comes back on the way down
+    top = np.argmax(e)
+    assert 1e-10 < i[top] < 1e-7
+    assert i[top] > 2 * abs(i[0])
+    assert world.probe_state() == "ok"

@@ -1094,19 +1094,21 @@ def test_emergency_stop_bar_halts_a_moving_stage_latches_and_resets(
     core.setProperty("SECCM", "TimeScale", 0.0)
 
 
+@pytest.mark.parametrize("config", ["seccm_pi_nidaq.cfg", "seccm_pi_emstat.cfg"])
 def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
-    make_viewer: Any, qtbot: Any, tmp_path: Path
+    make_viewer: Any, qtbot: Any, tmp_path: Path, config: str
 ) -> None:
-    """The shipped PI + NI-DAQ config, pointed at the fake instruments
-    (``napari-seccm fake-hardware``), in a shown viewer: load, approach,
-    retract, a scan from the Scan widget, the emergency stop and its reset,
-    through the real drivers and the unmodified pipython and nidaqmx."""
+    """A shipped real-hardware config, pointed at the fake instruments
+    (``napari-seccm fake-hardware``), in a shown viewer at 1280 x 800: load,
+    approach, retract, a scan from the Scan widget, the emergency stop and its
+    reset, through the real drivers and the unmodified pipython, nidaqmx and
+    pyserial."""
     pytest.importorskip("pipython")
     pytest.importorskip("nidaqmx")
     from napari_seccm.configs import config_path
     from napari_seccm.fakes import serve
 
-    with serve.start(config_path("seccm_pi_nidaq.cfg"), tmp_path / "reh.cfg") as reh:
+    with serve.start(config_path(config), tmp_path / "reh.cfg") as reh:
         viewer = make_viewer(show=True)
         viewer.window._qt_window.resize(1280, 800)
         rig = add_widget(viewer, "Rig")
@@ -1115,7 +1117,8 @@ def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
         rig._load()
         assert "loaded" in rig.status.text(), rig.status.text()
         core = rig.session.core
-        assert {"PI", "DAQ", "PiezoXY", "PiezoZ", "Potentiostat"} <= set(core.getLoadedDevices())
+        pot_hub = "DAQ" if "DAQ" in reh.fakes else "EmStat"
+        assert {"PI", pot_hub, "PiezoXY", "PiezoZ", "Potentiostat"} <= set(core.getLoadedDevices())
         surface = reh.world.surface_um()
 
         rig.pot_spin.setValue(1.0)
@@ -1139,6 +1142,20 @@ def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
         assert reh.world.rig.probe("A").contact is None
 
         set_area(sw, 2.0, 2.0, 1.0)
+        # the potentiostat's settings as the config set them (an EmStat's are not
+        # the plan's defaults), as a plan file loaded into the widget gives them
+        from napari_seccm.acquisition.plan import PotentiostatSettings
+
+        sw.base_plan = sw.base_plan.model_copy(
+            update={
+                "potentiostat": PotentiostatSettings(
+                    sample_rate_Hz=float(core.getProperty("Potentiostat", "SampleRate_Hz")),
+                    filter_Hz=float(core.getProperty("Potentiostat", "Filter_Hz")),
+                    current_range_A=float(core.getProperty("Potentiostat", "CurrentRange_A")),
+                )
+            }
+        )
+        sw.threshold.setValue(50.0)
         scan = start_scan(sw, tmp_path / "hw.seccm.zarr")
         qtbot.waitUntil(lambda: scan_finished(sw), timeout=60000)
         assert scan.final_status == "complete", sw.status.text()
@@ -1146,10 +1163,13 @@ def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
         assert np.isfinite(seccm_layers(viewer)["current"].data).all()
         assert reh.world.probe_state() == "ok"
 
-        # the emergency stop: the DAQ's potential output to 0 V, a move refused
+        # the emergency stop: the potential off at the instrument, a move refused
         rig.estop.trigger()
         qtbot.waitUntil(lambda: rig._estop_latched(), timeout=5000)
-        assert reh.fakes["DAQ"].ao_volts("ao0") == pytest.approx(0.0, abs=1e-9)
+        if pot_hub == "DAQ":
+            assert reh.fakes["DAQ"].ao_volts("ao0") == pytest.approx(0.0, abs=1e-9)
+        else:
+            assert not reh.fakes["EmStat"].cell_on
         z = core.getPosition()
         rig._move_z(z + 1.0)
         wait_rig_idle(qtbot, rig)
@@ -1160,3 +1180,4 @@ def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
         wait_rig_idle(qtbot, rig)
         assert core.getPosition() == pytest.approx(z + 1.0, abs=1e-3)
         viewer.screenshot(str(tmp_path / "hardware_1280x800.png"), canvas_only=False)
+        _teardown_all()  # unload the devices while their instruments still answer
