@@ -221,7 +221,7 @@ def test_a_cv_at_a_landing_through_the_core(core, rehearsal) -> None:
     core.setProperty("Potentiostat", "Acquire", "Run")
     core.waitForDevice("Potentiostat")
     assert core.getProperty("Potentiostat", "LastError") == ""
-    t, e, i = np.asarray(core.getProperty("Potentiostat", "LastTrace"))
+    _t, e, i = np.asarray(core.getProperty("Potentiostat", "LastTrace"))
     rate = float(core.getProperty("Potentiostat", "SampleRate_Hz"))
     assert e.size == cv.n_samples(rate)
     np.testing.assert_allclose(e, cv.sample(rate), atol=2e-3)
