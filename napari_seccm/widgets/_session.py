@@ -8,6 +8,7 @@ QApplication exists, so its signals are Qt signals (safe across threads).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,13 @@ class Session(QObject):
         self.scan: Scan | None = None
         self.live: Any = None
         self._failed_config = ""
+        self._loading = False
+        self._watched: Any = None
+        from ._mm_link import MMLink
+
+        #: napari-micromanager in the same viewer drives this core too
+        self.mm_link = MMLink(self)
+        self.coreChanged.connect(self._watch_core)
 
     @property
     def viewer(self) -> napari.Viewer:
@@ -60,6 +68,27 @@ class Session(QObject):
         if self.scan is not None and self.scan.is_running():
             raise RuntimeError("a scan is running: stop it before loading another config")
         path = config_path(config)  # a missing file fails here, nothing unloaded
+        self.mm_link.check()  # napari-micromanager's devices are freed first
+        if self.mm_link.linked:
+            # one core with napari-micromanager: the config goes into it (both
+            # plugins follow its systemConfigurationLoaded)
+            from ._mm_link import original_load
+
+            core = self.core
+            assert core is not None
+            self._loading = True
+            try:
+                core.unloadAllDevices()
+                original_load(core)(str(path))
+            except BaseException:
+                self._failed_config = str(path)
+                raise
+            finally:
+                self._loading = False
+            self._failed_config = ""
+            self.config_path = str(path)
+            self.coreChanged.emit(core)
+            return core
         # the old devices go first: real hardware cannot be opened twice (a
         # serial port, a DAQ), and a simulated rig is shared by name
         old, self.core = self.core, None
@@ -74,6 +103,7 @@ class Session(QObject):
         self.core = core
         self.config_path = str(path)
         self.coreChanged.emit(core)
+        self.mm_link.check()
         return core
 
     def ensure_core(self) -> CMMCorePlus:
@@ -121,6 +151,24 @@ class Session(QObject):
         from ..acquisition.control import latched_devices
 
         return [] if self.core is None else latched_devices(self.core)
+
+    def _watch_core(self, core: CMMCorePlus) -> None:
+        """Follow config loads made on the core by others (napari-micromanager,
+        a script): the widgets show the new devices at once."""
+        if core is None or self._watched is core.events:
+            return
+        old, self._watched = self._watched, core.events
+        if old is not None:
+            with contextlib.suppress(TypeError, RuntimeError, ValueError):
+                old.systemConfigurationLoaded.disconnect(self._on_config_loaded)
+        core.events.systemConfigurationLoaded.connect(self._on_config_loaded)
+
+    def _on_config_loaded(self, *_: Any) -> None:
+        if self._loading or self.core is None:
+            return  # our own load announces itself
+        self.config_path = self.core.systemConfigurationFile() or ""
+        self._failed_config = ""
+        self.coreChanged.emit(self.core)
 
     def use_core(self, core: CMMCorePlus) -> None:
         """Drive an existing core (e.g. a script's, or napari-micromanager's)."""
