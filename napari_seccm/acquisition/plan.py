@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import (
@@ -32,13 +33,71 @@ from pydantic import (
 )
 
 from ..model import PipetteGeometry, ProbeSpec, Program
+from ._plan_file import (
+    MAX_PLAN_BYTES,
+    MAX_PLAN_DEPTH,
+    MAX_PLAN_NODES,
+    PlanInputError,
+    load_json,
+    load_yaml,
+    read_plan_text,
+)
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
 
+#: the most points a plan may have
+MAX_POINTS = 10_000_000
+#: the most pixels of a points or polygon area's map (its bounding box at the pitch)
+MAX_MAP_PIXELS = 100_000_000
+
+
+def _has_float(tp: Any) -> bool:
+    return tp is float or any(_has_float(a) for a in get_args(tp))
+
+
+def _non_finite(v: Any, where: str = "") -> tuple[str, Any] | None:
+    """(where, value) of the first NaN or infinity in a raw field value (numbers,
+    numeric strings such as "nan" or "1e999", lists and tuples of them)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float):
+        return None if math.isfinite(v) else (where, v)
+    if isinstance(v, str):
+        try:
+            x = float(v.strip())
+        except ValueError:
+            return None
+        return None if math.isfinite(x) else (where, v)
+    if isinstance(v, (list, tuple)):
+        for i, item in enumerate(v):
+            bad = _non_finite(item, f"{where}[{i}]")
+            if bad:
+                return bad
+    return None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data: Any, info: ValidationInfo) -> Any:
+        """NaN and infinity are refused in every number of a plan, naming the
+        field, before any range check (a NaN Z floor would disable the floor)."""
+        if not isinstance(data, dict) or _stored(info):
+            return data
+        for name, field in cls.model_fields.items():
+            if name in data and _has_float(field.annotation):
+                bad = _non_finite(data[name])
+                if bad:
+                    unit = _unit(name)
+                    raise ValueError(
+                        f"{name}{bad[0]} must be finite{f' ({unit})' if unit else ''}, "
+                        f"got {_short_repr(bad[1])}"
+                    )
+        return data
 
 
 # ---------------------------------------------------------------------- area
@@ -400,7 +459,7 @@ class ScanPlan(_Model):
         "serpentine",
         description="visiting order: raster, serpentine, or shuffled (spreads residue effects)",
     )
-    shuffle_seed: int = Field(0, description="seed of the shuffled order")
+    shuffle_seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the shuffled order")
     approach: ApproachSettings = Field(default_factory=ApproachSettings)
     surface: SurfaceSettings = Field(default_factory=SurfaceSettings)
     measurement: Measurement = Field(default_factory=Chronoamperometry)
@@ -482,10 +541,53 @@ class ScanPlan(_Model):
                 "neighbouring droplets may overlap",
                 stacklevel=2,
             )
+        self._check_size(stored)  # arithmetic: before any grid array is built
         n = self.n_points()
-        if n > 10_000_000:
-            raise ValueError(f"the plan has {n} points; the maximum is 10,000,000")
+        if n > MAX_POINTS:
+            raise ValueError(f"the plan has {n:,} points, above the maximum of {MAX_POINTS:,}")
         return self
+
+    def _check_size(self, stored: bool = False) -> None:
+        """Refuse an area too large for its pitch from its extent alone, before
+        a grid is built (a huge polygon would otherwise allocate gigabytes)."""
+        bounds = [float(v) for v in self.area.bounds()]
+        for label, v in zip(("x min", "x max", "y min", "y max"), bounds, strict=True):
+            if not math.isfinite(v):
+                raise ValueError(f"area {label} is {v:g} um: the area must be finite")
+        x_min, x_max, y_min, y_max = bounds
+        ex, ey, p = x_max - x_min, y_max - y_min, self.pitch_um
+        kind = self.area.kind
+        if not (math.isfinite(ex) and math.isfinite(ey)):
+            raise ValueError(f"the {kind} area spans {ex:g} x {ey:g} um: too large to map")
+        if not (math.isfinite(ex / p) and math.isfinite(ey / p)):
+            raise ValueError(
+                f"the {kind} area {ex:g} x {ey:g} um at pitch {p:g} um has more points "
+                f"than the maximum of {MAX_POINTS:,}: check the pitch and the area"
+            )
+        if kind in ("rectangle", "edges"):
+            n = max(1.0, round(ex / p)) * max(1.0, round(ey / p))
+            if n > MAX_POINTS:
+                raise ValueError(
+                    f"the {kind} area {ex:g} x {ey:g} um at pitch {p:g} um has {n:.4g} "
+                    f"points, above the maximum of {MAX_POINTS:,}: check the pitch and the area"
+                )
+            return
+        cells = (math.floor(ex / p + 1e-9) + 1.0) * (math.floor(ey / p + 1e-9) + 1.0)
+        if cells > MAX_MAP_PIXELS and not stored:
+            raise ValueError(
+                f"the {kind} area spans {ex:g} x {ey:g} um: at pitch {p:g} um its map has "
+                f"{cells:.4g} pixels, above the maximum of {MAX_MAP_PIXELS:,}"
+            )
+        if kind == "polygon":
+            v = np.asarray(self.area.vertices_um, dtype=float)
+            x, y = v[:, 0] - x_min, v[:, 1] - y_min
+            area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+            n = area / p**2
+            if n > 1.01 * MAX_POINTS + 2 * (ex + ey) / p:
+                raise ValueError(
+                    f"the polygon's area {area:.4g} um^2 at pitch {p:g} um holds about "
+                    f"{n:.4g} points, above the maximum of {MAX_POINTS:,}"
+                )
 
     # --------------------------------------------------------------- program
     def program(self) -> Program:
@@ -566,23 +668,36 @@ class ScanPlan(_Model):
             x, y = pts[:, 0], pts[:, 1]
             order = self._order(row, col)
             return ScanPoints(x[order], y[order], row[order], col[order], g)
-        rr, cc = np.mgrid[0 : g.ny, 0 : g.nx]
-        row = rr.ravel().astype(np.int32)
-        col = cc.ravel().astype(np.int32)
-        x, y = g.centers(row, col)
         if self.area.kind == "polygon":
-            from matplotlib.path import Path as MplPath
-
-            inside = MplPath(np.asarray(self.area.vertices_um)).contains_points(
-                np.column_stack((x, y))
-            )
-            if not inside.any():
-                raise ValueError(
-                    f"no grid point at pitch {self.pitch_um:g} um lies inside the polygon"
-                )
-            row, col, x, y = row[inside], col[inside], x[inside], y[inside]
+            row, col, x, y = self._polygon_points(g)
+        else:
+            rr, cc = np.mgrid[0 : g.ny, 0 : g.nx]
+            row = rr.ravel().astype(np.int32)
+            col = cc.ravel().astype(np.int32)
+            x, y = g.centers(row, col)
         order = self._order(row, col)
         return ScanPoints(x[order], y[order], row[order], col[order], g)
+
+    def _polygon_points(self, g: MapGrid) -> tuple[np.ndarray, ...]:
+        """(row, col, x, y) of the grid points inside the polygon, tested a
+        block of rows at a time (memory bounded by the block, not the map)."""
+        from matplotlib.path import Path as MplPath
+
+        poly = MplPath(np.asarray(self.area.vertices_um))
+        block = max(1, 1_000_000 // g.nx)
+        parts: list[tuple[np.ndarray, ...]] = []
+        cols = np.arange(g.nx, dtype=np.int32)
+        for r0 in range(0, g.ny, block):
+            rows = np.arange(r0, min(r0 + block, g.ny), dtype=np.int32)
+            row = np.repeat(rows, g.nx)
+            col = np.tile(cols, rows.size)
+            x, y = g.centers(row, col)
+            inside = poly.contains_points(np.column_stack((x, y)))
+            if inside.any():
+                parts.append((row[inside], col[inside], x[inside], y[inside]))
+        if not parts:
+            raise ValueError(f"no grid point at pitch {self.pitch_um:g} um lies inside the polygon")
+        return tuple(np.concatenate(a) for a in zip(*parts, strict=True))
 
     def useq_grid_plan(self) -> Any:
         """The same map as a useq-schema grid plan (``useq.GridFromEdges``, one
@@ -654,24 +769,65 @@ class ScanPlan(_Model):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> ScanPlan:
-        import yaml
+    def from_yaml(
+        cls,
+        text: str,
+        *,
+        name: str = "",
+        max_bytes: int = MAX_PLAN_BYTES,
+        max_nodes: int = MAX_PLAN_NODES,
+        max_depth: int = MAX_PLAN_DEPTH,
+    ) -> ScanPlan:
+        """A plan from YAML text: safe loading (no Python objects), bounded size,
+        nesting and alias expansion, duplicate keys refused. Problems of the
+        text raise :class:`PlanInputError` (one line naming ``name``, the line
+        and the limit); problems of the values pydantic's ValidationError."""
+        data = load_yaml(
+            text, name=name, max_bytes=max_bytes, max_nodes=max_nodes, max_depth=max_depth
+        )
+        return cls._from_data(data, name)
 
-        data = yaml.safe_load(text)
+    @classmethod
+    def from_json(
+        cls,
+        text: str,
+        *,
+        name: str = "",
+        max_bytes: int = MAX_PLAN_BYTES,
+        max_depth: int = MAX_PLAN_DEPTH,
+    ) -> ScanPlan:
+        """A plan from JSON text, with the checks of :meth:`from_yaml`."""
+        data = load_json(text, name=name, max_bytes=max_bytes, max_depth=max_depth)
+        return cls._from_data(data, name)
+
+    @classmethod
+    def _from_data(cls, data: Any, name: str) -> ScanPlan:
         if not isinstance(data, dict):
-            raise ValueError("a plan file must hold a mapping of fields")
-        return cls.model_validate(data)
+            where = f"{name}: " if name else ""
+            got = "nothing" if data is None else f"a {type(data).__name__}"
+            raise PlanInputError(
+                f"{where}a plan file must hold a mapping of fields (name: value), got {got}"
+            )
+        try:
+            return cls.model_validate(data)
+        except RecursionError:
+            raise PlanInputError(f"{name or 'the plan'}: nested too deeply") from None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
 
     @classmethod
-    def load(cls, path: str | Path) -> ScanPlan:
+    def load(cls, path: str | Path, *, max_bytes: int = MAX_PLAN_BYTES, **limits: int) -> ScanPlan:
+        """A plan from a .json or .yaml file. A file that is missing raises
+        FileNotFoundError; one that is not a readable plan (a directory, binary,
+        too large, broken YAML/JSON, duplicate keys...) :class:`PlanInputError`;
+        a plan with bad values pydantic's ValidationError (both ValueErrors)."""
         path = Path(path)
-        text = path.read_text()
+        text = read_plan_text(path, max_bytes=max_bytes)
         if path.suffix.lower() == ".json":
-            return cls.model_validate_json(text)
-        return cls.from_yaml(text)
+            limits.pop("max_nodes", None)
+            return cls.from_json(text, name=str(path), max_bytes=max_bytes, **limits)
+        return cls.from_yaml(text, name=str(path), max_bytes=max_bytes, **limits)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -818,6 +974,35 @@ def validation_lines(
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
-        got = f" (got {err['input']!r})" if with_input and loc and "input" in err else ""
+        inp = err.get("input")
+        if isinstance(inp, dict):
+            # a check of a whole model (its input is the model's fields): the
+            # message names the field itself
+            head = msg.split(" ", 1)[0].split("[", 1)[0]
+            if head in inp:
+                loc = f"{loc}.{msg}" if loc else msg
+                lines.append(f"{field_prefix}{loc}")
+                continue
+            with_input_here = False
+        else:
+            with_input_here = with_input
+        got = (
+            f" (got {_short_repr(err['input'])})"
+            if with_input_here and loc and "input" in err
+            else ""
+        )
         lines.append(f"{field_prefix}{loc}: {msg}{got}" if loc else msg)
     return lines
+
+
+def _short_repr(v: Any, limit: int = 80) -> str:
+    """repr of a value given in a plan, cut to ``limit`` characters (a value
+    can be a large nested list)."""
+    try:
+        r = reprlib.Repr()
+        r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 4, limit, limit
+        text = r.repr(v)
+    except (RecursionError, ValueError):
+        text = f"<{type(v).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
