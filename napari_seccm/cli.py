@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -386,6 +387,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     text = plan_template_yaml()
     if args.out:
         out = Path(args.out)
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a directory: give a file name, e.g. plan.yaml")
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist")
         if out.exists() and not args.overwrite:
             print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
             return 2
@@ -547,6 +552,70 @@ def cmd_gui(args: argparse.Namespace) -> int:  # pragma: no cover - interactive
 
 
 # ---------------------------------------------------------- analyze / export
+# ------------------------------------------------------------ argument checks
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line ``error: ...`` for a bad argument
+    (exit code 2, nothing made or moved), then where to find the options."""
+
+    def error(self, message: str) -> Any:
+        # "argument --x: --x must ..." -> "--x must ..."
+        head, sep, rest = message.partition(": ")
+        if sep and head.startswith("argument ") and rest.startswith(head[9:].split("/")[0]):
+            message = rest
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(
+    flag: str,
+    unit: str = "",
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    integer: bool = False,
+    note: str = "",
+) -> Any:
+    """An argparse ``type=``: a finite number in a range, or ArgumentTypeError
+    naming the flag, the value and the limit."""
+    u = f" {unit}" if unit else ""
+    in_unit = f" ({unit})" if unit else ""
+    if lo is not None and hi is not None:
+        rng = f"lie in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}{u}"
+    elif lo is not None:
+        rng = f"be {'above' if lo_open else 'at least'} {lo:g}{u}"
+    elif hi is not None:
+        rng = f"be {'below' if hi_open else 'at most'} {hi:g}{u}"
+    else:
+        rng = ""
+    note = f" ({note})" if note else ""
+
+    def parse(text: str) -> float | int:
+        try:
+            v: float | int = int(text) if integer else float(text)
+        except (ValueError, OverflowError):
+            kind = "an integer" if integer else "a number"
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes {kind}{in_unit}, got {text!r}"
+            ) from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a finite number{in_unit}{note}, got {text!r}"
+            )
+        ok = (lo is None or (v > lo if lo_open else v >= lo)) and (
+            hi is None or (v < hi if hi_open else v <= hi)
+        )
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{flag} must {rng}{note}, got {v:g}{u}")
+        return v
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+#: --max-hours: above 0, at most a year of instrument time
+MAX_HOURS_LIMIT = 24 * 365.0
+
 _SERIES_OPTIONS = (
     # (flag, SeriesModel field, help)
     ("--tip-radius-nm", "tip_radius_nm", "pipette tip radius, nm"),
@@ -572,25 +641,25 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("analysis")
     a.add_argument(
         "--r2-min",
-        type=float,
+        type=_number("--r2-min", lo=0.0, hi=1.0),
         default=0.9,
         help="I-V fits with a lower R^2 are rejected (NaN), default 0.9",
     )
     a.add_argument(
         "--rest-potential-V",
-        type=float,
+        type=_number("--rest-potential-V", "V", lo=-100.0, hi=100.0),
         default=0.0,
         help="potential of zero current, for G = I / (E - E_rest) of a CA map (default 0)",
     )
     a.add_argument(
         "--settle-fraction",
-        type=float,
+        type=_number("--settle-fraction", lo=0.0, hi=1.0, hi_open=True),
         default=0.5,
         help="leading fraction of each staircase step left out of the I-V fit (default 0.5)",
     )
     a.add_argument(
         "--settle-s",
-        type=float,
+        type=_number("--settle-s", "s", lo=0.0),
         default=None,
         help="time after each step or sweep reversal left out of the I-V fit, s "
         "(default: five time constants of the potentiostat's filter)",
@@ -603,7 +672,7 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     )
     a.add_argument(
         "--potential-range-V",
-        type=float,
+        type=_number("--potential-range-V", "V", lo=-100.0, hi=100.0),
         nargs=2,
         metavar=("LO", "HI"),
         help="fit only samples programmed within [LO, HI] V",
@@ -612,7 +681,14 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
         "series model (default: the store's rig snapshot, Sample device properties)"
     )
     for flag, dest, help_ in _SERIES_OPTIONS:
-        m.add_argument(flag, dest=dest, type=float, default=None, help=help_)
+        unit = flag.rsplit("-", 1)[-1] if flag.endswith(("-nm", "-deg", "-um")) else ""
+        if dest == "pad_edge_x_um":
+            kind = _number(flag, unit)  # a position: any finite value
+        elif dest == "asr_ohm_cm2":
+            kind = _number(flag, "Ohm cm^2", lo=0.0)
+        else:  # sizes, angles, conductivities
+            kind = _number(flag, unit, lo=0.0, lo_open=True)
+        m.add_argument(flag, dest=dest, type=kind, default=None, help=help_)
 
 
 def _analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -745,7 +821,7 @@ def cmd_fake_hardware(args: argparse.Namespace) -> int:  # pragma: no cover - se
 
 # --------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="napari-seccm",
         description="Scanning Electrochemical Cell Microscopy: scans, stores and the simulated rig.",
     )
@@ -757,13 +833,19 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the report's experiment on the simulated LLTO film")
     d.add_argument("--out", default="seccm-demo", help="output folder (a new run-NNN inside it)")
     d.add_argument("--config", default="seccm_simulated.cfg", help="Micro-Manager config")
-    d.add_argument("--pitch", type=float, default=0.3, help="map pitch, um (default 0.3)")
-    d.add_argument("--iv-x", type=float, default=0.0, help="x of the I-V landing, um")
-    d.add_argument("--iv-y", type=float, default=0.0, help="y of the I-V landing, um")
+    d.add_argument(
+        "--pitch", type=_number("--pitch", "um"), default=0.3, help="map pitch, um (default 0.3)"
+    )
+    d.add_argument(
+        "--iv-x", type=_number("--iv-x", "um"), default=0.0, help="x of the I-V landing, um"
+    )
+    d.add_argument(
+        "--iv-y", type=_number("--iv-y", "um"), default=0.0, help="y of the I-V landing, um"
+    )
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument(
         "--max-hours",
-        type=float,
+        type=_number("--max-hours", "h", lo=0.0, lo_open=True, hi=MAX_HOURS_LIMIT),
         default=MAX_HOURS,
         help=f"refuse a map estimated to take longer, h (default {MAX_HOURS:g})",
     )
@@ -777,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument(
         "--max-hours",
-        type=float,
+        type=_number("--max-hours", "h", lo=0.0, lo_open=True, hi=MAX_HOURS_LIMIT),
         default=MAX_HOURS,
         help=f"refuse a plan estimated to take longer, h (default {MAX_HOURS:g}: "
         "catches a pitch typed 10x too small)",
@@ -819,14 +901,22 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     an.add_argument(
         "--anisotropy",
-        type=float,
+        type=_number("--anisotropy", lo=0.0, lo_open=True),
         help="sigma_fast / sigma_slow of LLTO: adds each domain's fast-axis conductivity",
     )
-    an.add_argument("--min-period-um", type=float, help="shortest stripe period searched, um")
-    an.add_argument("--max-period-um", type=float, help="longest stripe period searched, um")
+    an.add_argument(
+        "--min-period-um",
+        type=_number("--min-period-um", "um", lo=0.0, lo_open=True),
+        help="shortest stripe period searched, um",
+    )
+    an.add_argument(
+        "--max-period-um",
+        type=_number("--max-period-um", "um", lo=0.0, lo_open=True),
+        help="longest stripe period searched, um",
+    )
     an.add_argument(
         "--n-boot",
-        type=int,
+        type=_number("--n-boot", lo=1, integer=True, note="bootstrap resamples"),
         default=2000,
         help="accepted for older scripts and unused: the intervals come from the fits "
         "(noise, classification, drift and background models, footprint blending)",
@@ -899,7 +989,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (
+        ValueError,  # also a plan's ValidationError and PlanInputError, UnicodeDecodeError
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+        RuntimeError,  # also RecursionError
+        OverflowError,
+    ) as e:
         # bad input: a clear message, nothing changed
         print(f"error: {describe_error(e)}", file=sys.stderr)
         return 2
