@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_BYTES",
+    "ImageReadError",
+    "ImageTooLargeError",
     "ImportedImage",
     "MissingScaleError",
     "SignalInfo",
@@ -52,6 +55,48 @@ IMAGE_SUFFIXES = (".dm3", ".dm4", ".emd", ".tif", ".tiff", ".png", ".jpg", ".jpe
 _DM = (".dm3", ".dm4")
 _TIFF = (".tif", ".tiff")
 _PLAIN = (".png", ".jpg", ".jpeg")
+
+#: the most bytes of pixels an image file may declare before it is read; a
+#: larger file is refused (``max_bytes=`` of :func:`load_image` raises it)
+MAX_IMAGE_BYTES = 4 * 1024**3
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image: the message names the file and
+    what is wrong (truncated, another format under this suffix, ...)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The file declares more pixel data than the limit (``max_bytes``)."""
+
+
+def _one_line(e: BaseException | str, limit: int = 160) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _gib(n: float) -> str:
+    if n >= 1024**3:
+        return f"{n / 1024**3:.3g} GiB"
+    return f"{n / 1024**2:.3g} MiB" if n >= 1024**2 else f"{int(n):,} bytes"
+
+
+def _check_declared(path: Path, what: str, shape: Any, dtype: Any, max_bytes: int) -> None:
+    """Refuse a declared image larger than ``max_bytes`` before it is read."""
+    try:
+        n = math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as e:
+        raise ImageReadError(
+            f"{path.name}: {what} declares an unreadable shape {shape!r} or type: {_one_line(e)}"
+        ) from None
+    if n > max_bytes:
+        dims = " x ".join(str(int(s)) for s in shape)
+        raise ImageTooLargeError(
+            f"{path.name}: {what} declares {dims} pixels of {np.dtype(dtype)}, {_gib(n)}, "
+            f"above the limit of {_gib(max_bytes)} (file size {_gib(path.stat().st_size)}); "
+            "if the file is right, raise the limit: load_image(path, max_bytes=...)"
+        )
+
 
 # ------------------------------------------------------------------- units
 
@@ -326,9 +371,41 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _rsciio_signals(path: Path, reader: Any, source: str, **kw: Any) -> list[_Raw]:
-    out = []
-    for sig in reader(str(path), **kw):
+def _split_complex(raw: _Raw) -> list[_Raw]:
+    """A complex signal (Velox DPC, FFT) as two real images: magnitude and
+    phase (rad), which napari can show; a real signal as it is."""
+    if not np.iscomplexobj(raw.data):
+        return [raw]
+    note = "a complex signal, opened as its magnitude and its phase (rad)"
+    mag = _Raw(np.abs(raw.data), f"{raw.title} magnitude", raw.axes, dict(raw.metadata), raw.source)
+    phase = _Raw(np.angle(raw.data), f"{raw.title} phase", raw.axes, dict(raw.metadata), raw.source)
+    for r in (mag, phase):
+        r.metadata["complex"] = note
+    return [mag, phase]
+
+
+def _rsciio_signals(
+    path: Path,
+    reader: Any,
+    source: str,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    lazy: bool = True,
+    **kw: Any,
+) -> list[_Raw]:
+    kind = source.removesuffix(" file")
+    article = "an" if kind[:1] in "AEIOU" else "a"
+    try:
+        # lazily: each signal's declared size is checked before its data is read
+        sigs = list(reader(str(path), lazy=lazy, **kw))
+    except (ImportError, MemoryError):
+        raise
+    except Exception as e:  # struct.error, KeyError, OSError... from a bad file
+        raise ImageReadError(
+            f"{path.name}: cannot be read as {article} {kind} file ({type(e).__name__}: "
+            f"{_one_line(e)}): is it truncated, or another format under this name?"
+        ) from e
+    out: list[_Raw] = []
+    for sig in sigs:
         axes_d = sorted(sig.get("axes", []), key=lambda a: int(a.get("index_in_array", 0)))
         axes = [
             _Axis(
@@ -342,24 +419,66 @@ def _rsciio_signals(path: Path, reader: Any, source: str, **kw: Any) -> list[_Ra
         md = sig.get("metadata", {}) or {}
         title = str(md.get("General", {}).get("title", "") or f"signal {len(out)}")
         meta = {"metadata": md, "original_metadata": sig.get("original_metadata", {})}
-        out.append(_Raw(np.asarray(sig["data"]), title, axes, meta, source))
+        lazy = sig["data"]
+        _check_declared(
+            path, f"signal {title!r}", getattr(lazy, "shape", ()), lazy.dtype, max_bytes
+        )
+        try:
+            data = np.asarray(lazy)
+        except MemoryError:
+            raise
+        except Exception as e:
+            raise ImageReadError(
+                f"{path.name}: the data of signal {title!r} cannot be read "
+                f"({type(e).__name__}: {_one_line(e)}): is the file truncated?"
+            ) from e
+        out.extend(_split_complex(_Raw(data, title, axes, meta, source)))
     return out
 
 
-def _read_dm(path: Path) -> list[_Raw]:
+def _read_dm(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> list[_Raw]:
     from rsciio.digitalmicrograph import file_reader
 
-    return _rsciio_signals(path, file_reader, "DM file")
+    return _rsciio_signals(path, file_reader, "DM file", max_bytes)
 
 
-def _read_emd(path: Path) -> list[_Raw]:
+def _read_emd(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> list[_Raw]:
     try:
         from rsciio.emd import file_reader
     except ImportError as e:  # h5py is an optional dependency of rosettasciio
         raise ImportError(
             f"reading EMD files needs h5py ({e}); install it: pip install h5py"
         ) from e
-    return _rsciio_signals(path, file_reader, "EMD file")
+    _check_hdf5_sizes(path, max_bytes)
+    # not lazily: rosettasciio's lazy Velox reader fails on unchunked datasets;
+    # every dataset's declared size is checked above instead
+    return _rsciio_signals(path, file_reader, "EMD file", max_bytes, lazy=False)
+
+
+def _check_hdf5_sizes(path: Path, max_bytes: int) -> None:
+    """Refuse an HDF5 (EMD) file with a dataset declared above ``max_bytes``
+    before any is read; a file that is not HDF5 is an ImageReadError."""
+    import h5py
+
+    big: list[tuple[str, Any, Any]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.shape:
+            n = math.prod(int(s) for s in obj.shape) * obj.dtype.itemsize
+            if n > max_bytes and not big:
+                big.append((name, obj.shape, obj.dtype))
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except Exception as e:  # not HDF5, truncated...
+        raise ImageReadError(
+            f"{path.name}: cannot be read as an EMD (HDF5) file ({type(e).__name__}: "
+            f"{_one_line(e)}): is it truncated, or another format under this name?"
+        ) from e
+    if big:
+        name, shape, dtype = big[0]
+        _check_declared(path, f"dataset {name!r}", shape, dtype, max_bytes)
 
 
 def _ratio(v: Any) -> float:
@@ -477,14 +596,26 @@ def _ome_pixels(xml: str) -> dict[str, Any]:
     return {}
 
 
-def _read_tiff(path: Path) -> list[_Raw]:
+def _read_tiff(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> list[_Raw]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        data = series.asarray()
-        axes_str = series.axes
-        (ay, ax), source, md, hint = _tiff_scale(tif)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ImageReadError(f"{path.name}: the TIFF holds no image")
+            series = tif.series[0]
+            # the header's size, checked before a byte of pixels is read
+            _check_declared(path, "the TIFF header", series.shape, series.dtype, max_bytes)
+            data = series.asarray()
+            axes_str = series.axes
+            (ay, ax), source, md, hint = _tiff_scale(tif)
+    except (ImageReadError, MemoryError):
+        raise
+    except Exception as e:  # TiffFileError, struct.error, ValueError, OSError...
+        raise ImageReadError(
+            f"{path.name}: cannot be read as a TIFF ({type(e).__name__}: {_one_line(e)}): "
+            "is it truncated, or another format under this name?"
+        ) from e
     rgb = axes_str.endswith("S") and data.shape[-1] in (3, 4)
     n_spatial_lead = data.ndim - 2 - (1 if rgb else 0)
     axes = [_Axis(navigate=True) for _ in range(n_spatial_lead)] + [ay, ax]
@@ -496,10 +627,20 @@ def _read_tiff(path: Path) -> list[_Raw]:
     return [_Raw(data, path.stem, axes, md, source, rgb=rgb, hint=msg_hint)]
 
 
-def _read_plain(path: Path) -> list[_Raw]:
+def _read_plain(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> list[_Raw]:
     import imageio.v3 as iio
 
-    data = np.asarray(iio.imread(path))
+    try:
+        props = iio.improps(path)
+        _check_declared(path, "the image header", props.shape, props.dtype, max_bytes)
+        data = np.asarray(iio.imread(path))
+    except (ImageReadError, MemoryError):
+        raise
+    except Exception as e:
+        raise ImageReadError(
+            f"{path.name}: cannot be read as a {path.suffix.lstrip('.').upper()} image "
+            f"({type(e).__name__}: {_one_line(e)}): is it truncated, or another format?"
+        ) from e
     md: dict[str, Any] = {}
     try:
         meta = iio.immeta(path)
@@ -514,24 +655,30 @@ def _read_plain(path: Path) -> list[_Raw]:
     return [_Raw(data, path.stem, [_Axis(), _Axis()], md, "none", rgb=rgb, hint=hint)]
 
 
-def _read_raw(path: Path) -> list[_Raw]:
+def _read_raw(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> list[_Raw]:
     suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES and not path.is_file():
+        what = "a directory" if path.is_dir() else "not found"
+        raise (FileNotFoundError if what == "not found" else ImageReadError)(
+            f"image file {path}: {what}"
+        )
     if suffix in _DM:
-        return _read_dm(path)
+        return _read_dm(path, max_bytes)
     if suffix == ".emd":
-        return _read_emd(path)
+        return _read_emd(path, max_bytes)
     if suffix in _TIFF:
-        return _read_tiff(path)
+        return _read_tiff(path, max_bytes)
     if suffix in _PLAIN:
-        return _read_plain(path)
+        return _read_plain(path, max_bytes)
     raise ValueError(
         f"{path.name}: not an image file this importer reads ({', '.join(IMAGE_SUFFIXES)})"
     )
 
 
-def list_signals(path: str | Path) -> list[SignalInfo]:
-    """The signals of a file (DM/EMD files may hold several; TIFF/PNG one)."""
-    return [r.info(i) for i, r in enumerate(_read_raw(Path(path)))]
+def list_signals(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> list[SignalInfo]:
+    """The signals of a file (DM/EMD files may hold several; TIFF/PNG one; a
+    complex signal is listed as its magnitude and its phase)."""
+    return [r.info(i) for i, r in enumerate(_read_raw(Path(path), max_bytes))]
 
 
 def _choose(raws: list[_Raw], signal: int | str | None, path: Path) -> tuple[int, list[str]]:
@@ -661,6 +808,7 @@ def load_image(
     pixel_size_um: float | Sequence[float] | None = None,
     signal: int | str | None = None,
     allow_unscaled: bool = False,
+    max_bytes: int = MAX_IMAGE_BYTES,
 ) -> ImportedImage:
     """Read one 2-D image of a file with its pixel size in um.
 
@@ -673,11 +821,17 @@ def load_image(
     - ``allow_unscaled``: return an unscaled image (``pixel_size_um=None``,
       placed at 1 unit per pixel, units 'pixel') instead of raising
       :class:`MissingScaleError`; the error's text is in ``notes``.
+    - ``max_bytes``: a file declaring more pixel data is refused before it is
+      read (:class:`ImageTooLargeError`; default :data:`MAX_IMAGE_BYTES`).
+
+    A file that cannot be read (truncated, another format under this suffix)
+    raises :class:`ImageReadError` naming the file. A complex signal (Velox
+    DPC, FFT) is opened as two images, its magnitude and its phase (rad).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    raws = _read_raw(path)
+    raws = _read_raw(path, max_bytes)
     idx, notes = _choose(raws, signal, path)
     return _build(
         path,
