@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pymmcore_plus.experimental.unicore import UniMMCore
@@ -36,6 +36,11 @@ def config_path(name_or_path: str | Path = SIMULATED) -> Path:
     )
 
 
+#: whether UniMMCore announces its Python devices' property sets itself (None:
+#: not known yet; found at the first such set)
+_UPSTREAM: dict[str, bool | None] = {"announces": None}
+
+
 def new_core() -> UniMMCore:
     """An empty UniMMCore that routes ``setProperty('Core', 'Focus' | 'XYStage' |
     'Camera' | 'Shutter' | 'SLM', <Python device>)`` to the role setters.
@@ -44,11 +49,46 @@ def new_core() -> UniMMCore:
     device and refuses ("Cannot set Core property Focus to invalid value");
     pymmcore-widgets' StageWidget ("Set as default") and saved configs use them.
     Later pymmcore-plus releases route them the same way.
+
+    It also announces a Python device's property set through it
+    (``events.propertyChanged``), as the C++ core does for its devices:
+    UniMMCore 0.18.1 does not, so a value changed by a script, the scan or
+    another widget would not show in the widgets that follow the core's
+    events. Whether the installed pymmcore-plus announces it itself is found
+    at the first such set (then nothing is added).
     """
     from pymmcore_plus.core._constants import Keyword
     from pymmcore_plus.experimental.unicore import UniMMCore
 
     class SECCMCore(UniMMCore):
+        def _clear_python_role(self, keyword: str, label: str) -> None:
+            # UniMMCore 0.18.1 keeps a Python device in a role when the role
+            # is given to a C++ device (or to none): getFocusDevice() would
+            # still say the Python one
+            if label not in self._pydevices:
+                self._pycore.set_current(keyword, None)
+
+        def setFocusDevice(self, focusLabel: str) -> None:
+            self._clear_python_role(Keyword.CoreFocus, focusLabel)
+            super().setFocusDevice(focusLabel)
+
+        def setXYStageDevice(self, xyStageLabel: str) -> None:
+            self._clear_python_role(Keyword.CoreXYStage, xyStageLabel)
+            super().setXYStageDevice(xyStageLabel)
+
+        def setCameraDevice(self, cameraLabel: str) -> None:
+            self._clear_python_role(Keyword.CoreCamera, cameraLabel)
+            super().setCameraDevice(cameraLabel)
+
+        def getPropertyFromCache(self, deviceLabel: str, propName: str) -> Any:
+            """As the C++ core gives it: a string (UniMMCore 0.18.1 gives a
+            Python device's value typed, and pymmcore-widgets' preset combo,
+            comparing it with a preset's string, then shows no match)."""
+            value = super().getPropertyFromCache(deviceLabel, propName)
+            if deviceLabel in self._pydevices and not isinstance(value, str):
+                return str(value)
+            return value
+
         def setProperty(self, label: str, propName: str, propValue: object) -> None:
             if label == Keyword.CoreDevice:
                 setter = {
@@ -61,7 +101,27 @@ def new_core() -> UniMMCore:
                 if setter is not None:
                     setter(str(propValue))
                     return
-            super().setProperty(label, propName, propValue)  # type: ignore[arg-type]
+            if label not in self._pydevices or _UPSTREAM["announces"]:
+                super().setProperty(label, propName, propValue)  # type: ignore[arg-type]
+                return
+            if _UPSTREAM["announces"] is None:
+                seen: list[bool] = []
+
+                def probe(dev: str, prop: str, *_: object) -> None:
+                    if (dev, prop) == (label, propName):
+                        seen.append(True)
+
+                self.events.propertyChanged.connect(probe)
+                try:
+                    super().setProperty(label, propName, propValue)  # type: ignore[arg-type]
+                finally:
+                    self.events.propertyChanged.disconnect(probe)
+                _UPSTREAM["announces"] = bool(seen)
+                if seen:
+                    return
+            else:
+                super().setProperty(label, propName, propValue)  # type: ignore[arg-type]
+            self.events.propertyChanged.emit(label, propName, self.getProperty(label, propName))
 
     return SECCMCore()
 

@@ -201,6 +201,12 @@ def get_session(viewer: napari.Viewer) -> Session:
     # napari hands each widget its own proxy of the viewer: key by the viewer
     viewer = getattr(viewer, "__wrapped__", viewer)
     if viewer not in _SESSIONS:
+        from .offline_icons import fail_fast_when_offline, provide_offline_icons
+
+        # icons for pymmcore-widgets and napari-micromanager on an offline PC:
+        # drawn ones for the stage buttons, and no 2 s download attempt per icon
+        provide_offline_icons()
+        fail_fast_when_offline()
         _SESSIONS[viewer] = Session(viewer)
         prefer_store_reader()
     return _SESSIONS[viewer]

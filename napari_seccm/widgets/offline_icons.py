@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +80,68 @@ def provide_offline_icons(
                 cache[key] = _svg(name, color)
                 added += 1
     return added
+
+
+ICON_SERVER = ("api.iconify.design", 443)
+
+
+def _reachable(address: tuple[str, int], timeout_s: float) -> bool:
+    """Whether a TCP connection to ``address`` opens within ``timeout_s``
+    (name resolution included: it runs on a thread that is not waited for)."""
+    import socket
+    import threading
+
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(address, timeout=timeout_s).close()
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    t = threading.Thread(target=probe, name="icon-server probe", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return bool(ok and ok[0])
+
+
+class _Offline:
+    """A requests transport adapter that fails at once (no network)."""
+
+    def __new__(cls) -> Any:
+        import requests
+        from requests.adapters import BaseAdapter
+
+        class Adapter(BaseAdapter):
+            def send(self, request: Any, **kwargs: Any) -> Any:
+                raise requests.ConnectionError(
+                    f"{ICON_SERVER[0]} is not reachable from this computer: icons not "
+                    "in the local cache show as their fallback"
+                )
+
+            def close(self) -> None:
+                pass
+
+        return Adapter()
+
+
+def fail_fast_when_offline(timeout_s: float = 0.3) -> bool:
+    """On a computer that cannot reach the icon server, make every icon
+    download fail at once instead of after pyconify's 2 s timeout per icon
+    (pymmcore-widgets' property browser asks for one per row: tens of seconds
+    of a frozen window on an instrument PC without internet). Icons already in
+    the cache, and :func:`provide_offline_icons`' drawings, still show; the
+    others fall back to superqt's placeholder. Returns whether the computer
+    was found offline."""
+    if _reachable(ICON_SERVER, timeout_s):
+        return False
+    try:
+        from pyconify import api
+
+        api._session().mount(f"https://{ICON_SERVER[0]}", _Offline())
+    except Exception as e:  # pragma: no cover - pyconify changed
+        log.warning("could not switch icon downloads off: %s", e)
+        return False
+    log.info("%s is not reachable: icons come from the local cache only", ICON_SERVER[0])
+    return True
