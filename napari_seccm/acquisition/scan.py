@@ -325,13 +325,23 @@ class Scan:
 
     @classmethod
     def resume(cls, core: CMMCorePlus, path: str | Path) -> Scan:
-        """Reopen an interrupted or canceled scan to measure its remaining points."""
-        store = ScanStore.open(path, mode="r+")
-        if store.meta["status"] == "complete":
+        """Reopen an interrupted or canceled scan to measure its remaining points.
+
+        Nothing on the rig is touched until the whole store has been checked
+        (:meth:`ScanStore.validate`: every array and chunk, and that its plan
+        still gives exactly the recorded points); a store that is damaged,
+        does not match its plan or was caught mid-creation is refused
+        (:class:`~napari_seccm.acquisition.store.StoreDamagedError`,
+        :class:`~napari_seccm.acquisition.store.StoreIncompleteError`)."""
+        store = ScanStore.open(path, mode="r+")  # validates the whole store
+        try:
+            if store.meta["status"] == "complete":
+                raise ValueError(f"{path} is already complete; nothing to resume")
+            check_plan_against_core(store.plan(), core)
+            return cls(core, store)
+        except BaseException:
             store.close()
-            raise ValueError(f"{path} is already complete; nothing to resume")
-        check_plan_against_core(store.plan(), core)
-        return cls(core, store)
+            raise
 
     # ------------------------------------------------------------- running
     @property
