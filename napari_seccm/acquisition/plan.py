@@ -497,6 +497,16 @@ class ScanPlan(_Model):
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> ScanPlan:
+        try:
+            return self._check_all(info)
+        except (ArithmeticError, TypeError) as e:  # OverflowError, ZeroDivisionError...
+            # extreme values that passed every field's range: still one line
+            raise ValueError(
+                f"the plan's numbers cannot be combined ({type(e).__name__}: {e}): "
+                "check the extreme values"
+            ) from None
+
+    def _check_all(self, info: ValidationInfo) -> ScanPlan:
         pst = self.potentiostat
         if pst.filter_Hz > pst.sample_rate_Hz / 2:
             raise ValueError(
@@ -565,7 +575,7 @@ class ScanPlan(_Model):
                 f"than the maximum of {MAX_POINTS:,}: check the pitch and the area"
             )
         if kind in ("rectangle", "edges"):
-            n = max(1.0, round(ex / p)) * max(1.0, round(ey / p))
+            n = max(1.0, float(np.rint(ex / p))) * max(1.0, float(np.rint(ey / p)))
             if n > MAX_POINTS:
                 raise ValueError(
                     f"the {kind} area {ex:g} x {ey:g} um at pitch {p:g} um has {n:.4g} "
@@ -972,7 +982,7 @@ def validation_lines(
         return [str(e)]
     lines = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join(_loc_part(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         inp = err.get("input")
         if isinstance(inp, dict):
@@ -1006,3 +1016,9 @@ def _short_repr(v: Any, limit: int = 80) -> str:
         text = f"<{type(v).__name__}>"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _loc_part(p: Any) -> str:
+    """A field name as written, or its repr when it is odd (blank, a newline)."""
+    t = str(p)
+    return t if t and t.isprintable() and not any(c.isspace() for c in t) else repr(p)
