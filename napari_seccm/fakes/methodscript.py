@@ -565,7 +565,8 @@ class FakeEmStat:
                 due = max(k, inject[1])
             chunk = e_first + e_step * np.arange(k, due)
             if chunk.size:
-                i = self.world.waveform(self.channel, chunk, 1.0 / dt)[2]
+                # on the instrument's clock: sample k at t0 + (k + 1) dt
+                i = self.world.waveform(self.channel, chunk, 1.0 / dt, t0 + (k + 1) * dt)[2]
                 out = []
                 for ek, ik in zip(chunk, i, strict=True):
                     vals_by_name = {pvar: ("da", ek), cvar: ("ba", ik)}

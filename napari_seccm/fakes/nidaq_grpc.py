@@ -678,9 +678,10 @@ class FakeNIDAQServer:
             if m is not None and m.phys == self.potential_channel and m.buf.size:
                 idx = np.arange(t.produced, due) % m.buf.size
                 e = m.buf[idx] * self.potential_scale
-                i = w.waveform("A", e, t.rate)[2]
+                # on the board's clock: sample k at t0 + k / rate
+                i = w.waveform("A", e, t.rate, t.t0 + t.produced / t.rate)[2]
             else:
-                i = w.sample_current("A", new, t.rate)
+                i = w.sample_current("A", new, t.rate, t.t0 + t.produced / t.rate)
             if phys == self.current_channel:
                 self.served_current_A.append(np.asarray(i, float))
                 v = np.clip(i * self.gain_V_per_A, lo, hi)

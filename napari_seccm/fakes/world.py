@@ -103,6 +103,7 @@ class FakeWorld:
         }
         self.rig.move_z(z_start_um, "A", speed_um_s=1e9)
         self._synced = (self.rig.x_um, self.rig.y_um, z_start_um)
+        self._t_synced = clock()
         # the amplifier's filter imports scipy.signal on first use (0.4-0.9 s):
         # now, not while a fake instrument is streaming samples it stamps with
         # their due times (a stall would put the state of its end on all of them)
@@ -113,11 +114,14 @@ class FakeWorld:
         with self.lock:
             return self.axes[axis].now_um()
 
-    def sync(self) -> None:
-        """Bring the rig to the axes' present positions (landing, dragging,
-        detaching and crashing happen here, as the probe passes)."""
+    def sync(self, at: float | None = None) -> None:
+        """Bring the rig to the axes' positions now, or at the time ``at``
+        (landing, dragging, detaching and crashing happen here, as the probe
+        passes). The rig never goes back in time: ``at`` before the last sync
+        is the last sync's time."""
         with self.lock:
-            t = self.clock()
+            t = self.clock() if at is None else max(float(at), self._t_synced)
+            self._t_synced = t
             x, y, z = (self.axes[a].now_um(t) for a in AXES)
             rig = self.rig
             if (x, y) != self._synced[:2]:
@@ -161,24 +165,44 @@ class FakeWorld:
         with self.lock:
             return bool(self.rig.probe(channel).cell_on)
 
-    def sample_current(self, channel: str, n: int, rate_hz: float) -> np.ndarray:
+    def sample_current(
+        self, channel: str, n: int, rate_hz: float, t0: float | None = None
+    ) -> np.ndarray:
         """``n`` samples of the current at the present potential (A), as an
-        ADC reads them at ``rate_hz`` with the probe where it is now."""
+        ADC reads them at ``rate_hz`` (from the time ``t0``, see
+        :meth:`waveform`; default: now)."""
         with self.lock:
-            self.sync()
             e = np.full(int(n), self.rig.probe(channel).potential_V)
-            return self.waveform(channel, e, rate_hz)[2]
+            return self.waveform(channel, e, rate_hz, t0)[2]
 
-    def waveform(self, channel: str, e: np.ndarray, rate_hz: float) -> np.ndarray:
+    def waveform(
+        self, channel: str, e: np.ndarray, rate_hz: float, t0: float | None = None
+    ) -> np.ndarray:
         """Apply the potentials ``e`` (V) at ``rate_hz`` and read the current
         at each; returns [t_s, E_V, I_A] rows (the cell must be on for the
-        potentials to reach it)."""
+        potentials to reach it).
+
+        ``t0``: the time (the world's clock) of the first sample. A fake that
+        fell behind (a busy computer) computes a late block of samples with
+        the probe where it was at each sample's time (in steps of 2 ms), not
+        where it is when it catches up: a real instrument samples on its own
+        clock, and a contact must not appear earlier than it happened."""
+        e = np.asarray(e, float)
+        rate = float(rate_hz)
         with self.lock:
-            self.sync()
             amp = self.rig.probe(channel).amplifier
-            amp.sample_rate_hz = float(rate_hz)
-            amp.filter_hz = min(amp.filter_hz, 0.45 * float(rate_hz))
-            return self.rig.acquire_samples(np.asarray(e, float), float(rate_hz), channel)
+            amp.sample_rate_hz = rate
+            amp.filter_hz = min(amp.filter_hz, 0.45 * rate)
+            if t0 is None:
+                self.sync()
+                return self.rig.acquire_samples(e, rate, channel)
+            step = max(1, int(round(0.002 * rate)))
+            parts = []
+            for k in range(0, max(e.size, 1), step):
+                self.sync(at=t0 + k / rate)
+                parts.append(self.rig.acquire_samples(e[k : k + step], rate, channel))
+            self.sync()
+            return np.hstack(parts) if parts else np.empty((3, 0))
 
     def read_current(self, channel: str) -> float:
         with self.lock:
