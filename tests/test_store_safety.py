@@ -440,6 +440,17 @@ def test_resume_refuses_a_damaged_store_before_the_rig_moves(core, copy, damage)
             assert int(s.done_mask().sum()) == N_DONE
 
 
+def test_reading_a_damaged_store_names_what_is_missing(copy):
+    """Not a bare KeyError: the reader says which array is missing, and
+    ``problems()`` lists everything (what ``info`` can show)."""
+    shutil.rmtree(copy / "results/status")
+    with ScanStore.open(copy) as s:
+        assert s.problems() == ["array results/status is missing"]
+        assert int(s.done_mask().sum()) == N_DONE  # the rest still reads
+        with pytest.raises(StoreDamagedError, match=r"array results/status is missing"):
+            s.status_counts()
+
+
 def test_leftovers_of_a_killed_chunk_write_are_harmless(core, copy):
     """zarr writes a chunk to a temporary ``*.partial`` file, then renames it: a
     kill in between leaves the partial file and the old chunk, a whole store."""
@@ -573,14 +584,22 @@ def test_creation_killed_at_every_step_leaves_a_recognized_store(core, tmp_path,
 def test_overwrite_killed_at_every_step_leaves_the_old_or_a_recognized_store(
     interrupted, tmp_path, monkeypatch
 ):
+    """Every step of replacing a store (marking it, removing its arrays one by
+    one), and the first and last steps of writing the new one: what follows
+    is a fresh creation's (the test above kills each of those)."""
     plan = small_plan(width_um=1.0)
     probe = tmp_path / "probe.seccm.zarr"
     shutil.copytree(interrupted, probe)
     steps = count_steps(monkeypatch, None)
     ScanStore.create(probe, plan, overwrite=True).close()
     monkeypatch.undo()
+    first_write = next(i for i, s in enumerate(steps) if s.startswith("write "))
+    assert steps[0] == "mark existing", steps
+    assert [s for s in steps[:first_write] if s.startswith("remove ")] == [
+        f"remove {name}" for name in ("maps", "points", "results", "traces", "zarr.json")
+    ]
     kinds = []
-    for k in range(len(steps)):
+    for k in [*range(first_write + 2), len(steps) - 2, len(steps) - 1]:
         path = tmp_path / f"k{k:03d}.seccm.zarr"
         shutil.copytree(interrupted, path)
         killed = count_steps(monkeypatch, k, partial=k % 2 == 0)

@@ -430,6 +430,7 @@ class ScanStore:
         into place (atomically), so the store never exists without its marker.
         An existing store (``overwrite``) is locked, marked, then emptied.
         """
+        _remove_stale_siblings(path)
         if path.exists():
             fd = cls._try_lock(path)
             if fd is None:
@@ -451,7 +452,6 @@ class ScanStore:
                 cls._unlock(fd)
                 raise
             return fd
-        _remove_stale_siblings(path)
         tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:12]}"
         _creation_step("mkdir")
         os.mkdir(tmp)
@@ -699,7 +699,16 @@ class ScanStore:
     # --------------------------------------------------------------- arrays
     def array(self, name: str) -> zarr.Array:
         if name not in self._cache:
-            self._cache[name] = self.root[name]
+            try:
+                self._cache[name] = self.root[name]
+            except KeyError:
+                problem = f"array {name} is missing"
+                raise StoreDamagedError(
+                    f"{self.path} is damaged: {problem} (ScanStore.problems() lists "
+                    "everything that is wrong; the other arrays can still be read)",
+                    [problem],
+                    readable=False,
+                ) from None
         return self._cache[name]
 
     def done_mask(self) -> np.ndarray:
