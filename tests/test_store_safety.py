@@ -666,6 +666,24 @@ def test_creation_killed_by_sigkill_leaves_a_recognized_store(tmp_path):
         assert [p.name for p in tmp_path.iterdir() if ".creating-" in p.name] == []
 
 
+def test_a_store_caught_mid_creation_can_be_removed_and_nothing_else(
+    interrupted, tmp_path, monkeypatch
+):
+    path = tmp_path / "half.seccm.zarr"
+    killed = count_steps(monkeypatch, 20)
+    with pytest.raises(Killed):
+        ScanStore.create(path, small_plan(width_um=1.0))
+    killed.settle()
+    monkeypatch.undo()
+    assert classify(path) == "half"
+    ScanStore.remove_incomplete(path)
+    assert not path.exists()
+    before = full_snapshot(interrupted)
+    with pytest.raises(ValueError, match="not a store caught mid-creation; nothing was removed"):
+        ScanStore.remove_incomplete(interrupted)
+    assert full_snapshot(interrupted) == before
+
+
 def test_overwrite_still_never_replaces_what_is_not_a_store(tmp_path):
     plan = small_plan(width_um=1.0)
     notes = tmp_path / "notes"

@@ -477,6 +477,33 @@ class ScanStore:
                 raise StoreLockedError(f"{path} is being written by another process (lock held)")
         return fd
 
+    @classmethod
+    def remove_incomplete(cls, path: str | Path) -> None:
+        """Remove a store caught mid-creation (no point was ever measured in
+        it); anything else is refused and left as it is. Killed while
+        removing, it leaves a store still recognized as caught mid-creation
+        (the marker goes last), or an empty folder."""
+        path = Path(path)
+        if half_created(path) is None:
+            raise ValueError(f"{path} is not a store caught mid-creation; nothing was removed")
+        fd = cls._try_lock(path)
+        if fd is None:
+            raise StoreLockedError(f"{path} is being created right now (lock held)")
+        try:
+            cls._check_replaceable(path)  # the store's own files only
+            for child in sorted(path.iterdir()):
+                if child.name in (".lock", CREATING_MARKER):
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        finally:
+            cls._unlock(fd)
+        (path / ".lock").unlink(missing_ok=True)
+        (path / CREATING_MARKER).unlink()
+        path.rmdir()
+
     @staticmethod
     def check_creatable(path: str | Path, *, overwrite: bool = False) -> None:
         """Raise unless a new store may be written at ``path`` (nothing is changed).
