@@ -308,6 +308,17 @@ def _load_core(config: str):
     return core
 
 
+def _say_if_simulated(core: Any) -> None:
+    from .acquisition.control import simulated_devices
+
+    sim = simulated_devices(core)
+    if sim:
+        print(
+            f"on the SIMULATED instrument ({', '.join(sim)}): no sample is measured; "
+            "load your rig's config with --config"
+        )
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from .acquisition.plan import ScanPlan
     from .acquisition.scan import Scan
@@ -318,6 +329,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     args.out = _store_name(args.out)
     ScanStore.check_creatable(args.out, overwrite=args.overwrite)  # before loading the rig
     core = _load_core(args.config)
+    _say_if_simulated(core)
     scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
     return _run_with_progress(scan, f"scan -> {args.out}", args.quiet)[1]
 
@@ -329,6 +341,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     with ScanStore.open(args.store) as s:
         cfg = args.config or s.meta.get("rig", {}).get("config_file") or "seccm_simulated.cfg"
     core = _load_core(cfg)
+    _say_if_simulated(core)
     scan = Scan.resume(core, args.store)
     return _run_with_progress(scan, f"resume {args.store}", args.quiet)[1]
 
@@ -357,6 +370,7 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "created": meta.get("created"),
             "started": meta.get("started"),
             "ended": meta.get("ended"),
+            "simulated": list(meta.get("rig", {}).get("simulated", [])),
         }
 
 
@@ -378,6 +392,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  instrument time  {_fmt_duration(info['instrument_time_s'])} ({info['instrument_time_s']:.1f} s)"
     )
     print(f"  wall time        {_fmt_duration(info['wall_time_s'])} ({info['wall_time_s']:.1f} s)")
+    if info["simulated"]:
+        print(
+            f"  instrument       SIMULATED ({', '.join(info['simulated'])}): no sample was measured"
+        )
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -141,4 +141,17 @@ def reset_emergency_stop(core: CMMCorePlus) -> list[str]:
     for dev in latched_devices(core):
         core.setProperty(dev, ESTOP_PROP, "Clear")
         out.append(dev)
+    return out
+
+
+def simulated_devices(core: Any) -> list[str]:
+    """The loaded devices that say they are a simulation (read-only property
+    ``Simulated`` = ``Yes``): a scan on them measures no sample."""
+    out = []
+    for dev in core.getLoadedDevices():
+        try:
+            if core.hasProperty(dev, "Simulated") and core.getProperty(dev, "Simulated") == "Yes":
+                out.append(dev)
+        except Exception:  # a device that cannot answer is no simulation we know of
+            continue
     return out

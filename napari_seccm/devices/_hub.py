@@ -153,6 +153,8 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
 
     #: (class name, description) of the peripherals, importable from the hub's module
     PERIPHERALS: ClassVar[Sequence[tuple[str, str]]] = ()
+    #: a simulation, not an instrument (the read-only property ``Simulated``)
+    SIMULATED: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -226,6 +228,15 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             limits=(0.0, 45.0),
             getter=lambda d: math.degrees(math.atan(d._tan_tilt)),
             setter=lambda d, v: setattr(d, "_tan_tilt", math.tan(math.radians(float(v)))),
+        )
+        register(
+            self,
+            "Simulated",
+            "Yes" if self.SIMULATED else "No",
+            "Yes: this controller is a simulation, not an instrument (scans and stores say so)",
+            allowed_values=("Yes", "No"),
+            is_read_only=True,
+            getter=lambda d: "Yes" if d.SIMULATED else "No",
         )
 
     # ---------------------------------------------------------------- life

@@ -515,6 +515,8 @@ IDEAL_PROPERTIES: dict[str, float] = {
 class SimulatedSECCM(SECCMHub):
     """The simulated SECCM controller: film, pipette, stages, potentiostat, camera."""
 
+    SIMULATED = True
+
     PERIPHERALS = (
         ("PiezoXY", "lateral piezo stage"),
         ("PiezoZ", "Z piezo carrying the pipette, with the approach"),

@@ -82,66 +82,50 @@ def provide_offline_icons(
     return added
 
 
-ICON_SERVER = ("api.iconify.design", 443)
+ICON_SERVER = "api.iconify.design"
 
 
-def _reachable(address: tuple[str, int], timeout_s: float) -> bool:
-    """Whether a TCP connection to ``address`` opens within ``timeout_s``
-    (name resolution included: it runs on a thread that is not waited for)."""
-    import socket
-    import threading
+def _fail_fast_adapter() -> Any:
+    """A requests transport for the icon server that gives up for good after
+    one failed connection (0.5 s to connect): later icons fail at once and
+    show superqt's placeholder, instead of each waiting pyconify's 2 s."""
+    import requests
+    from requests.adapters import HTTPAdapter
 
-    ok: list[bool] = []
+    class FailFast(HTTPAdapter):
+        offline = False
 
-    def probe() -> None:
-        try:
-            socket.create_connection(address, timeout=timeout_s).close()
-            ok.append(True)
-        except OSError:
-            ok.append(False)
-
-    t = threading.Thread(target=probe, name="icon-server probe", daemon=True)
-    t.start()
-    t.join(timeout_s)
-    return bool(ok and ok[0])
-
-
-class _Offline:
-    """A requests transport adapter that fails at once (no network)."""
-
-    def __new__(cls) -> Any:
-        import requests
-        from requests.adapters import BaseAdapter
-
-        class Adapter(BaseAdapter):
-            def send(self, request: Any, **kwargs: Any) -> Any:
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            if FailFast.offline:
                 raise requests.ConnectionError(
-                    f"{ICON_SERVER[0]} is not reachable from this computer: icons not "
-                    "in the local cache show as their fallback"
+                    f"{ICON_SERVER} was not reachable: icons not in the local cache show "
+                    "as their placeholder"
                 )
+            kwargs["timeout"] = (0.5, kwargs.get("timeout") or 2)
+            try:
+                return super().send(request, **kwargs)
+            except (requests.ConnectionError, requests.Timeout):
+                FailFast.offline = True
+                log.info("%s is not reachable: icons from the local cache only", ICON_SERVER)
+                raise
 
-            def close(self) -> None:
-                pass
-
-        return Adapter()
+    return FailFast()
 
 
-def fail_fast_when_offline(timeout_s: float = 0.3) -> bool:
-    """On a computer that cannot reach the icon server, make every icon
-    download fail at once instead of after pyconify's 2 s timeout per icon
-    (pymmcore-widgets' property browser asks for one per row: tens of seconds
-    of a frozen window on an instrument PC without internet). Icons already in
-    the cache, and :func:`provide_offline_icons`' drawings, still show; the
-    others fall back to superqt's placeholder. Returns whether the computer
-    was found offline."""
-    if _reachable(ICON_SERVER, timeout_s):
-        return False
+def fail_fast_when_offline() -> bool:
+    """On a computer that cannot reach the icon server, let only the first
+    icon download wait (0.5 s), and every later one fail at once instead of
+    after pyconify's 2 s timeout each (pymmcore-widgets' property browser asks
+    for one per row: tens of seconds of a frozen window on an instrument PC
+    without internet). Nothing is downloaded or probed here: the first icon a
+    widget asks for finds out. Icons already in the cache, and
+    :func:`provide_offline_icons`' drawings, still show. Returns whether the
+    transport was installed."""
     try:
         from pyconify import api
 
-        api._session().mount(f"https://{ICON_SERVER[0]}", _Offline())
+        api._session().mount(f"https://{ICON_SERVER}", _fail_fast_adapter())
     except Exception as e:  # pragma: no cover - pyconify changed
-        log.warning("could not switch icon downloads off: %s", e)
+        log.warning("could not shorten icon downloads: %s", e)
         return False
-    log.info("%s is not reachable: icons come from the local cache only", ICON_SERVER[0])
     return True

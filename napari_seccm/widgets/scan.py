@@ -6,6 +6,7 @@ only polls its progress on a timer and never waits on hardware.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import time
 import warnings
@@ -125,6 +126,25 @@ class ScanWidget(QWidget):
         mf.addRow("step hold", self.step_hold)
         meas_box = group("Measurement at each landing", layout=mf)
 
+        # -- potentiostat: part of the plan (the scan sets them), shown, and
+        # following what the Rig (or anything else) sets on the instrument
+        pst = p.potentiostat
+        self.range_combo = QComboBox()
+        self.range_combo.setToolTip(
+            "full-scale current range the scan sets on the potentiostat (the instrument's "
+            "ranges; follows the Rig until edited here)"
+        )
+        self._set_ranges([pst.current_range_A], pst.current_range_A)
+        self.filter_spin = spin(pst.filter_Hz, 1.0, 50_000.0, step=100.0, decimals=1, suffix="Hz")
+        self.srate_spin = spin(
+            pst.sample_rate_Hz, 100.0, 100_000.0, step=500.0, decimals=0, suffix="Hz"
+        )
+        pf = QFormLayout()
+        pf.addRow("current range", self.range_combo)
+        pf.addRow("filter", self.filter_spin)
+        pf.addRow("sample rate", self.srate_spin)
+        pst_box = group("Potentiostat (set by the scan)", layout=pf)
+
         # -- approach
         self.slow = spin(p.approach.slow_speed_um_per_s, 0.01, 20.0, step=0.1, suffix="um/s")
         self.threshold = spin(
@@ -188,7 +208,7 @@ class ScanWidget(QWidget):
         # the run controls, progress and messages stay in view (not scrolled)
         self.estop = EmergencyStopBar(napari_viewer)
         lay = scroll_layout(self, footer=(run_box, self.status, self.estop))
-        for wdg in (area_box, meas_box, app_box, out_box):
+        for wdg in (area_box, meas_box, pst_box, app_box, out_box):
             lay.addWidget(wdg)
         lay.addStretch()
 
@@ -209,10 +229,16 @@ class ScanWidget(QWidget):
             self.threshold,
             self.retract,
             self.e_approach,
+            self.filter_spin,
+            self.srate_spin,
         ):
             s.valueChanged.connect(self._on_edit)
-        for c in (self.order, self.kind):
+        for c in (self.order, self.kind, self.range_combo):
             c.currentIndexChanged.connect(self._on_edit)
+        self._pst_events: Any = None
+        self.session.coreChanged.connect(self._follow_potentiostat)
+        if self.session.core is not None:
+            self._follow_potentiostat(self.session.core)
         for s in (self.cx, self.cy, self.w, self.h):
             s.valueChanged.connect(self._forget_polygon)
         self._timer = QTimer(self)
@@ -220,6 +246,58 @@ class ScanWidget(QWidget):
         self._timer.timeout.connect(self._poll)
         self._set_running(False)
         self._on_edit()
+
+    # -------------------------------------------------------- potentiostat
+    def _ranges(self) -> list[float]:
+        return [float(self.range_combo.itemData(i)) for i in range(self.range_combo.count())]
+
+    def _set_ranges(self, ranges: list[float], current: float) -> None:
+        """The range combo: the instrument's ranges (and ``current``), in A with units."""
+        vals = sorted({*(float(r) for r in ranges), float(current)})
+        self.range_combo.blockSignals(True)
+        self.range_combo.clear()
+        for r in vals:
+            self.range_combo.addItem(_amps(r), r)
+        self.range_combo.setCurrentIndex(vals.index(float(current)))
+        self.range_combo.blockSignals(False)
+
+    def _follow_potentiostat(self, core: Any) -> None:
+        """Take the instrument's ranges and present settings (a config loaded,
+        the Rig changing the range): the plan shows what the scan will set."""
+        ps = self.base_plan.potentiostat.label
+        with contextlib.suppress(Exception):
+            if ps not in core.getLoadedDevices():
+                return
+            ranges = [
+                float(v)
+                for v in str(core.getProperty(ps, "CurrentRanges_A")).split(",")
+                if v.strip()
+            ]
+            cur = float(core.getProperty(ps, "CurrentRange_A"))
+            self._set_ranges(ranges, cur)
+            self.filter_spin.setValue(float(core.getProperty(ps, "Filter_Hz")))
+            self.srate_spin.setValue(float(core.getProperty(ps, "SampleRate_Hz")))
+            self._on_edit()
+        if self._pst_events is not core.events:
+            old, self._pst_events = self._pst_events, core.events
+            if old is not None:
+                with contextlib.suppress(TypeError, RuntimeError, ValueError):
+                    old.propertyChanged.disconnect(self._on_property)
+            core.events.propertyChanged.connect(self._on_property)
+
+    def _on_property(self, dev: str, prop: str, value: Any) -> None:
+        if dev != self.base_plan.potentiostat.label or self._running():
+            return
+        with contextlib.suppress(ValueError, TypeError):
+            if prop == "CurrentRange_A":
+                self._set_ranges(self._ranges(), float(value))
+            elif prop == "Filter_Hz":
+                self.filter_spin.setValue(float(value))
+            elif prop == "SampleRate_Hz":
+                self.srate_spin.setValue(float(value))
+            else:
+                return
+            self._on_edit()
 
     # ----------------------------------------------------------------- plan
     def _forget_polygon(self) -> None:
@@ -273,6 +351,11 @@ class ScanWidget(QWidget):
             order=self.order.currentText(),
             measurement=meas.model_dump(),
             retract_um=self.retract.value(),
+        )
+        data["potentiostat"].update(
+            current_range_A=float(self.range_combo.currentData()),
+            filter_Hz=self.filter_spin.value(),
+            sample_rate_Hz=self.srate_spin.value(),
         )
         data["approach"].update(
             slow_speed_um_per_s=self.slow.value(),
@@ -353,6 +436,10 @@ class ScanWidget(QWidget):
         if isinstance(m, Staircase):
             self.steps.setValue(m.steps)
             self.step_hold.setValue(m.hold_s)
+        pst = plan.potentiostat
+        self._set_ranges(self._ranges(), pst.current_range_A)
+        self.filter_spin.setValue(pst.filter_Hz)
+        self.srate_spin.setValue(pst.sample_rate_Hz)
         self.slow.setValue(plan.approach.slow_speed_um_per_s)
         self.threshold.setValue(plan.approach.threshold_A * 1e12)
         self.retract.setValue(plan.retract_um)
@@ -470,7 +557,8 @@ class ScanWidget(QWidget):
             return
         self._starting = True
         self.start_btn.setEnabled(False)
-        self._say(f"preparing {out.name}…")
+        self._simulated = _simulated_note(core)
+        self._say(f"preparing {out.name}{self._simulated}…")
 
         def failed(e: BaseException) -> None:
             self._say(f"not started: {_short_error(e)}", error=True)
@@ -502,6 +590,7 @@ class ScanWidget(QWidget):
         except Exception as e:
             self._say(f"not continued: {_short_error(e)}", error=True)
             return
+        self._simulated = _simulated_note(core)
         self._starting = True
         self.start_btn.setEnabled(False)
         self._say(f"reopening {Path(path).name}…")
@@ -533,7 +622,7 @@ class ScanWidget(QWidget):
         scan.start()
         self.session.scanStarted.emit(scan)
         self._set_running(True)
-        self._say(f"scanning into {out}")
+        self._say(f"scanning into {out}{getattr(self, '_simulated', '')}")
         self._timer.start()
 
     def set_paused(self, paused: bool) -> None:
@@ -580,3 +669,25 @@ def _short_error(e: BaseException) -> str:
     from ..acquisition.plan import validation_lines
 
     return "; ".join(validation_lines(e))
+
+
+def _simulated_note(core: Any) -> str:
+    """' on the SIMULATED instrument (...)' when the core's devices say they
+    are a simulation (the store records it too), else ''."""
+    from ..acquisition.control import simulated_devices
+
+    try:
+        sim = simulated_devices(core)
+    except Exception:
+        return ""
+    if not sim:
+        return ""
+    return f" on the SIMULATED instrument ({', '.join(sim)}: no sample is measured)"
+
+
+def _amps(a: float) -> str:
+    """A current with its unit, e.g. 10 nA, 1 uA."""
+    for unit, f in (("mA", 1e-3), ("uA", 1e-6), ("nA", 1e-9), ("pA", 1e-12)):
+        if abs(a) >= f * 0.999:
+            return f"{a / f:g} {unit}"
+    return f"{a:g} A"
