@@ -111,9 +111,13 @@ def rig_snapshot(core: CMMCorePlus) -> dict[str, Any]:
         cfg = core.systemConfigurationFile()
         if cfg and Path(cfg).exists():
             cfg_text = Path(cfg).read_text()
+    from .control import simulated_devices
+
     return {
         "devices": devices,
         "read_only": read_only,
+        #: the devices that said they are a simulation: no sample was measured
+        "simulated": simulated_devices(core),
         "config_file": core.systemConfigurationFile() or "",
         "config_text": cfg_text,
         "roles": {
