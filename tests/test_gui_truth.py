@@ -1,0 +1,100 @@
+"""The widgets tell the truth (napari under Xvfb): what the scan will set on
+the potentiostat is shown and follows the instrument; a scan on the simulator
+says so, before it starts and in its store; a change made elsewhere shows at
+once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_seccm.acquisition.store import ScanStore
+from napari_seccm.cli import main as cli_main
+from napari_seccm.configs import config_path
+
+pytestmark = pytest.mark.gui
+
+SIM = str(config_path("seccm_simulated.cfg"))
+
+
+def pump(seconds: float = 0.2) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer: Any) -> Any:
+    v = make_napari_viewer(show=False)
+    yield v
+    from napari_seccm.widgets._session import _SESSIONS
+
+    for s in list(_SESSIONS.values()):
+        if s.scan is not None and s.scan.is_running():
+            s.scan.cancel()
+            s.scan.wait(30)
+        if s.core is not None:
+            s.core.unloadAllDevices()
+            s.core = None
+
+
+def widgets(viewer: Any) -> tuple[Any, Any]:
+    _d, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    _d, sw = viewer.window.add_plugin_dock_widget("napari-seccm", "Scan")
+    rig.config_edit.setText(SIM)
+    rig._load()
+    pump()
+    return rig, sw
+
+
+def test_the_scan_shows_and_follows_the_potentiostat_settings(viewer: Any, qtbot: Any) -> None:
+    rig, sw = widgets(viewer)
+    core = rig.session.core
+    # the instrument's ranges, the present one selected
+    ranges = [float(v) for v in core.getProperty("Potentiostat", "CurrentRanges_A").split(",")]
+    assert sw._ranges() == sorted(ranges)
+    assert float(sw.range_combo.currentData()) == float(
+        core.getProperty("Potentiostat", "CurrentRange_A")
+    )
+    assert "nA" in sw.range_combo.currentText() or "uA" in sw.range_combo.currentText()
+    # set elsewhere (a script, the Rig): shown at once, and what the plan will set
+    other = next(r for r in ranges if r != float(sw.range_combo.currentData()))
+    core.setProperty("Potentiostat", "CurrentRange_A", other)
+    core.setProperty("Potentiostat", "Filter_Hz", 500.0)
+    pump()
+    assert float(sw.range_combo.currentData()) == other
+    assert sw.filter_spin.value() == 500.0
+    plan = sw.plan()
+    assert plan.potentiostat.current_range_A == other
+    assert plan.potentiostat.filter_Hz == 500.0
+    # chosen in the Scan widget: the plan carries it
+    sw.range_combo.setCurrentIndex(0)
+    assert sw.plan().potentiostat.current_range_A == min(ranges)
+
+
+def test_a_scan_on_the_simulator_says_so_before_and_in_its_store(
+    viewer: Any, qtbot: Any, tmp_path: Path, capsys: Any
+) -> None:
+    _rig, sw = widgets(viewer)
+    sw.w.setValue(1.0)
+    sw.h.setValue(1.0)
+    sw.pitch.setValue(0.5)
+    out = tmp_path / "sim.seccm.zarr"
+    sw.out_edit.setText(str(out))
+    sw.start()
+    assert "SIMULATED" in sw.status.text(), sw.status.text()
+    qtbot.waitUntil(lambda: sw.scan is not None and sw.scan.final_status is not None, timeout=60000)
+    assert "SIMULATED" in sw.status.text() or sw.scan.final_status == "complete"
+    with ScanStore.open(out) as s:
+        assert s.meta["rig"]["simulated"] == ["SECCM"]
+    capsys.readouterr()
+    assert cli_main(["info", str(out)]) == 0
+    assert "SIMULATED (SECCM)" in capsys.readouterr().out
