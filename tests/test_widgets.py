@@ -661,6 +661,12 @@ def test_pause_resume_and_unscanned_pixels_are_nan(
     assert scan.is_running()
     assert 0 < done_paused < n
     assert sw.progress.value() == done_paused
+    # a pause does not count as scanning time: "elapsed" stands still
+    qtbot.wait(250)
+    elapsed = sw.time_label.text().split(",")[0]
+    assert "paused" in sw.time_label.text()
+    qtbot.wait(1200)
+    assert sw.time_label.text().split(",")[0] == elapsed, sw.time_label.text()
 
     # while paused: the layers show exactly the measured pixels, NaN elsewhere
     from napari_seccm.acquisition.store import ScanStore

@@ -70,6 +70,9 @@ class ScanWidget(QWidget):
         self._starting = False
         self._polygon: list[tuple[float, float]] | None = None
         self._t_start = 0.0
+        #: time spent paused (not counted as elapsed), and since when paused
+        self._paused_s = 0.0
+        self._paused_at: float | None = None
         self._done_start = 0
 
         p = self.base_plan
@@ -616,6 +619,7 @@ class ScanWidget(QWidget):
         self.progress.setRange(0, scan.n_total)
         self.progress.setValue(scan.points_done)
         self._t_start = time.monotonic()
+        self._paused_s, self._paused_at = 0.0, None
         self._done_start = scan.points_done
         self.live = LiveScanLayers(self.viewer, scan)
         self.session.live = self.live
@@ -629,6 +633,12 @@ class ScanWidget(QWidget):
         if self.scan is None or not self._running():
             return
         self.scan.set_paused(paused)
+        now = time.monotonic()
+        if paused and self._paused_at is None:
+            self._paused_at = now
+        elif not paused and self._paused_at is not None:
+            self._paused_s += now - self._paused_at
+            self._paused_at = None
         self.pause_btn.setText("Resume" if paused else "Pause")
         self._say(
             "paused after the point in progress (pipette retracted)" if paused else "scanning"
@@ -645,10 +655,15 @@ class ScanWidget(QWidget):
             return
         done = scan.points_done
         self.progress.setValue(done)
-        dt = time.monotonic() - self._t_start
+        now = time.monotonic()
+        paused = self._paused_s + (now - self._paused_at if self._paused_at is not None else 0.0)
+        dt = now - self._t_start - paused  # scanning time: a pause does not count
         rate = (done - self._done_start) / dt if dt > 0 else 0.0
         left = (scan.n_total - done) / rate if rate > 0 else float("nan")
-        self.time_label.setText(f"elapsed {_fmt_s(dt)}, time left {_fmt_s(left)}")
+        self.time_label.setText(
+            f"elapsed {_fmt_s(dt)}, time left {_fmt_s(left)}"
+            + (f" (paused {_fmt_s(now - self._paused_at)})" if self._paused_at is not None else "")
+        )
         if not scan.is_running() and scan.final_status is not None:
             self._timer.stop()
             self.time_label.setText(f"{done} of {scan.n_total} points, took {_fmt_s(dt)}")
