@@ -216,6 +216,28 @@ def test_csv_point_table(store: Path, tmp_path: Path) -> None:
         write_point_table(tmp_path / "x.csv", {"a": np.array(["1,2"])})
 
 
+def test_csv_carries_the_chosen_channel(store: Path, tmp_path: Path) -> None:
+    """``--channel`` in a CSV export: the map's value at each point, in SI
+    units, as a column (it was ignored: the same table whatever was asked)."""
+    from napari_seccm.analysis.export import store_maps
+    from napari_seccm.analysis.maps import open_store
+
+    out = export_store(store, tmp_path / "h.csv", channel="height")
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with open_store(store) as s:
+        h_um = np.asarray(store_maps(s, ["height"])["height_um"])
+    for i in (1, 50, 200):
+        r = rows[i]
+        assert float(r["height_m"]) == pytest.approx(
+            h_um[int(r["row"]), int(r["col"])] * 1e-6, rel=1e-9
+        )
+    assert math.isnan(float(rows[BAD_POINTS[1]]["height_m"]))
+    with pytest.raises(ValueError, match="unknown channel"):
+        export_store(store, tmp_path / "bad.csv", channel="bogus")
+    assert not (tmp_path / "bad.csv").exists()
+
+
 # ---------------------------------------------------------------------- PNG
 def test_png_figure(store: Path, tmp_path: Path) -> None:
     import matplotlib.image as mpimg

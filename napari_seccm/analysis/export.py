@@ -513,6 +513,11 @@ def store_maps(
     return maps
 
 
+def _unit_slug(unit: str) -> str:
+    """A unit as a column-name suffix: 'S/cm' -> 'S_per_cm', 'um' -> 'um'."""
+    return unit.replace("/", "_per_").replace(" ", "").replace("^", "")
+
+
 def point_table_columns(store: Any, **analysis: Any) -> dict[str, np.ndarray]:
     """The per-point table of a store: planned and measured positions, landing
     status, map value, contact height, times, and conductance (fit or CA) with
@@ -575,7 +580,9 @@ def export_store(
 
     - ``gsf``, ``tiff``, ``png``: one ``channel`` (see ``CHANNELS``);
     - ``gwy``: ``channels`` (default: every available one) in one file;
-    - ``csv``: the per-point table (:func:`point_table_columns`).
+    - ``csv``: the per-point table (:func:`point_table_columns`), with the
+      ``channel``'s value at each point as a column of its own (unless it is
+      the current, the table's ``value_A``).
 
     ``analysis``: options of the conductance maps (``r2_min``,
     ``rest_potential_V``, ...); ``series``: series-model parameters (see
@@ -602,7 +609,15 @@ def export_store(
         g = s.grid
         geo = {"x0_um": g.x0_um, "y0_um": g.y0_um, "pitch_um": g.pitch_um}
         if fmt == "csv":
-            return write_point_table(out, point_table_columns(s, **analysis), overwrite=overwrite)
+            cols = point_table_columns(s, **analysis)
+            if channel != "current":  # (the current is the table's value_A)
+                # the chosen map's value at each point, as a column of its own
+                img, ch = _channel_image(
+                    store_maps(s, [channel], series=series, **analysis), channel
+                )
+                name = f"{channel}_{_unit_slug(ch.unit)}" if ch.unit else channel
+                cols[name] = np.asarray(img)[cols["row"], cols["col"]]
+            return write_point_table(out, cols, overwrite=overwrite)
         wanted = (channels or None) if fmt == "gwy" else [channel]
         maps = store_maps(s, wanted, series=series, **analysis)
         potential = s.plan().measurement
