@@ -339,6 +339,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from .acquisition.store import ScanStore
 
     with ScanStore.open(args.store) as s:
+        s.validate()  # a store resume would refuse never loads the rig
         cfg = args.config or s.meta.get("rig", {}).get("config_file") or "seccm_simulated.cfg"
     core = _load_core(cfg)
     _say_if_simulated(core)
@@ -347,12 +348,26 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def store_info(path: str | Path) -> dict[str, Any]:
-    """The facts ``napari-seccm info`` prints, as a dict."""
-    from .acquisition.store import ScanStore
+    """The facts ``napari-seccm info`` prints, as a dict (reading writes nothing)."""
+    from .acquisition.store import ScanStore, StoreDamagedError, half_created
 
+    why = half_created(path)
+    if why:
+        return {
+            "path": str(path),
+            "status": "half-created",
+            "reason": why,
+            "points_done": 0,
+            "points_total": None,
+        }
     with ScanStore.open(path) as s:
         meta = s.meta
-        counts = s.status_counts()
+        problems = s.problems()
+        try:
+            counts = s.status_counts()
+            inst = s.instrument_time_s()
+        except StoreDamagedError:
+            counts, inst = {"pending": 0}, float("nan")
         pending = counts.pop("pending")
         g = s.grid
         return {
@@ -365,12 +380,13 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "points_done": s.n_points - pending,
             "points_total": s.n_points,
             "landing_status": counts,
-            "instrument_time_s": s.instrument_time_s(),
+            "instrument_time_s": inst,
             "wall_time_s": float(meta.get("wall_time_s", 0.0)),
             "created": meta.get("created"),
             "started": meta.get("started"),
             "ended": meta.get("ended"),
             "simulated": list(meta.get("rig", {}).get("simulated", [])),
+            "problems": problems,
         }
 
 
@@ -378,6 +394,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = store_info(args.store)
     if args.json:
         print(json.dumps(info, indent=2))
+        return 0
+    if info["status"] == "half-created":
+        print(info["path"])
+        print(
+            "  status           half-created  (caught mid-creation, no point was measured; "
+            "remove it with napari-seccm remove-incomplete PATH or recreate it with --overwrite)"
+        )
         return 0
     print(f"{info['path']}  ({info['name']})")
     print(
@@ -396,6 +419,20 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(
             f"  instrument       SIMULATED ({', '.join(info['simulated'])}): no sample was measured"
         )
+    for line in info["problems"]:
+        print(f"  problem          {line}")
+    if info["problems"]:
+        print(
+            "  resume will refuse this store; its completed points can still be read and exported"
+        )
+    return 0
+
+
+def cmd_remove_incomplete(args: argparse.Namespace) -> int:
+    from .acquisition.store import ScanStore
+
+    ScanStore.remove_incomplete(args.store)
+    print(f"removed {args.store} (caught mid-creation, no point was measured)")
     return 0
 
 
@@ -894,6 +931,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("store")
     i.add_argument("--json", action="store_true", help="print a JSON object")
     i.set_defaults(func=cmd_info)
+
+    ri = sub.add_parser(
+        "remove-incomplete",
+        help="remove a store caught mid-creation (no point measured); refuses anything else",
+    )
+    ri.add_argument("store")
+    ri.set_defaults(func=cmd_remove_incomplete)
 
     pl = sub.add_parser("plan", help="write an example plan with every field, default and unit")
     pl.add_argument("--out", help="file to write (default: print)")
