@@ -2,7 +2,8 @@
 
 Run under a display (or xvfb-run):
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshots.py
-Writes docs/images/napari_scan_running.png and docs/images/napari_scan_done.png.
+Writes docs/images/napari_scan_running.png, napari_scan_done.png, napari_aligned.png and
+napari_with_micromanager.png (napari-micromanager and the SECCM widgets on one core).
 """
 
 from __future__ import annotations
@@ -94,7 +95,44 @@ def main() -> None:
     )
     rig.core.unloadAllDevices()
     viewer.close()
+    with_micromanager(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def with_micromanager(tmp: Path) -> None:
+    """napari-micromanager and the SECCM widgets in one window at 1280 x 800:
+    one core, its snap placed in um under a finished SECCM map."""
+    from napari_micromanager.main_window import MainWindow
+
+    viewer = napari.Viewer(title="napari-micromanager and napari-seccm on one core")
+    viewer.window._qt_window.resize(1280, 800)
+    win = MainWindow(viewer)
+    viewer.window.add_dock_widget(win, name="Micro-Manager", area="top")
+    _, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    _, scan = viewer.window.add_plugin_dock_widget("napari-seccm", "Scan", tabify=True)
+    rig._load()
+    core = rig.session.core
+    assert win.core is core
+    scan.w.setValue(6.0)
+    scan.h.setValue(6.0)
+    scan.pitch.setValue(0.3)
+    scan.out_edit.setText(str(tmp / "mm.seccm.zarr"))
+    scan.start()
+    wait(lambda: scan.scan is not None and scan.scan.final_status is not None, 120)
+    core.setXYPosition(0.0, 0.0)
+    core.waitForSystem()
+    core.snap()  # napari-micromanager's preview, placed in um by the link
+    wait(lambda: "preview" in viewer.layers and viewer.layers["preview"].visible, 10)
+    wait(lambda: False, 0.5)
+    viewer.reset_view()
+    viewer.scene.camera.center = (0.0, 0.0)
+    viewer.scene.camera.zoom = 28
+    wait(lambda: False, 0.5)
+    out = OUT / "napari_with_micromanager.png"
+    viewer.screenshot(str(out), canvas_only=False)
+    print("wrote", out)
+    core.unloadAllDevices()
+    viewer.close()
 
 
 if __name__ == "__main__":

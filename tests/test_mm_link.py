@@ -54,6 +54,11 @@ def viewer(make_napari_viewer: Any) -> Any:
             s.core = None
 
 
+def names_of(viewer: Any) -> list[str]:
+    """The SECCM layers and the preview (nothing else is expected)."""
+    return [lay.name for lay in viewer.layers if "seccm" in lay.metadata or lay.name == "preview"]
+
+
 def open_mm(viewer: Any) -> Any:
     from napari_micromanager.main_window import MainWindow
 
@@ -156,9 +161,16 @@ def test_the_preview_is_placed_in_um_below_the_maps(viewer: Any, tmp_path: Path)
     core.waitForSystem()
     pump()
     core.snap()  # napari-micromanager shows it as its 'preview' layer
-    pump(0.5)
-    assert "preview" in viewer.layers
+    t_end = time.monotonic() + 10
+    while not ("preview" in viewer.layers and viewer.layers["preview"].visible):
+        assert time.monotonic() < t_end, "no snapped image reached the preview"
+        pump(0.05)
     prev = viewer.layers["preview"]
+    assert float(np.asarray(prev.data).max()) > 0  # the camera's image, not a placeholder
+    # the scan's traces never reached napari-micromanager's preview: the
+    # camera image is there, and the scan made no layers of its own there
+    assert prev.data.shape[-2:] == (core.getImageHeight(), core.getImageWidth())
+    assert {lay.name for lay in viewer.layers} <= {"preview", *(n for n in names_of(viewer))}
     assert tuple(str(u) for u in prev.units) == ("micrometer", "micrometer")
     ps = core.getPixelSizeUm()
     h, w = prev.data.shape[-2:]
@@ -168,6 +180,8 @@ def test_the_preview_is_placed_in_um_below_the_maps(viewer: Any, tmp_path: Path)
     names = [lay.name for lay in viewer.layers]
     maps = [i for i, n in enumerate(names) if "current" in n]
     assert maps and names.index("preview") < min(maps)  # below: the map stays visible
+    # one unit for every layer: napari never warns "Inconsistent units"
+    assert viewer.layers.extent.units is not None
     # a new position, a new snap: it follows
     core.setXYPosition(-4.0, 1.0)
     core.waitForSystem()

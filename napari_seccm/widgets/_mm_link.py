@@ -75,7 +75,10 @@ class MMLink(QObject):
         self._timer.setInterval(CHECK_MS)
         self._timer.timeout.connect(self.check)
         self._timer.start()
+        self._muted: Any = None  # napari-micromanager's frame handler, off during a scan
         session.coreChanged.connect(self._on_core)
+        session.scanStarted.connect(lambda *_: self._mute_frames(True))
+        session.scanFinished.connect(lambda *_: self._mute_frames(False))
 
     @property
     def linked(self) -> bool:
@@ -135,6 +138,37 @@ class MMLink(QObject):
             return
         self._follow(self._linked, viewer)
 
+    # ----------------------------------------------------------- MDA frames
+    def _mute_frames(self, on: bool) -> None:
+        """A hopping scan runs on the core's MDA runner, and its frames are
+        current traces, not camera images: napari-micromanager would show
+        every one of them in its preview layer (a draw per landing on the GUI
+        thread). Its frame handler is disconnected while a SECCM scan runs."""
+        session = self._session()
+        if session is None or not self.linked:
+            return
+        core = self._linked
+        if on:
+            win = None
+            with contextlib.suppress(RuntimeError):
+                win = mm_window(session.viewer)
+            handler = getattr(getattr(win, "_core_link", None), "_mda_handler", None)
+            slot = getattr(handler, "_on_mda_frame", None)
+            if slot is not None and self._muted is None:
+                with contextlib.suppress(TypeError, RuntimeError, ValueError):
+                    core.mda.events.frameReady.disconnect(slot)
+                    self._muted = slot
+        elif self._muted is not None:
+            slot, self._muted = self._muted, None
+            with contextlib.suppress(TypeError, RuntimeError, ValueError):
+                core.mda.events.frameReady.connect(slot)
+
+    def _on_sequence_started(self, *_: Any) -> None:
+        from ..acquisition.engine import HoppingEngine
+
+        if self.linked and isinstance(getattr(self._linked.mda, "engine", None), HoppingEngine):
+            self._mute_frames(True)
+
     # ------------------------------------------------------------- preview
     def _on_core(self, core: Any) -> None:
         if self.linked:
@@ -149,6 +183,10 @@ class MMLink(QObject):
                 with contextlib.suppress(TypeError, RuntimeError, ValueError):
                     old.XYStagePositionChanged.disconnect(self._on_xy)
             core.events.XYStagePositionChanged.connect(self._on_xy)
+            # a scan started by a script on the shared core (the widgets say so
+            # themselves through the session)
+            core.mda.events.sequenceStarted.connect(self._on_sequence_started)
+            core.mda.events.sequenceFinished.connect(lambda *_: self._mute_frames(False))
             self._xy = None
         if self._xy is None:  # (a config may have been loaded since)
             with contextlib.suppress(Exception):
@@ -157,6 +195,22 @@ class MMLink(QObject):
         if self._preview is None:
             viewer.layers.events.inserted.connect(self._on_inserted)
             self._preview = True
+        if "preview" not in viewer.layers and self._xy is not None:
+            # napari-micromanager fills a layer named 'preview' if there is
+            # one: made here in um (hidden until the first image), napari never
+            # sees a layer in pixels beside the maps ("Inconsistent units")
+            with contextlib.suppress(Exception):
+                if core.getCameraDevice():
+                    h, w = int(core.getImageHeight()), int(core.getImageWidth())
+                    layer = viewer.add_image(
+                        np.zeros((h, w), dtype=np.uint16),
+                        name="preview",
+                        units=("micrometer", "micrometer"),
+                        colormap="gray",
+                        visible=False,
+                        metadata={"mode": "preview"},
+                    )
+                    layer.events.data.connect(lambda *_: _first_image(layer))
         if "preview" in viewer.layers:
             self._watch(viewer.layers["preview"])
 
@@ -207,3 +261,15 @@ class MMLink(QObject):
         if tuple(layer.units[-2:]) != ("micrometer", "micrometer"):
             with contextlib.suppress(Exception):
                 layer.units = ("micrometer", "micrometer")
+
+
+def _first_image(layer: Any) -> None:
+    """The first image in the pre-made preview layer: show it, at its contrast."""
+    if not layer.visible:
+        layer.visible = True
+        with contextlib.suppress(Exception):
+            data = np.asarray(layer.data, dtype=float)
+            lo, hi = (float(v) for v in np.nanpercentile(data, [0.5, 99.5]))
+            if hi > lo:
+                layer.contrast_limits_range = (float(np.nanmin(data)), float(np.nanmax(data)))
+                layer.contrast_limits = (lo, hi)
