@@ -98,3 +98,28 @@ def test_a_scan_on_the_simulator_says_so_before_and_in_its_store(
     capsys.readouterr()
     assert cli_main(["info", str(out)]) == 0
     assert "SIMULATED (SECCM)" in capsys.readouterr().out
+
+
+def test_align_never_re_places_a_map_unless_the_user_chose_it(viewer: Any, tmp_path: Path) -> None:
+    """A reopened scan shows its maps; Align's moving layer is never a map by
+    default, and applying refuses to move one that the user did not choose."""
+    from _scan_helpers import scan_to_store, small_plan
+
+    store = scan_to_store(tmp_path / "a.seccm.zarr", small_plan(2.0, 0.5))
+    viewer.open(str(store), plugin="napari-seccm")
+    maps = [lay.name for lay in viewer.layers if "seccm" in lay.metadata]
+    assert len(maps) >= 2
+    _d, align = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    assert align.mov_combo.currentText() not in maps
+    before = {n: viewer.layers[n].affine.affine_matrix.copy() for n in maps}
+    align.add_landmark_layers()
+    align.estimate_and_apply()
+    assert "choose the moving layer" in align.status.text(), align.status.text()
+    # chosen by the user in the combo: allowed (then the landmarks are what is missing)
+    name = maps[-1]
+    align.mov_combo.setCurrentText(name)
+    align.mov_combo.activated.emit(align.mov_combo.currentIndex())
+    align.estimate_and_apply()
+    assert "SECCM map" not in align.status.text()
+    for n in maps:
+        assert (viewer.layers[n].affine.affine_matrix == before[n]).all()

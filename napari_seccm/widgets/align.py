@@ -137,6 +137,9 @@ class AlignWidget(QWidget):
 
         self.ref_combo = QComboBox()
         self.mov_combo = QComboBox()
+        #: the moving layer was picked by the user (a SECCM map may then be moved)
+        self._mov_by_user = False
+        self.mov_combo.activated.connect(lambda *_: setattr(self, "_mov_by_user", True))
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODELS)
         self.model_combo.setCurrentText("similarity")
@@ -236,8 +239,12 @@ class AlignWidget(QWidget):
             if cur in names:
                 combo.setCurrentText(cur)
             combo.blockSignals(False)
-        if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
-            self.mov_combo.setCurrentIndex(0 if self.ref_combo.currentIndex() else 1)
+        mov = self._layer_meta(self.mov_combo.currentText())
+        if self.mov_combo.currentText() == self.ref_combo.currentText() or (
+            "seccm" in mov and not self._mov_by_user
+        ):
+            movable = self._movable()
+            self._set_moving_default(movable[-1] if movable else None)
 
     def _choose_defaults(self) -> None:
         """Opened on a viewer that already has layers: a scan's current map as
@@ -248,7 +255,10 @@ class AlignWidget(QWidget):
         if cur:
             self.ref_combo.setCurrentText(cur[-1].name)
         if files:
-            self.mov_combo.setCurrentText(files[-1].name)
+            self._set_moving_default(files[-1].name)
+
+    def _layer_meta(self, name: str) -> dict[str, Any]:
+        return dict(self.viewer.layers[name].metadata) if name in self.viewer.layers else {}
 
     def _forget_guesses(self, *_: Any) -> None:
         """Candidates belong to the layer they were found for."""
@@ -268,20 +278,59 @@ class AlignWidget(QWidget):
         if layer is None or layer.name not in names:
             return
         if "seccm_image" in meta:
-            self.mov_combo.setCurrentText(layer.name)
+            self._set_moving_default(layer.name)
         elif meta.get("seccm", {}).get("kind") == "current":
             ref = self.ref_combo.currentText()
             ref_meta = self.viewer.layers[ref].metadata if ref in self.viewer.layers else {}
             if ref_meta.get("seccm", {}).get("kind") != "current":
                 self.ref_combo.setCurrentText(layer.name)
-        if self.mov_combo.currentText() == self.ref_combo.currentText() and len(names) > 1:
-            others = [n for n in names if n != self.ref_combo.currentText()]
-            self.mov_combo.setCurrentText(others[-1])
+        if self.mov_combo.currentText() == self.ref_combo.currentText() or (
+            "seccm" in self._layer_meta(self.mov_combo.currentText()) and not self._mov_by_user
+        ):
+            movable = self._movable()
+            self._set_moving_default(movable[-1] if movable else None)
 
     def _layer(self, name: str) -> Any:
         if name not in self.viewer.layers:
             raise RegistrationError(f"no layer named {name!r}")
         return self.viewer.layers[name]
+
+    def _moving(self) -> Any:
+        """The moving layer; a SECCM map only when the user chose it here (a map
+        is placed by its scan: re-placing it by default would move the data)."""
+        name = self.mov_combo.currentText()
+        if not name:
+            raise RegistrationError(
+                "choose the moving layer (the image to place, e.g. an opened TEM image)"
+            )
+        layer = self._layer(name)
+        if "seccm" in layer.metadata and not self._mov_by_user:
+            raise RegistrationError(
+                f"{name} is a SECCM map, placed by its scan: choose it as the moving layer "
+                "yourself to re-place it, or choose the image to align"
+            )
+        return layer
+
+    def _set_moving_default(self, name: str | None) -> None:
+        """A default choice of the moving layer (not the user's): never a map."""
+        self.mov_combo.blockSignals(True)
+        if name is None:
+            self.mov_combo.setCurrentIndex(-1)
+        else:
+            self.mov_combo.setCurrentText(name)
+        self.mov_combo.blockSignals(False)
+        self._mov_by_user = False
+        self._forget_guesses()
+
+    def _movable(self) -> list[str]:
+        """Image layers that may be the moving one by default: not the
+        reference, not a SECCM map."""
+        ref = self.ref_combo.currentText()
+        return [
+            lay.name
+            for lay in self._image_layers()
+            if lay.name != ref and "seccm" not in lay.metadata
+        ]
 
     # -------------------------------------------------------------- images
     def _open_dialog(self) -> None:
@@ -392,7 +441,7 @@ class AlignWidget(QWidget):
             if self.ref_combo.currentText() == self.mov_combo.currentText():
                 raise RegistrationError("choose two different layers (names are unique)")
             ref = self._layer(self.ref_combo.currentText())
-            mov = self._layer(self.mov_combo.currentText())
+            mov = self._moving()
             ref_data, ref_m = _level_and_matrix(ref)
             mov_data, mov_m = _level_and_matrix(mov)
         except RegistrationError as e:
@@ -476,8 +525,8 @@ class AlignWidget(QWidget):
     def estimate_and_apply(self) -> Any:
         """Estimate the transform from the landmark pairs and apply it."""
         try:
+            mov_layer = self._moving()
             ref_pts = np.asarray(self._layer(REF_POINTS).data, dtype=float)[:, -2:]
-            mov_layer = self._layer(self.mov_combo.currentText())
             pts_layer = self._layer(MOV_POINTS)
             mov_pts = np.asarray(pts_layer.data, dtype=float)[:, -2:]  # moving data coords
             if len(ref_pts) != len(mov_pts):
