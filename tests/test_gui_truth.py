@@ -123,3 +123,29 @@ def test_align_never_re_places_a_map_unless_the_user_chose_it(viewer: Any, tmp_p
     assert "SECCM map" not in align.status.text()
     for n in maps:
         assert (viewer.layers[n].affine.affine_matrix == before[n]).all()
+
+
+def test_export_figure_with_a_fine_tem_image_is_scaled_and_says_so(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    """A 1 nm/px HAADF-like image beside a 50 um optical one: napari would ask
+    for a 50,000 px canvas; the figure is scaled to the limit, and the status
+    line says at what resolution. A refusal is said there too."""
+    import numpy as np
+
+    viewer = make_napari_viewer(show=True)
+    _d, align = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    viewer.add_image(np.random.default_rng(0).random((500, 500)), scale=(0.1, 0.1), name="optical")
+    viewer.add_image(
+        np.random.default_rng(1).random((1000, 1000)), scale=(0.001, 0.001), name="haadf"
+    )
+    out = align.export_figure(tmp_path / "fig.png", max_side_px=1500)
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert max(im.size) <= 1500 * 1.05
+        assert max(im.size) >= 1000
+    assert "scaled" in align.status.text() and "nm/px" in align.status.text()
+    with pytest.raises(FileExistsError):
+        align.export_figure(out)
+    assert "not exported" in align.status.text() and "exists" in align.status.text()

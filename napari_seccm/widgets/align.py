@@ -11,6 +11,7 @@ reopened.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,10 @@ def _level_and_matrix(layer: Any) -> tuple[Any, np.ndarray]:
             f"layer {layer.name!r} has {layer.ndim} dimensions; the first guess needs a 2-D image"
         )
     return data, m
+
+
+#: the longer side of an exported figure at most, px (napari's canvas fails far above)
+MAX_FIGURE_SIDE_PX = 8000
 
 
 class AlignWidget(QWidget):
@@ -651,13 +656,53 @@ class AlignWidget(QWidget):
             self, "Aligned figure", str(Path.home() / f"seccm-aligned-{stamp}.png"), "PNG (*.png)"
         )
         if path:
-            self.export_figure(path)
+            with contextlib.suppress(Exception):  # export_figure says why in the status line
+                self.export_figure(path)
 
-    def export_figure(self, path: str | Path) -> Path:
-        """Save the aligned layers as they are shown (all visible layers), PNG."""
+    def export_figure(self, path: str | Path, max_side_px: int = MAX_FIGURE_SIDE_PX) -> Path:
+        """Save the aligned layers as they are shown (all visible layers), PNG.
+
+        napari renders one figure pixel per pixel of the finest layer: a TEM
+        image of nm pixels beside a 50 um optical image asks for a canvas of
+        hundreds of thousands of pixels, which fails. The figure is scaled
+        down so that its longer side is at most ``max_side_px`` (the status
+        line gives the resolution). Every failure is said in the status line."""
         path = Path(path)
-        if path.exists():
-            raise FileExistsError(f"{path} exists; choose another name")
-        self.viewer.export_figure(str(path))
-        self._say(f"exported {path}")
+        try:
+            if path.exists():
+                raise FileExistsError(f"{path} exists; choose another name")
+            side, finest = _figure_side_px(self.viewer)
+            factor = min(1.0, max_side_px / side) if side > 0 else 1.0
+            self.viewer.export_figure(str(path), scale_factor=factor)
+        except Exception as e:
+            self._say(f"figure not exported: {e}", error=True)
+            raise
+        note = (
+            f" at {finest / factor * 1e3:.3g} nm/px (scaled to {max_side_px} px: the finest layer "
+            f"has {finest * 1e3:.3g} nm/px)"
+            if factor < 1
+            else ""
+        )
+        self._say(f"exported {path}{note}")
         return path
+
+
+def _figure_side_px(viewer: Any) -> tuple[float, float]:
+    """The longer side of napari's full-resolution figure of the visible
+    layers (px), and the finest pixel (world units, um)."""
+    extent = np.asarray(viewer.layers.extent.world, dtype=float)[:, -2:]
+    size = extent[1] - extent[0]
+    finest = np.inf
+    for lay in viewer.layers:
+        if not lay.visible:
+            continue
+        with contextlib.suppress(Exception):
+            m = np.asarray(lay.affine.affine_matrix)[-3:-1, -3:-1] @ np.diag(
+                np.asarray(lay.scale[-2:], float)
+            )
+            px = float(np.min(np.linalg.norm(m, axis=0)))
+            if px > 0:
+                finest = min(finest, px)
+    if not np.isfinite(finest):
+        return 0.0, 0.0
+    return float(np.max(size) / finest), finest
