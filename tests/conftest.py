@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: pymmcore-widgets (imported by napari-micromanager too) sets
+#: PYMM_SIGNALS_BACKEND=qt for the whole process when it is imported, at
+#: collection: every test starts with the value the session began with, so
+#: that the CLI's subprocesses and the cores of other tests are not changed
+_SIGNALS_AT_START = __import__("os").environ.get("PYMM_SIGNALS_BACKEND")
+
+
+@pytest.fixture(autouse=True)
+def _signals_backend_as_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    if _SIGNALS_AT_START is None:
+        monkeypatch.delenv("PYMM_SIGNALS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("PYMM_SIGNALS_BACKEND", _SIGNALS_AT_START)
 CONFIG = REPO / "micromanager_config" / "seccm_simulated.cfg"
 INIT_LINE = "Property,Core,Initialize,1"
 
