@@ -149,3 +149,36 @@ def test_export_figure_with_a_fine_tem_image_is_scaled_and_says_so(
     with pytest.raises(FileExistsError):
         align.export_figure(out)
     assert "not exported" in align.status.text() and "exists" in align.status.text()
+
+
+def test_status_stop_and_emergency_stop_in_view_at_1280x800(make_napari_viewer: Any) -> None:
+    """All five SECCM widgets docked (two tab groups) in a 1280 x 800 window:
+    whichever tab is shown, its status line, its Stop and the emergency stop
+    are inside the window (not below the fold of a scrolled form)."""
+    from qtpy.QtCore import QPoint
+
+    viewer = make_napari_viewer(show=True)
+    win = viewer.window._qt_window
+    win.resize(1280, 800)
+    docks = {}
+    for name, tab in (
+        ("Rig", False),
+        ("Scan", True),
+        ("Inspector", False),
+        ("Align", True),
+        ("Analysis", True),
+    ):
+        docks[name] = viewer.window.add_plugin_dock_widget("napari-seccm", name, tabify=tab)
+    pump(0.3)
+    assert win.height() <= 800
+    for name, (dock, w) in docks.items():
+        dock.raise_()
+        pump(0.1)
+        for attr in ("status", "stop_btn", "estop"):
+            c = getattr(w, attr, None)
+            if c is None:
+                continue
+            tl = c.mapTo(win, QPoint(0, 0))
+            br = c.mapTo(win, QPoint(c.width() - 1, c.height() - 1))
+            assert c.isVisible() and c.height() > 5, (name, attr)
+            assert win.rect().contains(tl) and win.rect().contains(br), (name, attr, tl, br)

@@ -205,8 +205,9 @@ class AlignWidget(QWidget):
         save_box.layout().addLayout(srow)
 
         self.status = status_label()
-        lay = scroll_layout(self)
-        for w in (img_box, pick_box, fit_box, save_box, self.status):
+        # the status line stays in view below the scrolling form
+        lay = scroll_layout(self, footer=(self.status,))
+        for w in (img_box, pick_box, fit_box, save_box):
             lay.addWidget(w)
         lay.addStretch()
 

@@ -126,8 +126,9 @@ class AnalysisWidget(QWidget):
         exp_box.layout().addLayout(erow)
 
         self.status = status_label()
-        lay = scroll_layout(self)
-        for w in (run_box, res_box, plot_box, exp_box, self.status):
+        # the status line stays in view below the scrolling form
+        lay = scroll_layout(self, footer=(self.status,))
+        for w in (run_box, res_box, plot_box, exp_box):
             lay.addWidget(w)
         lay.addStretch()
 
