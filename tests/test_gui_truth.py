@@ -182,3 +182,32 @@ def test_status_stop_and_emergency_stop_in_view_at_1280x800(make_napari_viewer: 
             br = c.mapTo(win, QPoint(c.width() - 1, c.height() - 1))
             assert c.isVisible() and c.height() > 5, (name, attr)
             assert win.rect().contains(tl) and win.rect().contains(br), (name, attr, tl, br)
+
+
+def test_the_rig_shows_what_the_scan_or_a_script_set(
+    viewer: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    """The potentiostat set elsewhere (a script on the core; a scan, which sets
+    its plan's range) shows in the Rig at once: range, potential, cell."""
+    rig, sw = widgets(viewer)
+    core = rig.session.core
+    ranges = [float(v) for v in core.getProperty("Potentiostat", "CurrentRanges_A").split(",")]
+    assert [float(rig.range_combo.itemData(i)) for i in range(rig.range_combo.count())] == sorted(
+        ranges
+    )
+    core.setProperty("Potentiostat", "Potential_V", 0.75)
+    core.setProperty("Potentiostat", "Cell", "On")
+    pump()
+    assert rig.pot_spin.value() == 0.75 and rig.cell_check.isChecked()
+    # a scan whose plan asks for another range: the Rig shows it during and after
+    other = max(ranges)
+    sw.range_combo.setCurrentIndex(sw._ranges().index(other))
+    sw.w.setValue(1.0)
+    sw.h.setValue(1.0)
+    sw.pitch.setValue(0.5)
+    sw.out_edit.setText(str(tmp_path / "r.seccm.zarr"))
+    sw.start()
+    qtbot.waitUntil(lambda: sw.scan is not None and sw.scan.final_status is not None, timeout=60000)
+    pump()
+    assert float(core.getProperty("Potentiostat", "CurrentRange_A")) == other
+    assert float(rig.range_combo.currentData()) == other

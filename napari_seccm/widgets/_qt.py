@@ -107,3 +107,23 @@ def scroll_layout(widget: QWidget, footer: tuple[QWidget, ...] = ()) -> QVBoxLay
             foot.addWidget(w)
         outer.addLayout(foot)
     return QVBoxLayout(body)
+
+
+def format_range(a: float) -> str:
+    """A current range with its unit, e.g. 10 nA, 1 uA, 100 pA."""
+    for unit, f in (("mA", 1e-3), ("uA", 1e-6), ("nA", 1e-9), ("pA", 1e-12)):
+        if abs(a) >= f * 0.999:
+            return f"{a / f:g} {unit}"
+    return f"{a:g} A"
+
+
+def fill_ranges(combo: Any, ranges: list[float], current: float) -> None:
+    """A current-range combo: ``ranges`` (and ``current``) with units, sorted,
+    ``current`` selected; no signal is emitted (nothing is set on the rig)."""
+    vals = sorted({*(float(r) for r in ranges), float(current)})
+    combo.blockSignals(True)
+    combo.clear()
+    for r in vals:
+        combo.addItem(format_range(r), r)
+    combo.setCurrentIndex(vals.index(float(current)))
+    combo.blockSignals(False)

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from ..configs import SIMULATED, config_dir
 from ._estop import EmergencyStopBar
-from ._qt import group, readout_label, run_in_thread, scroll_layout, spin, status_label
+from ._qt import fill_ranges, group, readout_label, run_in_thread, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -149,9 +149,8 @@ class RigWidget(QWidget):
         self.cell_check = QCheckBox("Cell on")
         self.cell_check.toggled.connect(self._set_cell)
         self.range_combo = QComboBox()
-        for text, val in CURRENT_RANGES:
-            self.range_combo.addItem(text, val)
-        self.range_combo.setCurrentIndex(2)
+        # the instrument's own ranges once a config is loaded
+        fill_ranges(self.range_combo, [v for _t, v in CURRENT_RANGES], 1e-8)
         self.range_combo.currentIndexChanged.connect(self._set_range)
         self.current_label = QLabel("I = —")
         read = QPushButton("Read current")
@@ -362,12 +361,37 @@ class RigWidget(QWidget):
         self._focus = core.getFocusDevice()
         self._xy = core.getXYStageDevice()
         self._update_positions()
+        core.events.propertyChanged.connect(self._on_property)
         if self.ps in core.getLoadedDevices():
             with contextlib.suppress(RuntimeError, ValueError):
-                self.pot_spin.setValue(float(core.getProperty(self.ps, "Potential_V")))
+                ranges = str(core.getProperty(self.ps, "CurrentRanges_A")).split(",")
+                fill_ranges(
+                    self.range_combo,
+                    [float(r) for r in ranges if r.strip()],
+                    float(core.getProperty(self.ps, "CurrentRange_A")),
+                )
+                for prop in ("Potential_V", "Cell"):
+                    self._on_property(self.ps, prop, core.getProperty(self.ps, prop))
+
+    def _on_property(self, dev: str, prop: str, value: Any) -> None:
+        """A potentiostat setting changed (here, by a scan, a script, another
+        plugin): shown at once, nothing set back."""
+        if dev != self.ps:
+            return
+        with contextlib.suppress(ValueError, TypeError, RuntimeError):
+            if prop == "Potential_V":
+                self.pot_spin.blockSignals(True)
+                self.pot_spin.setValue(float(value))
+                self.pot_spin.blockSignals(False)
+            elif prop == "Cell":
                 self.cell_check.blockSignals(True)
-                self.cell_check.setChecked(core.getProperty(self.ps, "Cell") == "On")
+                self.cell_check.setChecked(str(value) == "On")
                 self.cell_check.blockSignals(False)
+            elif prop == "CurrentRange_A":
+                items = [
+                    float(self.range_combo.itemData(i)) for i in range(self.range_combo.count())
+                ]
+                fill_ranges(self.range_combo, items, float(value))
 
     def _disconnect_core(self) -> None:
         ev, self._core_events = self._core_events, None
@@ -375,6 +399,7 @@ class RigWidget(QWidget):
             with contextlib.suppress(TypeError, RuntimeError, ValueError):
                 ev.XYStagePositionChanged.disconnect(self._on_xy_event)
                 ev.stagePositionChanged.disconnect(self._on_z_event)
+                ev.propertyChanged.disconnect(self._on_property)
 
     def _on_xy_event(self, label: str, x: float, y: float) -> None:
         if label == self._xy:

@@ -39,7 +39,7 @@ from ..acquisition.plan import (
     Staircase,
 )
 from ._estop import EmergencyStopBar
-from ._qt import group, readout_label, scroll_layout, spin, status_label
+from ._qt import fill_ranges, group, readout_label, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -255,14 +255,7 @@ class ScanWidget(QWidget):
         return [float(self.range_combo.itemData(i)) for i in range(self.range_combo.count())]
 
     def _set_ranges(self, ranges: list[float], current: float) -> None:
-        """The range combo: the instrument's ranges (and ``current``), in A with units."""
-        vals = sorted({*(float(r) for r in ranges), float(current)})
-        self.range_combo.blockSignals(True)
-        self.range_combo.clear()
-        for r in vals:
-            self.range_combo.addItem(_amps(r), r)
-        self.range_combo.setCurrentIndex(vals.index(float(current)))
-        self.range_combo.blockSignals(False)
+        fill_ranges(self.range_combo, ranges, current)
 
     def _follow_potentiostat(self, core: Any) -> None:
         """Take the instrument's ranges and present settings (a config loaded,
@@ -698,11 +691,3 @@ def _simulated_note(core: Any) -> str:
     if not sim:
         return ""
     return f" on the SIMULATED instrument ({', '.join(sim)}: no sample is measured)"
-
-
-def _amps(a: float) -> str:
-    """A current with its unit, e.g. 10 nA, 1 uA."""
-    for unit, f in (("mA", 1e-3), ("uA", 1e-6), ("nA", 1e-9), ("pA", 1e-12)):
-        if abs(a) >= f * 0.999:
-            return f"{a / f:g} {unit}"
-    return f"{a:g} A"
