@@ -35,6 +35,8 @@ def _signals_backend_as_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("PYMM_SIGNALS_BACKEND", raising=False)
     else:
         monkeypatch.setenv("PYMM_SIGNALS_BACKEND", _SIGNALS_AT_START)
+
+
 CONFIG = REPO / "micromanager_config" / "seccm_simulated.cfg"
 INIT_LINE = "Property,Core,Initialize,1"
 
