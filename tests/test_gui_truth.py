@@ -211,3 +211,14 @@ def test_the_rig_shows_what_the_scan_or_a_script_set(
     pump()
     assert float(core.getProperty("Potentiostat", "CurrentRange_A")) == other
     assert float(rig.range_combo.currentData()) == other
+
+
+def test_the_inspector_plots_fold_away(viewer: Any) -> None:
+    _d, insp = viewer.window.add_plugin_dock_widget("napari-seccm", "Inspector")
+    tall = insp.minimumSizeHint().height()
+    insp.plots_btn.setChecked(True)
+    assert not insp.canvas.isVisibleTo(insp)
+    assert insp.plots_btn.text() == "Show plots"
+    assert insp.minimumSizeHint().height() < tall - 200
+    insp.plots_btn.setChecked(False)
+    assert insp.canvas.isVisibleTo(insp)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ._session import get_session
 
@@ -43,13 +43,27 @@ class InspectorWidget(QWidget):
         self.canvas.setMinimumHeight(320)
         self.ax_t = self.figure.add_subplot(211)
         self.ax_iv = self.figure.add_subplot(212)
+        # the plots fold away on a small screen (the other widgets' status
+        # lines and the emergency stop keep their room)
+        self.plots_btn = QPushButton("Hide plots")
+        self.plots_btn.setCheckable(True)
+        self.plots_btn.toggled.connect(self.set_plots_folded)
         lay = QVBoxLayout(self)
         lay.addWidget(self.info)
+        lay.addWidget(self.plots_btn)
         lay.addWidget(self.canvas)
         self._stores: dict[str, Any] = {}
         self.last: dict[str, Any] | None = None
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: self._disconnect())
+
+    def set_plots_folded(self, folded: bool) -> None:
+        """Fold the trace and I-V plots away (or show them again)."""
+        self.canvas.setVisible(not folded)
+        self.plots_btn.blockSignals(True)
+        self.plots_btn.setChecked(folded)
+        self.plots_btn.blockSignals(False)
+        self.plots_btn.setText("Show plots" if folded else "Hide plots")
 
     def _disconnect(self) -> None:
         with contextlib.suppress(ValueError, RuntimeError):
