@@ -31,7 +31,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="seccm-shots-"))
     viewer = napari.Viewer(title="napari-seccm: simulated SECCM on an LLTO film")
-    viewer.window._qt_window.resize(1700, 1050)
+    viewer.window._qt_window.resize(1280, 800)
     _, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
     _, scan = viewer.window.add_plugin_dock_widget("napari-seccm", "Scan", tabify=True)
     _, insp = viewer.window.add_plugin_dock_widget("napari-seccm", "Inspector")
@@ -47,7 +47,7 @@ def main() -> None:
     rig.core.setProperty("SECCM", "TimeScale", 0.004)
     scan.start()
     viewer.scene.camera.center = (0.0, 0.0)
-    viewer.scene.camera.zoom = 38
+    viewer.scene.camera.zoom = 26
     wait(lambda: scan.scan is not None and scan.scan.points_done > 800)
     QApplication.instance().processEvents()
     time.sleep(0.2)
@@ -84,7 +84,7 @@ def main() -> None:
     layer.opacity = 0.6
     viewer.layers.selection.active = tem
     viewer.scene.camera.center = (-2.0, 1.5)
-    viewer.scene.camera.zoom = 45
+    viewer.scene.camera.zoom = 32
     wait(lambda: False, 0.5)
     viewer.screenshot(str(OUT / "napari_aligned.png"), canvas_only=False)
     print(
