@@ -319,12 +319,25 @@ def _say_if_simulated(core: Any) -> None:
         )
 
 
+def _load_plan(path: str) -> Any:
+    """A plan file; its field errors in one line that names the file."""
+    from pydantic import ValidationError
+
+    from .acquisition.plan import ScanPlan, validation_lines
+
+    try:
+        return ScanPlan.load(path)
+    except ValidationError as e:
+        lines = validation_lines(e, field_prefix="plan field ", with_input=True)
+        raise ValueError(f"invalid plan {path}: " + "; ".join(lines)) from None
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from .acquisition.plan import ScanPlan
     from .acquisition.scan import Scan
     from .acquisition.store import ScanStore
 
-    plan = ScanPlan.load(args.plan) if args.plan else ScanPlan()
+    plan = _load_plan(args.plan) if args.plan else ScanPlan()
     _check_duration(plan, args.max_hours)
     args.out = _store_name(args.out)
     ScanStore.check_creatable(args.out, overwrite=args.overwrite)  # before loading the rig
