@@ -59,3 +59,20 @@ def test_a_damaged_store_is_reported_and_resume_never_loads_the_rig(
     err = capsys.readouterr().err
     assert "results/status" in err
     assert len(live_hubs()) == hubs  # no simulated rig was loaded
+
+
+def test_a_store_whose_plan_holds_a_nan_is_never_resumed(
+    done_store: Path, tmp_path: Path, capsys
+) -> None:
+    """Reading keeps working; resume refuses, naming the field (a NaN Z floor
+    would switch the floor off)."""
+    copy = tmp_path / "n.seccm.zarr"
+    shutil.copytree(done_store, copy)
+    with ScanStore.open(copy, mode="r+") as s:
+        plan = dict(s.meta["plan"])
+        plan["safety"] = {**plan.get("safety", {}), "z_floor_um": float("nan")}
+        s.update_meta(plan=plan, status="canceled")
+    assert main(["info", str(copy)]) == 0
+    assert "z_floor_um" in capsys.readouterr().out
+    assert main(["resume", str(copy)]) == 2
+    assert "safety.z_floor_um" in capsys.readouterr().err

@@ -890,6 +890,14 @@ class ScanStore:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             probs.append(f"the plan in the metadata is not a valid plan ({first})")
         else:
+            bad = _first_non_finite(meta.get("plan"))
+            if bad:
+                at = f" at {bad[0]}" if bad[0] else ""
+                probs.append(
+                    f"the plan in the metadata holds {bad[1]!r}{at} (was it edited?): a scan "
+                    "is never run with a number that is not finite (a NaN Z floor would "
+                    "switch the floor off)"
+                )
             if n is not None and len(pts) != n:
                 probs.append(
                     f"the plan gives {len(pts)} points but the store records {n} (was the plan "
@@ -1350,3 +1358,16 @@ class StoreWriter:
         self._q.join()
         if self._error is not None:
             raise RuntimeError(f"writing the scan store failed: {self._error}") from self._error
+
+
+def _first_non_finite(v: Any, where: str = "") -> tuple[str, float] | None:
+    """(path, value) of the first NaN or infinity among the numbers of a JSON
+    value (dicts and lists walked), or None."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return where, v
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, item in items:
+        bad = _first_non_finite(item, f"{where}.{k}" if where else str(k))
+        if bad:
+            return bad
+    return None
