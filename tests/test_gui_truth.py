@@ -222,3 +222,26 @@ def test_the_inspector_plots_fold_away(viewer: Any) -> None:
     assert insp.minimumSizeHint().height() < tall - 200
     insp.plots_btn.setChecked(False)
     assert insp.canvas.isVisibleTo(insp)
+
+
+def test_a_failing_button_says_so_in_the_status_line(viewer: Any, tmp_path: Path) -> None:
+    """An error no slot foresaw (here: saving an alignment into a store that
+    is not writable: a file in the way) shows in the status line, not only in
+    a log or a console."""
+    _d, align = viewer.window.add_plugin_dock_widget("napari-seccm", "Align")
+    # an export to a folder that cannot exist (a file is in its way)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    import numpy as np
+
+    viewer.add_image(np.zeros((10, 10)), name="img")
+    from qtpy.QtWidgets import QFileDialog
+
+    orig = QFileDialog.getSaveFileName
+    QFileDialog.getSaveFileName = staticmethod(lambda *a, **k: (str(blocker / "fig.png"), ""))
+    try:
+        align.export_btn.click()
+    finally:
+        QFileDialog.getSaveFileName = orig
+    assert "not exported" in align.status.text() or "failed" in align.status.text()
+    assert "e06c6c" in align.status.styleSheet()

@@ -127,3 +127,22 @@ def fill_ranges(combo: Any, ranges: list[float], current: float) -> None:
         combo.addItem(format_range(r), r)
     combo.setCurrentIndex(vals.index(float(current)))
     combo.blockSignals(False)
+
+
+def guarded(widget: Any, what: str, fn: Any) -> Any:
+    """A slot for a button: ``fn()``, and whatever it raises said in the
+    widget's status line (``widget._say``) instead of vanishing into the Qt
+    event loop (and logged with its traceback)."""
+    import logging
+
+    def slot(*_: Any) -> Any:
+        try:
+            return fn()
+        except Exception as e:
+            logging.getLogger(__name__).exception("%s failed", what)
+            say = getattr(widget, "_say", None)
+            if say is not None:
+                say(f"{what} failed: {e}", error=True)
+            return None
+
+    return slot

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..analysis.registration import MODELS, RegistrationError, estimate
-from ._qt import group, scroll_layout, spin, status_label
+from ._qt import group, guarded, scroll_layout, spin, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -121,7 +121,7 @@ class AlignWidget(QWidget):
         # -- images: open with a scale, or give an unscaled one its scale
         self.open_btn = QPushButton("Open image…")
         self.open_btn.setToolTip("TEM/STEM (DM3, DM4, EMD), TIFF, PNG/JPEG; converted to um")
-        self.open_btn.clicked.connect(self._open_dialog)
+        self.open_btn.clicked.connect(guarded(self, "opening an image", self._open_dialog))
         self.pixel_spin = spin(
             0.0,
             0.0,
@@ -132,7 +132,7 @@ class AlignWidget(QWidget):
             tooltip="pixel size for files without a length unit (0: use the file's)",
         )
         self.scale_btn = QPushButton("Set scale of the moving layer")
-        self.scale_btn.clicked.connect(self.set_moving_scale)
+        self.scale_btn.clicked.connect(guarded(self, "setting the scale", self.set_moving_scale))
         irow = QHBoxLayout()
         irow.addWidget(self.open_btn)
         irow.addWidget(self.pixel_spin)
@@ -159,11 +159,13 @@ class AlignWidget(QWidget):
             "click points on the reference, then the same features in the same order on "
             "the moving image"
         )
-        self.points_btn.clicked.connect(self.add_landmark_layers)
+        self.points_btn.clicked.connect(
+            guarded(self, "adding the landmark layers", self.add_landmark_layers)
+        )
         self.apply_btn = QPushButton("Estimate and apply")
-        self.apply_btn.clicked.connect(self.estimate_and_apply)
+        self.apply_btn.clicked.connect(guarded(self, "estimate and apply", self.estimate_and_apply))
         self.undo_btn = QPushButton("Undo")
-        self.undo_btn.clicked.connect(self.undo)
+        self.undo_btn.clicked.connect(guarded(self, "undo", self.undo))
         row = QHBoxLayout()
         for b in (self.points_btn, self.apply_btn, self.undo_btn):
             row.addWidget(b)
@@ -172,10 +174,10 @@ class AlignWidget(QWidget):
             "turn and shift the moving image to where it correlates best with the "
             "reference (pixel sizes kept); then refine with landmarks"
         )
-        self.guess_btn.clicked.connect(self.first_guess)
+        self.guess_btn.clicked.connect(guarded(self, "the first guess", self.first_guess))
         self.next_btn = QPushButton("Next guess")
         self.next_btn.setToolTip("the next best distinct placement (a stripe film repeats)")
-        self.next_btn.clicked.connect(self.next_guess)
+        self.next_btn.clicked.connect(guarded(self, "the next guess", self.next_guess))
         self.next_btn.setEnabled(False)
         self.mirror_check = QCheckBox("try mirrored")
         self.mirror_check.setToolTip("also try the moving image flipped (seen from the back)")
@@ -195,9 +197,9 @@ class AlignWidget(QWidget):
         fit_box.layout().addWidget(self.rms_label)
 
         self.save_btn = QPushButton("Save alignment with the scan")
-        self.save_btn.clicked.connect(self.save_with_scan)
+        self.save_btn.clicked.connect(guarded(self, "saving with the scan", self.save_with_scan))
         self.export_btn = QPushButton("Export figure…")
-        self.export_btn.clicked.connect(self._export_dialog)
+        self.export_btn.clicked.connect(guarded(self, "exporting the figure", self._export_dialog))
         srow = QHBoxLayout()
         srow.addWidget(self.save_btn)
         srow.addWidget(self.export_btn)

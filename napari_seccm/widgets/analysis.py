@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._qt import group, run_in_thread, scroll_layout, spin, status_label
+from ._qt import group, guarded, run_in_thread, scroll_layout, spin, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -55,7 +55,7 @@ class AnalysisWidget(QWidget):
             0.9, 0.0, 1.0, step=0.05, decimals=2, tooltip="I-V fits below this R² are masked (NaN)"
         )
         self.run_btn = QPushButton("Analyze")
-        self.run_btn.clicked.connect(self.analyze)
+        self.run_btn.clicked.connect(guarded(self, "the analysis", self.analyze))
         form = QFormLayout()
         form.addRow("scan", self.store_combo)
         form.addRow("min R²", self.r2_spin)
@@ -91,9 +91,9 @@ class AnalysisWidget(QWidget):
             tooltip="average the map across this width around the line (0: along the line)",
         )
         self.profile_btn = QPushButton("Profile along the last line")
-        self.profile_btn.clicked.connect(self.profile_from_shapes)
+        self.profile_btn.clicked.connect(guarded(self, "the profile", self.profile_from_shapes))
         self.hist_btn = QPushButton("Histogram by domain")
-        self.hist_btn.clicked.connect(self.plot_histogram)
+        self.hist_btn.clicked.connect(guarded(self, "the histogram", self.plot_histogram))
         prow = QHBoxLayout()
         prow.addWidget(QLabel("profile width"))
         prow.addWidget(self.width_spin, 1)
@@ -117,7 +117,7 @@ class AnalysisWidget(QWidget):
         self.channel_combo = QComboBox()
         self.channel_combo.addItems(["current", "conductance", "height", "height_flat"])
         self.export_btn = QPushButton("Export…")
-        self.export_btn.clicked.connect(self._export_dialog)
+        self.export_btn.clicked.connect(guarded(self, "the export", self._export_dialog))
         erow = QHBoxLayout()
         erow.addWidget(self.fmt_combo)
         erow.addWidget(self.channel_combo)
