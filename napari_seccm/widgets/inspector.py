@@ -8,6 +8,7 @@ while it is written) and on a reopened one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ import numpy as np
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ._session import get_session
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import napari
@@ -78,7 +81,11 @@ class InspectorWidget(QWidget):
             yield
         moved = np.linalg.norm(np.asarray(event.pos, dtype=float) - start) > 2.0
         if event.type == "mouse_release" and not moved:
-            self.inspect_world(tuple(event.position))
+            try:
+                self.inspect_world(tuple(event.position))
+            except Exception as e:  # said here, not as a napari toast
+                log.exception("inspecting a pixel failed")
+                self.info.setText(f"could not show this pixel: {e}")
 
     def _store(self, path: str) -> Any:
         from ..acquisition.store import ScanStore
