@@ -110,13 +110,10 @@ def software_approach(
                 k_abs = all_t.size - t.size + k
                 t_first = float(all_t[max(k_abs, 0)])
                 z = float(position_um())
-                result = _result(
-                    True,
-                    float(z_at(np.array([t_first]))[0]),
-                    z,
-                    t_halted - t_start,
-                    "contact",
-                )
+                # the stage moved on after the first fired sample: the contact
+                # is not below where it stopped (sample times are estimates)
+                z_contact = max(float(z_at(np.array([t_first]))[0]), z)
+                result = _result(True, z_contact, z, t_halted - t_start, "contact")
                 result["detection_latency_s"] = t_halted - t_first
                 break
             history = hist[-baseline_samples:]

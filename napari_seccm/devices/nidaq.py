@@ -170,11 +170,16 @@ class CurrentMonitor:
                 samps_per_chan=max(int(self.sample_rate_hz * 10), 1000),
             )
             self._reader = ctrl._reader(self._task)
+            t_asked = time.monotonic()
             self._task.start()
         except BaseException:
             with contextlib.suppress(Exception):
                 self._task.close()
             raise
+        # the board's clock started between the request and the reply: sample
+        # 0 at most at the reply, and (see read) no later than any sample's
+        # arrival allows; never before the request
+        self._t_asked = t_asked
         self._t0 = time.monotonic()
         self._n = 0
         self._closed = False
@@ -191,6 +196,12 @@ class CurrentMonitor:
                 if e.error_code != -200284:  # a timeout: no sample yet
                     raise
                 got = int(e.samps_per_chan_read or 0)
+        if got:
+            # a sample cannot arrive before it was taken: the earliest arrival
+            # bounds the clock's start (a slow reply to the start request
+            # would otherwise stamp every sample late)
+            arrived = time.monotonic() - (self._n + got) / self.sample_rate_hz
+            self._t0 = max(self._t_asked, min(self._t0, arrived))
         t = self._t0 + (self._n + np.arange(got)) / self.sample_rate_hz
         self._n += got
         i = buf[:got] / ctrl.gain
