@@ -94,6 +94,11 @@ def test_micromanager_first_then_the_rig_loads_a_config_into_the_one_core(viewer
     assert "PiezoXY" in win.core.getLoadedDevices()
     assert hubs_named("SECCM") == 1
     assert rig.session.mm_link.linked
+    # napari-micromanager's own config field shows what the shared core loaded
+    from pymmcore_widgets import ConfigurationWidget
+
+    fields = [w.cfg_LineEdit.text() for w in win.findChildren(ConfigurationWidget)]
+    assert fields and all(Path(f).name == "seccm_simulated.cfg" for f in fields)
 
 
 def test_micromanager_with_a_config_then_seccm_adopts_it_without_opening_it_twice(
@@ -132,6 +137,7 @@ def test_the_rig_first_then_micromanager_drives_the_rigs_core(viewer: Any) -> No
     pump(0.5)
     assert rig.session.core is win.core
     assert Path(rig.session.config_path).name == "seccm_with_demo_microscope.cfg"
+    assert Path(rig.config_edit.text()).name == "seccm_with_demo_microscope.cfg"
     assert (
         "Camera" in " ".join(rig.session.core.getLoadedDevices())
         or len(rig.session.core.getLoadedDevices()) > 6

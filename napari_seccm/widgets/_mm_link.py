@@ -173,7 +173,24 @@ class MMLink(QObject):
     def _on_core(self, core: Any) -> None:
         if self.linked:
             with contextlib.suppress(RuntimeError):
-                self._follow(core, self._session().viewer)
+                viewer = self._session().viewer
+                self._follow(core, viewer)
+                self._show_config(viewer, core)
+
+    @staticmethod
+    def _show_config(viewer: Any, core: Any) -> None:
+        """napari-micromanager's config field shows the config the shared core
+        has loaded (it shows only what was loaded through it otherwise)."""
+        try:
+            from pymmcore_widgets import ConfigurationWidget
+        except ImportError:
+            return
+        win = mm_window(viewer)
+        cfg = core.systemConfigurationFile() or ""
+        if win is None or not cfg:
+            return
+        for w in win.findChildren(ConfigurationWidget):
+            w.cfg_LineEdit.setText(cfg)
 
     def _follow(self, core: Any, viewer: Any) -> None:
         """Track the stage position (events) and place the preview layer."""

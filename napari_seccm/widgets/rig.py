@@ -342,6 +342,8 @@ class RigWidget(QWidget):
         self._say(f"loaded {self.session.config_path}")
 
     def _on_core(self, core: CMMCorePlus) -> None:
+        if self.session.config_path:  # also a config loaded elsewhere on this core
+            self.config_edit.setText(self.session.config_path)
         devs = [d for d in core.getLoadedDevices() if d != "Core"]
         self.devices_label.setText(
             f"{len(devs)} devices: {', '.join(devs)}\nXY stage: {core.getXYStageDevice() or '—'}, "
