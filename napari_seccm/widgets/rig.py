@@ -27,7 +27,16 @@ from qtpy.QtWidgets import (
 
 from ..configs import SIMULATED, config_dir
 from ._estop import EmergencyStopBar
-from ._qt import fill_ranges, group, readout_label, run_in_thread, scroll_layout, spin, status_label
+from ._qt import (
+    fill_ranges,
+    group,
+    guarded,
+    readout_label,
+    run_in_thread,
+    scroll_layout,
+    spin,
+    status_label,
+)
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -87,9 +96,9 @@ class RigWidget(QWidget):
         self.config_edit = QLineEdit(str(config_dir() / SIMULATED))
         self.config_edit.setToolTip("Micro-Manager config (.cfg); the simulated SECCM by default")
         browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
+        browse.clicked.connect(guarded(self, "browsing", self._browse))
         self.load_btn = QPushButton("Load config")
-        self.load_btn.clicked.connect(self._load)
+        self.load_btn.clicked.connect(guarded(self, "loading the config", self._load))
         row = QHBoxLayout()
         row.addWidget(self.config_edit)
         row.addWidget(browse)
@@ -116,9 +125,15 @@ class RigWidget(QWidget):
             1.0, 0.001, 100.0, step=0.1, suffix="um", tooltip="step of the arrow buttons"
         )
         move_xy = QPushButton("Move XY")
-        move_xy.clicked.connect(lambda: self._move_xy(self.x_spin.value(), self.y_spin.value()))
+        move_xy.clicked.connect(
+            guarded(
+                self, "the XY move", lambda: self._move_xy(self.x_spin.value(), self.y_spin.value())
+            )
+        )
         move_z = QPushButton("Move Z")
-        move_z.clicked.connect(lambda: self._move_z(self.z_spin.value()))
+        move_z.clicked.connect(
+            guarded(self, "the Z move", lambda: self._move_z(self.z_spin.value()))
+        )
         grid = QGridLayout()
         grid.addWidget(self.pos_label, 0, 0, 1, 4)
         grid.addWidget(QLabel("X"), 1, 0)
@@ -145,7 +160,7 @@ class RigWidget(QWidget):
             1.0, -5.0, 5.0, step=0.1, decimals=3, suffix="V", tooltip="potential vs Li/Li+ QRCE"
         )
         set_pot = QPushButton("Set")
-        set_pot.clicked.connect(self._set_potential)
+        set_pot.clicked.connect(guarded(self, "setting the potential", self._set_potential))
         self.cell_check = QCheckBox("Cell on")
         self.cell_check.toggled.connect(self._set_cell)
         self.range_combo = QComboBox()
@@ -154,7 +169,7 @@ class RigWidget(QWidget):
         self.range_combo.currentIndexChanged.connect(self._set_range)
         self.current_label = QLabel("I = —")
         read = QPushButton("Read current")
-        read.clicked.connect(self._read_current)
+        read.clicked.connect(guarded(self, "reading the current", self._read_current))
         pgrid = QGridLayout()
         pgrid.addWidget(QLabel("Potential"), 0, 0)
         pgrid.addWidget(self.pot_spin, 0, 1)
@@ -183,9 +198,9 @@ class RigWidget(QWidget):
         )
         self.retract_spin = spin(1.0, 0.1, 100.0, step=0.5, suffix="um", tooltip="lift on retract")
         self.approach_btn = QPushButton("Approach")
-        self.approach_btn.clicked.connect(self._approach)
+        self.approach_btn.clicked.connect(guarded(self, "the approach", self._approach))
         self.retract_btn = QPushButton("Retract")
-        self.retract_btn.clicked.connect(self._retract)
+        self.retract_btn.clicked.connect(guarded(self, "the retract", self._retract))
         # one setting per row: four spin boxes side by side clip their values
         # in a dock of ordinary width
         agrid = QGridLayout()
@@ -206,9 +221,9 @@ class RigWidget(QWidget):
 
         # -- optical
         self.snap_btn = QPushButton("Snap optical image")
-        self.snap_btn.clicked.connect(self._snap)
+        self.snap_btn.clicked.connect(guarded(self, "the snap", self._snap))
         self.props_btn = QPushButton("Device properties…")
-        self.props_btn.clicked.connect(self._show_properties)
+        self.props_btn.clicked.connect(guarded(self, "the property table", self._show_properties))
         orow = QHBoxLayout()
         orow.addWidget(self.snap_btn)
         self.mosaic_spin = spin(
@@ -221,7 +236,7 @@ class RigWidget(QWidget):
         )
         self.mosaic_btn = QPushButton("Mosaic")
         self.mosaic_btn.setToolTip("snap a grid of optical images over the area and stitch them")
-        self.mosaic_btn.clicked.connect(self._mosaic)
+        self.mosaic_btn.clicked.connect(guarded(self, "the mosaic", self._mosaic))
         orow.addWidget(self.props_btn)
         mrow = QHBoxLayout()
         mrow.addWidget(QLabel("mosaic area"))
@@ -235,7 +250,7 @@ class RigWidget(QWidget):
         self.stop_btn = QPushButton("Stop")
         self.stop_btn.setToolTip("abort the move or approach in progress (the stage stops there)")
         self.stop_btn.setEnabled(False)
-        self.stop_btn.clicked.connect(self._stop)
+        self.stop_btn.clicked.connect(guarded(self, "stop", self._stop))
         self.estop = EmergencyStopBar(napari_viewer)
         foot = QWidget()
         frow = QHBoxLayout(foot)

@@ -39,7 +39,7 @@ from ..acquisition.plan import (
     Staircase,
 )
 from ._estop import EmergencyStopBar
-from ._qt import fill_ranges, group, readout_label, scroll_layout, spin, status_label
+from ._qt import fill_ranges, group, guarded, readout_label, scroll_layout, spin, status_label
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class ScanWidget(QWidget):
         from_shape.setToolTip(
             "rectangle or polygon drawn on a Shapes layer (stage coordinates, um)"
         )
-        from_shape.clicked.connect(self.area_from_shapes)
+        from_shape.clicked.connect(guarded(self, "the area from a shape", self.area_from_shapes))
         self.area_label = QLabel("rectangle")
         af = QFormLayout()
         af.addRow("centre x", self.cx)
@@ -165,14 +165,14 @@ class ScanWidget(QWidget):
         # -- output and plan files
         self.out_edit = QLineEdit(str(default_output_path()))
         browse = QPushButton("…")
-        browse.clicked.connect(self._browse_out)
+        browse.clicked.connect(guarded(self, "browsing", self._browse_out))
         orow = QHBoxLayout()
         orow.addWidget(self.out_edit)
         orow.addWidget(browse)
         load_plan = QPushButton("Load plan…")
-        load_plan.clicked.connect(self._load_plan)
+        load_plan.clicked.connect(guarded(self, "loading the plan", self._load_plan))
         save_plan = QPushButton("Save plan…")
-        save_plan.clicked.connect(self._save_plan)
+        save_plan.clicked.connect(guarded(self, "saving the plan", self._save_plan))
         prow = QHBoxLayout()
         prow.addWidget(load_plan)
         prow.addWidget(save_plan)
@@ -184,12 +184,12 @@ class ScanWidget(QWidget):
 
         # -- run controls
         self.start_btn = QPushButton("Start")
-        self.start_btn.clicked.connect(self.start)
+        self.start_btn.clicked.connect(guarded(self, "starting the scan", self.start))
         self.pause_btn = QPushButton("Pause")
         self.pause_btn.setCheckable(True)
         self.pause_btn.toggled.connect(self.set_paused)
         self.stop_btn = QPushButton("Stop")
-        self.stop_btn.clicked.connect(self.stop)
+        self.stop_btn.clicked.connect(guarded(self, "stopping the scan", self.stop))
         crow = QHBoxLayout()
         for b in (self.start_btn, self.pause_btn, self.stop_btn):
             crow.addWidget(b)
@@ -197,7 +197,7 @@ class ScanWidget(QWidget):
         self.continue_btn.setToolTip(
             "measure the remaining points of an interrupted or stopped scan store"
         )
-        self.continue_btn.clicked.connect(self._continue_dialog)
+        self.continue_btn.clicked.connect(guarded(self, "continuing a scan", self._continue_dialog))
         crow.addWidget(self.continue_btn)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m points")
