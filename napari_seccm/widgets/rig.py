@@ -11,7 +11,7 @@ import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -82,6 +82,9 @@ def _fmt_current(a: float) -> str:
 
 class RigWidget(QWidget):
     """Control the SECCM rig by hand."""
+
+    #: a potentiostat setting the Rig shows changed (queued to the GUI thread)
+    _shown_changed = Signal(str, str, object)
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -282,6 +285,7 @@ class RigWidget(QWidget):
         self._xy = self._focus = ""
         self._pos_dirty = False
         self._core_events: Any = None
+        self._shown_changed.connect(self._on_property)
         self._redraw = QTimer(self)
         self._redraw.setInterval(100)
         self._redraw.timeout.connect(self._draw_positions)
@@ -378,7 +382,9 @@ class RigWidget(QWidget):
         self._focus = core.getFocusDevice()
         self._xy = core.getXYStageDevice()
         self._update_positions()
-        core.events.propertyChanged.connect(self._on_property)
+        # every property set of a scan is announced (several per landing):
+        # filtered in the emitting thread, only the Rig's own reach the GUI
+        core.events.propertyChanged.connect(self._filter_property, *direct)
         if self.ps in core.getLoadedDevices():
             with contextlib.suppress(RuntimeError, ValueError):
                 ranges = str(core.getProperty(self.ps, "CurrentRanges_A")).split(",")
@@ -389,6 +395,11 @@ class RigWidget(QWidget):
                 )
                 for prop in ("Potential_V", "Cell"):
                     self._on_property(self.ps, prop, core.getProperty(self.ps, prop))
+
+    def _filter_property(self, dev: str, prop: str, value: Any) -> None:
+        """(Any thread.) Pass the potentiostat settings the Rig shows to the GUI thread."""
+        if dev == self.ps and prop in ("Potential_V", "Cell", "CurrentRange_A"):
+            self._shown_changed.emit(dev, prop, value)
 
     def _on_property(self, dev: str, prop: str, value: Any) -> None:
         """A potentiostat setting changed (here, by a scan, a script, another
@@ -416,7 +427,7 @@ class RigWidget(QWidget):
             with contextlib.suppress(TypeError, RuntimeError, ValueError):
                 ev.XYStagePositionChanged.disconnect(self._on_xy_event)
                 ev.stagePositionChanged.disconnect(self._on_z_event)
-                ev.propertyChanged.disconnect(self._on_property)
+                ev.propertyChanged.disconnect(self._filter_property)
 
     def _on_xy_event(self, label: str, x: float, y: float) -> None:
         if label == self._xy:

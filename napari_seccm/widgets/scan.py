@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -59,6 +59,9 @@ def default_output_path() -> Path:
 
 class ScanWidget(QWidget):
     """Plan and run a hopping scan; watch the maps fill in."""
+
+    #: a potentiostat setting shown here changed (queued to the GUI thread)
+    _shown_changed = Signal(str, str, object)
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -239,6 +242,7 @@ class ScanWidget(QWidget):
         for c in (self.order, self.kind, self.range_combo):
             c.currentIndexChanged.connect(self._on_edit)
         self._pst_events: Any = None
+        self._shown_changed.connect(self._on_property)
         self.session.coreChanged.connect(self._follow_potentiostat)
         if self.session.core is not None:
             self._follow_potentiostat(self.session.core)
@@ -278,8 +282,24 @@ class ScanWidget(QWidget):
             old, self._pst_events = self._pst_events, core.events
             if old is not None:
                 with contextlib.suppress(TypeError, RuntimeError, ValueError):
-                    old.propertyChanged.disconnect(self._on_property)
-            core.events.propertyChanged.connect(self._on_property)
+                    old.propertyChanged.disconnect(self._filter_property)
+            # filtered in the emitting thread (a scan announces several sets per
+            # landing): only the settings shown here reach the GUI thread
+            from qtpy.QtCore import QObject, Qt
+
+            direct = (
+                (Qt.ConnectionType.DirectConnection,) if isinstance(core.events, QObject) else ()
+            )
+            core.events.propertyChanged.connect(self._filter_property, *direct)
+
+    def _filter_property(self, dev: str, prop: str, value: Any) -> None:
+        """(Any thread.) Pass the potentiostat settings shown here to the GUI thread."""
+        if dev == self.base_plan.potentiostat.label and prop in (
+            "CurrentRange_A",
+            "Filter_Hz",
+            "SampleRate_Hz",
+        ):
+            self._shown_changed.emit(dev, prop, value)
 
     def _on_property(self, dev: str, prop: str, value: Any) -> None:
         if dev != self.base_plan.potentiostat.label or self._running():
