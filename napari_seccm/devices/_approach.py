@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..model.detect import contact_fired
+from ..model.detect import ContactWatch
 
 if TYPE_CHECKING:
     import threading
@@ -66,11 +66,9 @@ def software_approach(
     rows [t_s, z_um, I_A] from the descent's start, and
     ``detection_latency_s``: from the first sample over the threshold to the
     stage halted; the overshoot is the speed times it)."""
-    run = int(confirm_samples) + 1
+    watch = ContactWatch(threshold_A, mode, confirm_samples, baseline_samples)
     ts: list[np.ndarray] = []
     cur: list[np.ndarray] = []
-    history = np.empty(0)
-    tail = np.zeros(0, dtype=bool)
     # samples from before the move are the baseline's, not the approach's
     monitor.read(0.0)
     t_start = time.monotonic()
@@ -94,21 +92,11 @@ def software_approach(
             t, i = np.asarray(data[0], float), np.asarray(data[1], float)
             ts.append(t)
             cur.append(i)
-            hist = np.concatenate((history, i))
-            fired = contact_fired(hist, threshold_A, mode, baseline_samples)[history.size :]
-            fired = np.concatenate((tail, fired))
-            if fired.size >= run:
-                win = np.lib.stride_tricks.sliding_window_view(fired, run).all(axis=1)
-                hits = np.flatnonzero(win) - tail.size
-            else:
-                hits = np.empty(0, dtype=int)
-            if hits.size:
+            hit = watch.feed(i)
+            if hit is not None:
                 halt()
                 t_halted = time.monotonic()
-                k = int(hits[0])
-                all_t = np.concatenate(ts)
-                k_abs = all_t.size - t.size + k
-                t_first = float(all_t[max(k_abs, 0)])
+                t_first = float(np.concatenate(ts)[hit])
                 z = float(position_um())
                 # the stage moved on after the first fired sample: the contact
                 # is not below where it stopped (sample times are estimates)
@@ -116,8 +104,6 @@ def software_approach(
                 result = _result(True, z_contact, z, t_halted - t_start, "contact")
                 result["detection_latency_s"] = t_halted - t_first
                 break
-            history = hist[-baseline_samples:]
-            tail = fired[max(fired.size - (run - 1), 0) :]
         z_now = float(position_um()) if now >= t_end - timeout_margin_s else None
         if z_now is not None and z_now <= stop_z_um + 1e-6:
             result = _result(False, math.nan, z_now, now - t_start, "no contact")

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..model.detect import contact_fired
+from ..model.detect import ContactWatch
 from ..model.errors import InstrumentError
 from ._base import check_range, register
 from ._hub import SECCMHub
@@ -754,8 +754,7 @@ class NIDAQController:
         """Ramp Z down at ``speed_um_s`` while the AI reads the current; stop at
         the first confirmed contact or at ``stop_z_um``."""
         self._check_z(probe)
-        if mode not in ("absolute", "rise", "either"):
-            raise ValueError(f"detection mode must be absolute, rise or either, not {mode!r}")
+        watch = ContactWatch(threshold_A, mode, confirm_samples)  # refuses an unknown mode
         self._check_z_target(float(stop_z_um), float(speed_um_s))
         nid = self._nid
         z0 = float(self._z_um)
@@ -767,7 +766,6 @@ class NIDAQController:
         path = self._z_ramp_values(z0, float(stop_z_um), float(speed_um_s))
         n_ai = int(math.ceil(path.size / Z_RATE_HZ * fs)) + 1
         run = int(confirm_samples) + 1
-        nbase = 50
         self._begin("an approach")
         i_v = np.zeros(n_ai)
         got = 0
@@ -798,7 +796,6 @@ class NIDAQController:
                 t_start = time.monotonic()
                 self._z_ramp = (t_start, path)
                 chunk = max(1, int(round(fs * APPROACH_CHUNK_S)))
-                streak = 0
                 while got < n_ai:
                     if abort.is_set():
                         reason = "aborted"
@@ -812,14 +809,7 @@ class NIDAQController:
                             break
                         raise
                     new = i_v[got : got + k] / self.gain
-                    fired = contact_fired(i_v[: got + k] / self.gain, threshold_A, mode, nbase)[
-                        got:
-                    ]
-                    for j, f in enumerate(fired):
-                        streak = streak + 1 if f else 0
-                        if streak >= run:
-                            hit = got + j - run + 1
-                            break
+                    hit = watch.feed(new)
                     got += k
                     self._last_current = float(new[-1])
                     if hit is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.detect import DETECT_MODES, contact_fired
+from ..model.detect import DETECT_MODES, ContactWatch
 from ..model.program import Hold, Program
 from . import physics
 from .instrument import (
@@ -555,12 +555,9 @@ class SimulatedRig:
             traces = []
             start = 0
             e_now = probe.potential_V
-            history = np.empty(0)
             run = confirm_samples + 1
-            first = 0
-            # detector flags of the previous block's last samples, so that a
-            # confirmation run may span two blocks
-            fired_tail = np.zeros(0, dtype=bool)
+            # the detector sees the blocks as one stream (runs span blocks)
+            watch = ContactWatch(threshold_A, mode, confirm_samples, baseline_samples)
             result: ApproachResult | None = None
             # the first block ends shortly after the landing: detection nearly
             # always happens there, and samples past it would be wasted work
@@ -585,16 +582,9 @@ class SimulatedRig:
                         probe, np.full(n - li, e_now), dt, e_now, self.clock.now + (start + li) * dt
                     )
                 meas, _ = amp.measure(i_true, self.clock.now + start * dt)
-                hist = np.concatenate((history, meas))
-                fired = contact_fired(hist, threshold_A, mode, baseline_samples)[history.size :]
-                fired = np.concatenate((fired_tail, fired))
-                if fired.size >= run:
-                    win = np.lib.stride_tricks.sliding_window_view(fired, run).all(axis=1)
-                    hits = np.flatnonzero(win) - fired_tail.size
-                else:
-                    hits = np.empty(0, dtype=int)
-                if hits.size:
-                    k = int(hits[0])  # < 0: the run began in the previous block
+                hit = watch.feed(meas)
+                if hit is not None:
+                    k = hit - start  # < 0: the run began in the previous block
                     stop_k = k + confirm_samples  # within this block
                     # the stop sample is known only at its end: the stage has
                     # moved through it (z[] is the height at a sample's start)
@@ -604,8 +594,6 @@ class SimulatedRig:
                     result = ApproachResult(True, z_first, z_stop, float(t[stop_k]) + dt, "contact")
                     break
                 traces.append(np.vstack((t, z, meas)))
-                history = hist[-baseline_samples:]
-                fired_tail = fired[max(fired.size - (run - 1), 0) :]
                 start += n
             if result is None:
                 result = ApproachResult(
