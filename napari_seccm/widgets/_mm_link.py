@@ -75,6 +75,10 @@ class MMLink(QObject):
         self._timer.setInterval(CHECK_MS)
         self._timer.timeout.connect(self.check)
         self._timer.start()
+        # a closed viewer's session must not keep looking (a test run opens
+        # hundreds of viewers; each look walks the window's widgets)
+        with contextlib.suppress(Exception):
+            session.viewer.window._qt_window.destroyed.connect(self._timer.stop)
         self._muted: Any = None  # napari-micromanager's frame handler, off during a scan
         session.coreChanged.connect(self._on_core)
         session.scanStarted.connect(lambda *_: self._mute_frames(True))
