@@ -57,10 +57,52 @@ def new_core() -> UniMMCore:
     events. Whether the installed pymmcore-plus announces it itself is found
     at the first such set (then nothing is added).
     """
+    import threading
+
+    from psygnal import Signal
     from pymmcore_plus.core._constants import Keyword
     from pymmcore_plus.experimental.unicore import UniMMCore
 
+    def announcing_refusal(name: str) -> Any:
+        """``UniMMCore.<name>``, announcing through ``refused`` why a call was
+        refused before it raises (once per outermost call: a relative move
+        calls the absolute one)."""
+        base = getattr(UniMMCore, name)
+
+        def call(self: SECCMCore, *args: Any) -> Any:
+            depth = getattr(self._refusal_depth, "n", 0)
+            self._refusal_depth.n = depth + 1
+            try:
+                return base(self, *args)
+            except Exception as e:
+                if depth == 0:
+                    what = f"{name}({', '.join(repr(a) for a in args)})"
+                    self.refused.emit(what, str(e) or type(e).__name__)
+                raise
+            finally:
+                self._refusal_depth.n = depth
+
+        call.__name__ = name
+        call.__doc__ = base.__doc__
+        return call
+
     class SECCMCore(UniMMCore):
+        #: (call, why) whenever the core refuses a setting or a move, in the
+        #: calling thread: a client without a status line of its own (a
+        #: pymmcore-widgets widget, which resets a refused value silently;
+        #: napari-micromanager; the console) still has its refusal shown
+        refused = Signal(str, str)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._refusal_depth = threading.local()
+            super().__init__(*args, **kwargs)
+
+        setXYPosition = announcing_refusal("setXYPosition")
+        setRelativeXYPosition = announcing_refusal("setRelativeXYPosition")
+        setPosition = announcing_refusal("setPosition")
+        setRelativePosition = announcing_refusal("setRelativePosition")
+        setConfig = announcing_refusal("setConfig")
+
         def _clear_python_role(self, keyword: str, label: str) -> None:
             # UniMMCore 0.18.1 keeps a Python device in a role when the role
             # is given to a C++ device (or to none): getFocusDevice() would
@@ -90,6 +132,20 @@ def new_core() -> UniMMCore:
             return value
 
         def setProperty(self, label: str, propName: str, propValue: object) -> None:
+            depth = getattr(self._refusal_depth, "n", 0)
+            self._refusal_depth.n = depth + 1
+            try:
+                self._set_property(label, propName, propValue)
+            except Exception as e:
+                if depth == 0:
+                    self.refused.emit(
+                        f"{label}.{propName} = {propValue!r}", str(e) or type(e).__name__
+                    )
+                raise
+            finally:
+                self._refusal_depth.n = depth
+
+        def _set_property(self, label: str, propName: str, propValue: object) -> None:
             if label == Keyword.CoreDevice:
                 setter = {
                     Keyword.CoreFocus: self.setFocusDevice,

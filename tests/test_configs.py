@@ -460,3 +460,36 @@ def test_devices_md_copy_paste_block_matches_demo_config() -> None:
     block = [ln.strip() for ln in m[1].splitlines() if ln.startswith("#py ")]
     assert len(block) == len(set(block))
     assert set(block) == set(_py_lines(DEMO))
+
+
+def test_the_core_announces_each_refusal_once_and_still_raises() -> None:
+    """A refused setting or move is announced through ``core.refused`` (for
+    clients that only log exceptions, e.g. pymmcore-widgets' stage and
+    property widgets), once per call, and still raised; an accepted one is
+    not announced."""
+    from napari_seccm.configs import load_core
+
+    core = load_core(signals="psygnal")
+    try:
+        heard: list[tuple[str, str]] = []
+        core.refused.connect(lambda what, why: heard.append((what, why)))
+        core.setProperty("PiezoZ", "Speed_um_per_s", 5.0)
+        core.setXYPosition(1.0, 2.0)
+        core.waitForDevice("PiezoXY")
+        assert heard == []
+        calls = (
+            (lambda: core.setProperty("PiezoZ", "Speed_um_per_s", 1e9), "Speed_um_per_s"),
+            (lambda: core.setXYPosition(1e9, 0.0), "outside the allowed range"),
+            (lambda: core.setRelativeXYPosition(0.0, -1e9), "outside the allowed range"),
+            (lambda: core.setPosition(-1e9), "PiezoZ"),
+            (lambda: core.setConfig("Potential", "no such preset"), "no such preset"),
+        )
+        for i, (call, words) in enumerate(calls, 1):
+            with pytest.raises((RuntimeError, ValueError)):
+                call()
+            assert len(heard) == i, heard
+            assert words in " ".join(heard[-1]), heard[-1]
+        assert core.getXYPosition() == pytest.approx((1.0, 2.0))
+        assert float(core.getProperty("PiezoZ", "Speed_um_per_s")) == 5.0
+    finally:
+        core.unloadAllDevices()

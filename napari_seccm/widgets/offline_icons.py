@@ -38,8 +38,26 @@ STAGE_WIDGET_ICONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _svg(name: str, color: str) -> bytes:
-    if name == "bi:sign-stop-fill":
+#: a generic glyph (a rounded square with a dot) for the icons pymmcore-widgets'
+#: property browser and configuration-group tables show beside each row
+_GENERIC = "M5 3h14a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm0 2v14h14V5zm7 4a3 3 0 1 1 0 6 3 3 0 0 1 0-6z"
+
+
+def standard_icons() -> tuple[tuple[str, tuple[str | None, ...]], ...]:
+    """pymmcore-widgets' standard icons (device and property types, table
+    tools), in the colours it asks for; none if its layout changed."""
+    try:
+        from pymmcore_widgets._icons import StandardIcon
+    except ImportError:  # pragma: no cover - pymmcore-widgets changed its layout
+        return ()
+    return tuple((str(icon.value), ("gray", None)) for icon in StandardIcon)
+
+
+def _svg(name: str, color: str | None) -> bytes:
+    if not name.startswith("mdi:chevron-") and name != "bi:sign-stop-fill":
+        fill = color or "currentColor"
+        body = f'<path fill="{fill}" fill-rule="evenodd" d="{_GENERIC}"/>'
+    elif name == "bi:sign-stop-fill":
         body = f'<path fill="{color}" fill-rule="evenodd" d="{_STOP}"/>'
     else:
         stem = name.split(":", 1)[1].removeprefix("chevron-")
@@ -58,9 +76,12 @@ def _svg(name: str, color: str) -> bytes:
 
 
 def provide_offline_icons(
-    icons: tuple[tuple[str, tuple[str, ...]], ...] = STAGE_WIDGET_ICONS,
+    icons: tuple[tuple[str, tuple[str | None, ...]], ...] | None = None,
 ) -> int:
-    """Put the icons that are missing into pyconify's cache; how many were added."""
+    """Put the icons that are missing into pyconify's cache; how many were
+    added. By default the stage widget's and pymmcore-widgets' standard ones."""
+    if icons is None:
+        icons = STAGE_WIDGET_ICONS + standard_icons()
     try:
         from pyconify._cache import cache_key, svg_cache
         from pyconify.api import NO_LAST_MOD

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from ..configs import SIMULATED, config_dir
 from ._estop import EmergencyStopBar
+from ._mm_controls import on_gui_refusal, refusal_text
 from ._qt import (
     fill_ranges,
     group,
@@ -225,8 +226,14 @@ class RigWidget(QWidget):
         # -- optical
         self.snap_btn = QPushButton("Snap optical image")
         self.snap_btn.clicked.connect(guarded(self, "the snap", self._snap))
-        self.props_btn = QPushButton("Device properties…")
-        self.props_btn.clicked.connect(guarded(self, "the property table", self._show_properties))
+        self.props_btn = QPushButton("Micro-Manager controls…")
+        self.props_btn.setToolTip(
+            "pymmcore-widgets on this core: every device property, the stages (with "
+            "'Set as default'), the configuration groups"
+        )
+        self.props_btn.clicked.connect(
+            guarded(self, "the Micro-Manager controls", self._show_properties)
+        )
         orow = QHBoxLayout()
         orow.addWidget(self.snap_btn)
         self.mosaic_spin = spin(
@@ -285,6 +292,7 @@ class RigWidget(QWidget):
         self._xy = self._focus = ""
         self._pos_dirty = False
         self._core_events: Any = None
+        self._refusals_off: Any = None
         self._shown_changed.connect(self._on_property)
         self._redraw = QTimer(self)
         self._redraw.setInterval(100)
@@ -385,6 +393,11 @@ class RigWidget(QWidget):
         # every property set of a scan is announced (several per landing):
         # filtered in the emitting thread, only the Rig's own reach the GUI
         core.events.propertyChanged.connect(self._filter_property, *direct)
+        # a refusal met by a client without a status line (pymmcore-widgets,
+        # napari-micromanager, the console) is said here
+        self._refusals_off = on_gui_refusal(
+            core, lambda what, why: self._say(refusal_text(what, why), error=True)
+        )
         if self.ps in core.getLoadedDevices():
             with contextlib.suppress(RuntimeError, ValueError):
                 ranges = str(core.getProperty(self.ps, "CurrentRanges_A")).split(",")
@@ -422,6 +435,9 @@ class RigWidget(QWidget):
                 fill_ranges(self.range_combo, items, float(value))
 
     def _disconnect_core(self) -> None:
+        off, self._refusals_off = self._refusals_off, None
+        if off is not None:
+            off()
         ev, self._core_events = self._core_events, None
         if ev is not None:
             with contextlib.suppress(TypeError, RuntimeError, ValueError):
@@ -710,16 +726,10 @@ class RigWidget(QWidget):
         self._run("mosaic", run, show)
 
     def _show_properties(self) -> None:
-        """Every device property, editable (offline: no icon downloads)."""
-        from ._properties import DevicePropertyTable
+        """pymmcore-widgets' property browser, stages and configuration groups
+        on this core (icons without a network; read-only during a scan)."""
+        from ._mm_controls import MicroManagerControls
 
-        def locked() -> str:
-            scan = self.session.scan
-            running = scan is not None and scan.is_running()
-            return (
-                "a scan is running: device properties are locked until it ends" if running else ""
-            )
-
-        self._browser = DevicePropertyTable(self.core, parent=self.window(), locked=locked)
-        self._browser.resize(800, 600)
+        self._browser = MicroManagerControls(self.session, parent=self.window())
+        self._browser.resize(820, 640)
         self._browser.show()
