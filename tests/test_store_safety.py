@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 import zarr.storage._local as zarr_local
@@ -379,6 +380,11 @@ DAMAGE = {
         r"no time of measurement.*results/wall_time_s/c/0 is missing",
         False,
     ),
+    "done chunk": (
+        _rm("results/done/c/0"),
+        r"results/done/c/0 is missing: which of its points were measured is lost",
+        False,
+    ),
     "done chunk truncated": (
         _truncate("results/done/c/0", 5),
         r"chunk file results/done/c/0 cannot be read",
@@ -438,6 +444,17 @@ def test_resume_refuses_a_damaged_store_before_the_rig_moves(core, copy, damage)
         assert s.problems() == err.problems
         if readable:
             assert int(s.done_mask().sum()) == N_DONE
+
+
+def test_done_flags_keep_their_chunk_files_when_every_point_is_reset(copy):
+    """zarr drops a chunk equal to the fill value; the done flags are written
+    with every chunk kept, so a lost chunk file is damage, never "pending"."""
+    with ScanStore.open(copy, mode="r+") as s:
+        s.reset_points(np.arange(s.n_points))
+        assert int(s.done_mask().sum()) == 0
+    assert (copy / "results/done/c/0").is_file()
+    with ScanStore.open(copy) as s:
+        assert s.problems() == []
 
 
 def test_reading_a_damaged_store_names_what_is_missing(copy):

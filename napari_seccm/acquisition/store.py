@@ -358,6 +358,9 @@ class ScanStore:
             "instrument_time_s": 0.0,
             "wall_time_s": 0.0,
             "sessions": [],
+            # every chunk of results/done is on disk, zeros included: a chunk
+            # file that goes missing is then damage, not "not measured yet"
+            "done_chunks_written": True,
         }
         fd = cls._claim(path, overwrite=overwrite)  # path holds the marker, locked by fd
         try:
@@ -377,7 +380,11 @@ class ScanStore:
             res = root.create_group("results")
             for name, (dtype, fill) in _RESULT_FIELDS.items():
                 _creation_step(f"results/{name}")
-                res.create_array(name, shape=(n,), chunks=(pchunk,), dtype=dtype, fill_value=fill)
+                a = res.create_array(
+                    name, shape=(n,), chunks=(pchunk,), dtype=dtype, fill_value=fill
+                )
+                if name == "done":
+                    _done_flags(a)[:] = 0  # every chunk written, zeros too
             tr = root.create_group("traces")
             cp = _chunk_points(ns, n)
             for name in ("current_A", "potential_V"):
@@ -727,7 +734,8 @@ class ScanStore:
     def array(self, name: str) -> zarr.Array:
         if name not in self._cache:
             try:
-                self._cache[name] = self.root[name]
+                a = self.root[name]
+                self._cache[name] = _done_flags(a) if name == "results/done" else a
             except KeyError:
                 problem = f"array {name} is missing"
                 raise StoreDamagedError(
@@ -1035,6 +1043,21 @@ class ScanStore:
             readable = False
         done = res["done"]
         ok_done = None
+        if done is not None and meta.get("done_chunks_written") and "results/done" in arrays:
+            a = arrays["results/done"]
+            lost = [
+                a.metadata.encode_chunk_key((c,))
+                for c in range(a.cdata_shape[0])
+                if not (self.path / "results/done" / a.metadata.encode_chunk_key((c,))).is_file()
+            ]
+            if lost:
+                probs.append(
+                    f"chunk file{'s' if len(lost) > 1 else ''} results/done/"
+                    f"{', '.join(lost)} {'are' if len(lost) > 1 else 'is'} missing: which of "
+                    f"{'their' if len(lost) > 1 else 'its'} points were measured is lost "
+                    "(they would read as not measured, and a resume would land on them again)"
+                )
+                readable = False
         if done is not None:
             if not np.isin(done, (0, 1)).all():
                 probs.append("results/done holds values other than 0 and 1")
@@ -1213,6 +1236,12 @@ class ScanStore:
     def reset_points(self, idx: np.ndarray) -> None:
         """Mark points as not done (e.g. to re-measure them)."""
         self.array("results/done").set_coordinate_selection(idx, np.zeros(idx.size, dtype="u1"))
+
+
+def _done_flags(a: zarr.Array) -> zarr.Array:
+    """``results/done`` writing every chunk, all-zero ones too (zarr drops a
+    chunk that equals the fill value): a reset point keeps its chunk file."""
+    return a.with_config({"write_empty_chunks": True})
 
 
 def _read_by_chunks(a: zarr.Array) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
