@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 pytest.importorskip("napari")
 pytest.importorskip("napari_micromanager")
@@ -195,3 +196,55 @@ def test_the_preview_is_placed_in_um_below_the_maps(viewer: Any, tmp_path: Path)
     pump(0.5)
     centre = prev.data_to_world(((h - 1) / 2, (w - 1) / 2))
     np.testing.assert_allclose(np.asarray(centre)[-2:], (1.0, -4.0), atol=ps)
+
+
+def test_a_scan_started_by_a_script_in_a_thread_never_reaches_the_preview(
+    viewer: Any, tmp_path: Path
+) -> None:
+    """A hopping scan run from the console in a thread of its own, on the
+    shared core, while the GUI thread is busy: napari-micromanager's frame
+    handler is off from before the first landing (muted in the runner's
+    thread, not when the GUI thread gets to it) and back on after the last,
+    so the current traces never become a napari-micromanager layer, and a
+    snap afterwards still reaches the preview."""
+    import threading
+
+    from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
+    from napari_seccm.acquisition.scan import Scan
+
+    win = open_mm(viewer)
+    rig = open_seccm(viewer)
+    rig.config_edit.setText(SIM)
+    rig._load()
+    core = rig.session.core
+    assert win.core is core
+    pump()
+    link = rig.session.mm_link
+    frames_seen_muted: list[bool] = []
+    core.mda.events.frameReady.connect(
+        lambda *_: frames_seen_muted.append(link._muted is not None),
+        Qt.ConnectionType.DirectConnection,
+    )
+    before = {lay.name for lay in viewer.layers}
+    scan = Scan.create(
+        core,
+        ScanPlan(area=RectangleArea(width_um=2.0, height_um=2.0), pitch_um=0.5),
+        tmp_path / "t.seccm.zarr",
+    )
+    result: list[str] = []
+    th = threading.Thread(target=lambda: result.append(scan.run(handle_signals=False)))
+    th.start()
+    # the GUI thread busy meanwhile (no events handled): the scan needs no
+    # GUI, and the handler must be off anyway
+    th.join(timeout=60)
+    assert not th.is_alive(), "the scan did not finish"
+    pump(0.3)
+    assert result == ["complete"]
+    assert len(frames_seen_muted) == 16 and all(frames_seen_muted), frames_seen_muted
+    assert link._muted is None  # napari-micromanager's handler is back
+    assert {lay.name for lay in viewer.layers} <= before | {"preview"}
+    core.snap()
+    t_end = time.monotonic() + 10
+    while not ("preview" in viewer.layers and viewer.layers["preview"].visible):
+        assert time.monotonic() < t_end, "no snapped image reached the preview after the scan"
+        pump(0.05)

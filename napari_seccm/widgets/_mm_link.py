@@ -31,7 +31,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject, Qt, QTimer
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -80,6 +80,7 @@ class MMLink(QObject):
         with contextlib.suppress(Exception):
             session.viewer.window._qt_window.destroyed.connect(self._timer.stop)
         self._muted: Any = None  # napari-micromanager's frame handler, off during a scan
+        self._mm_frame_slot: Any = None
         session.coreChanged.connect(self._on_core)
         session.scanStarted.connect(lambda *_: self._mute_frames(True))
         session.scanFinished.connect(lambda *_: self._mute_frames(False))
@@ -147,17 +148,13 @@ class MMLink(QObject):
         """A hopping scan runs on the core's MDA runner, and its frames are
         current traces, not camera images: napari-micromanager would show
         every one of them in its preview layer (a draw per landing on the GUI
-        thread). Its frame handler is disconnected while a SECCM scan runs."""
-        session = self._session()
-        if session is None or not self.linked:
+        thread). Its frame handler is disconnected while a SECCM scan runs.
+        (Any thread: the handler was found on the GUI thread beforehand.)"""
+        if not self.linked:
             return
         core = self._linked
+        slot = self._mm_frame_slot
         if on:
-            win = None
-            with contextlib.suppress(RuntimeError):
-                win = mm_window(session.viewer)
-            handler = getattr(getattr(win, "_core_link", None), "_mda_handler", None)
-            slot = getattr(handler, "_on_mda_frame", None)
             if slot is not None and self._muted is None:
                 with contextlib.suppress(TypeError, RuntimeError, ValueError):
                     core.mda.events.frameReady.disconnect(slot)
@@ -167,11 +164,24 @@ class MMLink(QObject):
             with contextlib.suppress(TypeError, RuntimeError, ValueError):
                 core.mda.events.frameReady.connect(slot)
 
+    def _find_frame_slot(self, viewer: Any) -> None:
+        """(GUI thread.) napari-micromanager's frame handler, to be muted."""
+        win = None
+        with contextlib.suppress(RuntimeError):
+            win = mm_window(viewer)
+        handler = getattr(getattr(win, "_core_link", None), "_mda_handler", None)
+        slot = getattr(handler, "_on_mda_frame", None)
+        if slot is not None:
+            self._mm_frame_slot = slot
+
     def _on_sequence_started(self, *_: Any) -> None:
         from ..acquisition.engine import HoppingEngine
 
         if self.linked and isinstance(getattr(self._linked.mda, "engine", None), HoppingEngine):
             self._mute_frames(True)
+
+    def _on_sequence_finished(self, *_: Any) -> None:
+        self._mute_frames(False)
 
     # ------------------------------------------------------------- preview
     def _on_core(self, core: Any) -> None:
@@ -205,10 +215,17 @@ class MMLink(QObject):
                     old.XYStagePositionChanged.disconnect(self._on_xy)
             core.events.XYStagePositionChanged.connect(self._on_xy)
             # a scan started by a script on the shared core (the widgets say so
-            # themselves through the session)
-            core.mda.events.sequenceStarted.connect(self._on_sequence_started)
-            core.mda.events.sequenceFinished.connect(lambda *_: self._mute_frames(False))
+            # themselves through the session): muted in the runner's thread,
+            # before its first frame, not when the GUI thread gets to it
+            direct = (
+                (Qt.ConnectionType.DirectConnection,)
+                if isinstance(core.mda.events, QObject)
+                else ()
+            )
+            core.mda.events.sequenceStarted.connect(self._on_sequence_started, *direct)
+            core.mda.events.sequenceFinished.connect(self._on_sequence_finished, *direct)
             self._xy = None
+        self._find_frame_slot(viewer)
         if self._xy is None:  # (a config may have been loaded since)
             with contextlib.suppress(Exception):
                 if core.getXYStageDevice():
