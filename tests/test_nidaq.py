@@ -325,9 +325,16 @@ def test_a_server_that_stops_answering_does_not_hang_the_emergency_stop(core, fa
 
     fake.hang()
     t0 = time.perf_counter()
-    napari_seccm.emergency_stop(core)
+    report = napari_seccm.emergency_stop(core)
     assert time.perf_counter() - t0 < 3.0
     fake.hang(False)
+    # latched all the same, and the report says the DAQ may not have stopped
+    assert core.getProperty("DAQ", "EmergencyStop") == "Latched"
+    why = core.getProperty("DAQ", "EmergencyStop_Unconfirmed")
+    assert why, "a DAQ that did not answer the stop was taken as stopped"
+    assert any(
+        line.startswith("DAQ: latched, but stopping its controller failed") for line in report
+    ), report
 
 
 def test_bad_settings_are_refused_naming_the_value_and_the_limit(fake, tmp_path, caplog):

@@ -1221,4 +1221,15 @@ def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
         wait_rig_idle(qtbot, rig)
         assert core.getPosition() == pytest.approx(z + 1.0, abs=1e-3)
         viewer.screenshot(str(tmp_path / "hardware_1280x800.png"), canvas_only=False)
-        _teardown_all()  # unload the devices while their instruments still answer
+
+        # the PI controller's link lost: the emergency stop cannot reach it,
+        # and the bar under Rig and Scan says so (not "every motion halted")
+        assert rig.estop.failures.isHidden()
+        reh.fakes["PI"].drop()
+        sw.estop.trigger()
+        qtbot.waitUntil(lambda: rig.estop.failures.isVisible(), timeout=5000)
+        for bar in (rig.estop, sw.estop):
+            assert "NOT EVERYTHING STOPPED" in bar.failures.text(), bar.failures.text()
+            assert "PI:" in bar.failures.text(), bar.failures.text()
+        assert "NOT everything stopped" in rig.status.text(), rig.status.text()
+        _teardown_all()  # unload the devices

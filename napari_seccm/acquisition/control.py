@@ -113,7 +113,14 @@ def emergency_stop(core: CMMCorePlus, reason: str = "emergency stop") -> list[st
                 if core.hasProperty(dev, ESTOP_PROP + "_Reason"):
                     core.setProperty(dev, ESTOP_PROP + "_Reason", reason)
                 core.setProperty(dev, ESTOP_PROP, "Latched")
-                done.append(f"{dev}: latched")
+                why = ""
+                if core.hasProperty(dev, ESTOP_PROP + "_Unconfirmed"):
+                    why = str(core.getProperty(dev, ESTOP_PROP + "_Unconfirmed"))
+                done.append(
+                    f"{dev}: latched, but stopping its controller failed: {why}"
+                    if why
+                    else f"{dev}: latched"
+                )
             except Exception as e:
                 done.append(f"{dev}: latching failed: {e}")
     for dev in devs:

@@ -200,6 +200,17 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
             getter=lambda d: d.latch_reason if d._latched else d._pending_reason,
             setter=lambda d, v: setattr(d, "_pending_reason", str(v)),
         )
+        #: why the last emergency stop may not have reached the instrument ('' if it did)
+        self.estop_unconfirmed = ""
+        register(
+            self,
+            "EmergencyStop_Unconfirmed",
+            "",
+            "empty when the last emergency stop reached the controller; otherwise why it "
+            "may not have (the latch holds here all the same; stop the instrument by hand)",
+            is_read_only=True,
+            getter=lambda d: d.estop_unconfirmed if d._latched else "",
+        )
         register(
             self,
             "Interlock",
@@ -272,12 +283,16 @@ class SECCMHub(PreInitFixedMixin, HubDevice):
         """Abort every operation and switch every cell off (controller first:
         it may halt the hardware at once and reach channels no device has)."""
         ctrl = self.controller
+        self.estop_unconfirmed = ""
         for hook in ("emergency_stop", "cells_off"):
             fn = getattr(ctrl, hook, None)
             if fn is not None:
                 try:
                     fn()
                 except Exception as e:
+                    # latched here all the same; the instrument itself may not have
+                    # stopped, and whoever pressed the button must hear it
+                    self.estop_unconfirmed = f"the controller was not reached: {e}"
                     log.error("%s: controller %s failed: %s", self.get_label(), hook, e)
                 break
         for p in list(self._peripherals):

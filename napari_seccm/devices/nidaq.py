@@ -875,6 +875,9 @@ class NIDAQController:
                 if self._is_connection_error(e) and not self._lost:
                     self._lost = self._lost_message("stopping everything", e)
                 log.error("NI-DAQ emergency stop: %s", self._lost or e)
+                raise DAQError(self._lost or str(e)) from e
+        if self._lost:
+            raise DAQError(self._lost)
 
     def cells_off(self) -> None:
         self._cell_on = False

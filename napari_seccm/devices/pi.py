@@ -288,11 +288,9 @@ class PIController:
 
     # ---------------------------------------------------------------- stop
     def emergency_stop(self) -> None:
-        """Stop every axis at once (#24); quietly when the link is gone."""
-        if self._lost:
-            return
-        with contextlib.suppress(Exception):
-            self._call("#24 (stop all)", lambda: self.gcs.StopAll(noraise=True))
+        """Stop every axis at once (#24). With the link gone it raises (the
+        hub latches all the same and says the controller was not reached)."""
+        self._call("#24 (stop all)", lambda: self.gcs.StopAll(noraise=True))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -9,13 +9,16 @@ here waits on hardware: the stop and the reset return at once.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QShortcut, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QShortcut, QVBoxLayout, QWidget
 
 from ._session import get_session
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import napari
@@ -45,10 +48,18 @@ class EmergencyStopBar(QWidget):
         self.reset_btn.setToolTip("clear the latch: moves are accepted again")
         self.reset_btn.clicked.connect(self.reset)
         self.reset_btn.setEnabled(False)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 2, 0, 2)
+        #: what the emergency stop could not do (hidden when it did everything)
+        self.failures = QLabel("")
+        self.failures.setWordWrap(True)
+        self.failures.setStyleSheet("color: #e06c6c; font-weight: bold;")
+        self.failures.hide()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 2, 0, 2)
+        row = QHBoxLayout()
         row.addWidget(self.button, 1)
         row.addWidget(self.reset_btn)
+        lay.addLayout(row)
+        lay.addWidget(self.failures)
         _install_shortcut(viewer, self.session)
         self.session.coreChanged.connect(self._watch)
         self.session.estopChanged.connect(self._show)
@@ -59,10 +70,20 @@ class EmergencyStopBar(QWidget):
 
     # ------------------------------------------------------------- actions
     def trigger(self) -> None:
-        self.session.emergency_stop("the EMERGENCY STOP button")
+        try:
+            self.session.emergency_stop("the EMERGENCY STOP button")
+        except Exception as e:  # said in the bar, never only logged
+            log.exception("the emergency stop failed")
+            self.session.estop_report = [f"the emergency stop failed: {e}"]
+            self._show(True)
 
     def reset(self) -> None:
-        self.session.reset_emergency_stop()
+        try:
+            self.session.reset_emergency_stop()
+        except Exception as e:
+            log.exception("resetting the emergency stop failed")
+            self.failures.setText(f"the reset failed: {e}")
+            self.failures.show()
 
     # --------------------------------------------------------------- state
     def _watch(self, core: Any) -> None:
@@ -82,6 +103,13 @@ class EmergencyStopBar(QWidget):
             self.session.estopChanged.emit(str(value) == "Latched")
 
     def _show(self, latched: bool) -> None:
+        failed = [line for line in self.session.estop_report if "failed" in line] if latched else []
+        self.failures.setText(
+            "NOT EVERYTHING STOPPED: " + "; ".join(failed) + ". Switch these off at the controller."
+            if failed
+            else ""
+        )
+        self.failures.setVisible(bool(failed))
         self.reset_btn.setEnabled(latched)
         self.button.setText(
             "STOPPED: nothing moves until Reset" if latched else f"EMERGENCY STOP ({ESTOP_KEY})"

@@ -129,20 +129,46 @@ def fill_ranges(combo: Any, ranges: list[float], current: float) -> None:
     combo.blockSignals(False)
 
 
+def _say_failure(widget: Any, what: str, e: BaseException) -> None:
+    import logging
+
+    logging.getLogger(__name__).exception("%s failed", what)
+    say = getattr(widget, "_say", None)
+    if say is not None:
+        say(f"{what} failed: {e}", error=True)
+
+
 def guarded(widget: Any, what: str, fn: Any) -> Any:
     """A slot for a button: ``fn()``, and whatever it raises said in the
     widget's status line (``widget._say``) instead of vanishing into the Qt
     event loop (and logged with its traceback)."""
-    import logging
 
     def slot(*_: Any) -> Any:
         try:
             return fn()
         except Exception as e:
-            logging.getLogger(__name__).exception("%s failed", what)
-            say = getattr(widget, "_say", None)
-            if say is not None:
-                say(f"{what} failed: {e}", error=True)
+            _say_failure(widget, what, e)
             return None
 
     return slot
+
+
+def says_failures(what: str) -> Any:
+    """For a widget method called by a timer or by napari's layer events:
+    whatever it raises is said in the widget's status line (not a napari
+    toast, not only a log line). The method stays a method, so napari's
+    events still hold it weakly."""
+    import functools
+
+    def decorate(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:
+                _say_failure(self, what, e)
+                return None
+
+        return wrapper
+
+    return decorate

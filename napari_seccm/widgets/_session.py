@@ -48,6 +48,8 @@ class Session(QObject):
         self._failed_config = ""
         self._loading = False
         self._watched: Any = None
+        #: what the last emergency stop did, one line per device
+        self.estop_report: list[str] = []
         from ._mm_link import MMLink
 
         #: napari-micromanager in the same viewer drives this core too
@@ -129,12 +131,14 @@ class Session(QObject):
 
         if self.core is None:
             return []
+        self.estop_report = []
         scan = self.scan
         if scan is not None and scan.is_running():
             # the scan latches first, then ends as a fault with this reason
             done = scan.emergency_stop(reason)
         else:
             done = emergency_stop(self.core, reason)
+        self.estop_report = list(done or [])
         self.estopChanged.emit(True)
         return done
 

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..analysis.registration import MODELS, RegistrationError, estimate
-from ._qt import group, guarded, scroll_layout, spin, status_label
+from ._qt import group, guarded, says_failures, scroll_layout, spin, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -237,6 +237,7 @@ class AlignWidget(QWidget):
 
         return [lay for lay in self.viewer.layers if isinstance(lay, Image)]
 
+    @says_failures("listing the layers")
     def _refresh_layers(self, *_: Any) -> None:
         names = [lay.name for lay in self._image_layers()]
         for combo in (self.ref_combo, self.mov_combo):
@@ -276,6 +277,7 @@ class AlignWidget(QWidget):
             self.guesses = []
             self.next_btn.setEnabled(False)
 
+    @says_failures("taking in the new layer")
     def _on_inserted(self, event: Any = None) -> None:
         """New layers fill the lists; a newly opened image becomes the moving
         layer, and a scan's current map the reference unless one is chosen."""

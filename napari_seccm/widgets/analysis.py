@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._qt import group, guarded, run_in_thread, scroll_layout, spin, status_label
+from ._qt import group, guarded, run_in_thread, says_failures, scroll_layout, spin, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -151,6 +151,7 @@ class AnalysisWidget(QWidget):
                 seen.append(meta["store"])
         return seen
 
+    @says_failures("listing the scans")
     def _refresh_stores(self, *_: Any) -> None:
         cur = self.store_combo.currentData()
         self.store_combo.blockSignals(True)

@@ -152,7 +152,9 @@ class RigWidget(QWidget):
         arrows = QHBoxLayout()
         for text, dx, dy in (("← x", -1, 0), ("x →", 1, 0), ("↑ y", 0, -1), ("y ↓", 0, 1)):
             b = QPushButton(text)
-            b.clicked.connect(lambda _=False, dx=dx, dy=dy: self._step_xy(dx, dy))
+            b.clicked.connect(
+                guarded(self, "the XY step", lambda dx=dx, dy=dy: self._step_xy(dx, dy))
+            )
             arrows.addWidget(b)
         grid.addWidget(QLabel("step"), 4, 0)
         grid.addWidget(self.step_spin, 4, 1)
@@ -166,11 +168,15 @@ class RigWidget(QWidget):
         set_pot = QPushButton("Set")
         set_pot.clicked.connect(guarded(self, "setting the potential", self._set_potential))
         self.cell_check = QCheckBox("Cell on")
-        self.cell_check.toggled.connect(self._set_cell)
+        self.cell_check.toggled.connect(
+            guarded(self, "switching the cell", lambda: self._set_cell(self.cell_check.isChecked()))
+        )
         self.range_combo = QComboBox()
         # the instrument's own ranges once a config is loaded
         fill_ranges(self.range_combo, [v for _t, v in CURRENT_RANGES], 1e-8)
-        self.range_combo.currentIndexChanged.connect(self._set_range)
+        self.range_combo.currentIndexChanged.connect(
+            guarded(self, "setting the current range", lambda: self._set_range(0))
+        )
         self.current_label = QLabel("I = —")
         read = QPushButton("Read current")
         read.clicked.connect(guarded(self, "reading the current", self._read_current))
@@ -483,8 +489,12 @@ class RigWidget(QWidget):
 
     def _on_estop(self, latched: bool) -> None:
         if latched:
+            failed = [line for line in self.session.estop_report if "failed" in line]
             self._say(
-                "EMERGENCY STOP: every motion and waveform halted, cell off; nothing "
+                "EMERGENCY STOP: latched where it could be, but NOT everything stopped "
+                "(below); nothing that latched moves until Reset"
+                if failed
+                else "EMERGENCY STOP: every motion and waveform halted, cell off; nothing "
                 "moves until Reset",
                 error=True,
             )

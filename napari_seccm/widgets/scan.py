@@ -39,7 +39,16 @@ from ..acquisition.plan import (
     Staircase,
 )
 from ._estop import EmergencyStopBar
-from ._qt import fill_ranges, group, guarded, readout_label, scroll_layout, spin, status_label
+from ._qt import (
+    fill_ranges,
+    group,
+    guarded,
+    readout_label,
+    says_failures,
+    scroll_layout,
+    spin,
+    status_label,
+)
 from ._session import get_session
 
 if TYPE_CHECKING:
@@ -190,7 +199,9 @@ class ScanWidget(QWidget):
         self.start_btn.clicked.connect(guarded(self, "starting the scan", self.start))
         self.pause_btn = QPushButton("Pause")
         self.pause_btn.setCheckable(True)
-        self.pause_btn.toggled.connect(self.set_paused)
+        self.pause_btn.toggled.connect(
+            guarded(self, "pausing", lambda: self.set_paused(self.pause_btn.isChecked()))
+        )
         self.stop_btn = QPushButton("Stop")
         self.stop_btn.clicked.connect(guarded(self, "stopping the scan", self.stop))
         crow = QHBoxLayout()
@@ -662,6 +673,7 @@ class ScanWidget(QWidget):
             self.scan.cancel()
             self._say("stopping after the point in progress (retract, cell off, flush)…")
 
+    @says_failures("showing the progress")
     def _poll(self) -> None:
         scan = self.scan
         if scan is None:
