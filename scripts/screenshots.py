@@ -3,7 +3,8 @@
 Run under a display (or xvfb-run):
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshots.py
 Writes docs/images/napari_scan_running.png, napari_scan_done.png, napari_aligned.png and
-napari_with_micromanager.png (napari-micromanager and the SECCM widgets on one core).
+napari_with_micromanager.png (napari-micromanager and the SECCM widgets on one core),
+micromanager_controls.png and napari_rig_refusal.png (pymmcore-widgets on the SECCM core).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     rig.core.unloadAllDevices()
     viewer.close()
     with_micromanager(tmp)
+    micromanager_controls()
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -131,6 +133,41 @@ def with_micromanager(tmp: Path) -> None:
     out = OUT / "napari_with_micromanager.png"
     viewer.screenshot(str(out), canvas_only=False)
     print("wrote", out)
+    core.unloadAllDevices()
+    viewer.close()
+
+
+def micromanager_controls() -> None:
+    """Rig > Micro-Manager controls… at 1280 x 800: pymmcore-widgets' stage
+    widgets on the SECCM core, a lateral jog refused in contact and said in the
+    window's and the Rig's status lines."""
+    viewer = napari.Viewer(title="pymmcore-widgets on the SECCM core")
+    viewer.window._qt_window.resize(1280, 800)
+    _, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    rig._load()
+    core = rig.session.core
+    core.setProperty("Potentiostat", "Potential_V", 1.0)
+    core.setProperty("Potentiostat", "Cell", "On")
+    rig._move_z(float(core.getProperty("SECCM", "SurfaceHeight_um")) + 2.0)
+    wait(lambda: not rig._busy)
+    rig._approach()
+    wait(lambda: not rig._busy, 60)
+    rig._show_properties()
+    ctl = rig._browser
+    ctl.resize(560, 700)
+    ctl.move(viewer.window._qt_window.geometry().topLeft())
+    ctl.tabs.setCurrentIndex(1)  # the stages
+    wait(lambda: False, 0.5)
+    ctl.stages[core.getXYStageDevice()]._on_move_requested(1.0, 0.0)
+    wait(lambda: "refused" in ctl.status.text(), 5)
+    wait(lambda: False, 0.5)
+    out = OUT / "micromanager_controls.png"
+    ctl.grab().save(str(out))
+    print("wrote", out)
+    out = OUT / "napari_rig_refusal.png"
+    viewer.screenshot(str(out), canvas_only=False)
+    print("wrote", out)
+    ctl.close()
     core.unloadAllDevices()
     viewer.close()
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from ._session import Session
 
+#: the stage widgets' step (um): a pipette is jogged in small steps
+JOG_STEP_UM = 1.0
 SCAN_LOCK = "a scan is running: the controls are read-only until it ends"
 
 
@@ -87,6 +89,8 @@ class MicroManagerControls(QWidget):
         for dev in (core.getXYStageDevice(), core.getFocusDevice()):
             if dev:
                 self.stages[dev] = StageWidget(dev, mmcore=core)
+                # pymmcore-widgets' 10 um default is a long way for a pipette
+                self.stages[dev].setStep(JOG_STEP_UM)
                 slay.addWidget(QLabel(f"<b>{dev}</b> (um, stage frame)"))
                 slay.addWidget(self.stages[dev])
         if not self.stages:
