@@ -76,6 +76,17 @@ def open_mm(viewer: Any) -> Any:
     return win
 
 
+def both_on_one_core(viewer: Any) -> tuple[Any, Any]:
+    """napari-micromanager, then the Rig loading the simulated SECCM: (Rig, the core)."""
+    win = open_mm(viewer)
+    rig = open_seccm(viewer)
+    rig.config_edit.setText(SIM)
+    rig._load()
+    core = rig.session.core
+    assert win.core is core
+    return rig, core
+
+
 def open_seccm(viewer: Any, name: str = "Rig") -> Any:
     _dock, w = viewer.window.add_plugin_dock_widget("napari-seccm", name)
     return w
@@ -151,12 +162,7 @@ def test_the_preview_is_placed_in_um_below_the_maps(viewer: Any, tmp_path: Path)
     from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
     from napari_seccm.acquisition.scan import Scan
 
-    win = open_mm(viewer)
-    rig = open_seccm(viewer)
-    rig.config_edit.setText(SIM)
-    rig._load()
-    core = rig.session.core
-    assert win.core is core
+    _rig, core = both_on_one_core(viewer)
     # a small map, shown as the SECCM plugin shows stores
     store = tmp_path / "m.seccm.zarr"
     scan = Scan.create(
@@ -212,12 +218,7 @@ def test_a_scan_started_by_a_script_in_a_thread_never_reaches_the_preview(
     from napari_seccm.acquisition.plan import RectangleArea, ScanPlan
     from napari_seccm.acquisition.scan import Scan
 
-    win = open_mm(viewer)
-    rig = open_seccm(viewer)
-    rig.config_edit.setText(SIM)
-    rig._load()
-    core = rig.session.core
-    assert win.core is core
+    rig, core = both_on_one_core(viewer)
     pump()
     link = rig.session.mm_link
     frames_seen_muted: list[bool] = []
