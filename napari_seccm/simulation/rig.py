@@ -236,7 +236,7 @@ class SimulatedRig:
             "A": Probe(self.rng, flicker_rng=np.random.default_rng([seed, 2]))
         }
         self.failure: str = ""  # a fault to inject: "xy", "z", "potentiostat"
-        self._surface_cache: tuple[Any, float] = (None, 0.0)
+        self._surface_cache: tuple[Any, Any, float] = (None, None, 0.0)
         #: wall time spent computing the simulation, s (see ``_timed``)
         self.compute_s = 0.0
         self._timing = False
@@ -303,11 +303,13 @@ class SimulatedRig:
         # the tip moves far less, and its height (tilt x drift) by far less
         # than a picometre; so one landing's many calls share one evaluation
         qx, qy = round(float(self.drift_um[0]) * 1e3), round(float(self.drift_um[1]) * 1e3)
-        key = (x, y, qx, qy, id(self.film))
-        if self._surface_cache[0] != key:
+        # the film itself, not its id(), in the key: a new film (another
+        # FilmSeed) may be given the id of the one it replaced
+        key, (cached_key, cached_film, h) = (x, y, qx, qy), self._surface_cache
+        if cached_film is not self.film or cached_key != key:
             h = float(self.film.surface_height_um(x - qx * 1e-3, y - qy * 1e-3))
-            self._surface_cache = (key, h)
-        return self._surface_cache[1] + float(self.drift_um[2])
+            self._surface_cache = (key, self.film, h)
+        return h + float(self.drift_um[2])
 
     # ---------------------------------------------------------------- physics
     def series_resistance(
