@@ -69,8 +69,11 @@ FORMAT_VERSION = 1
 #: is complete (removed last): a store holding it was caught mid-creation
 CREATING_MARKER = ".seccm-creating"
 #: what a store folder may hold (a half-created store holds nothing else:
-#: ``overwrite`` never removes a folder with anything else in it)
-_LAYOUT = frozenset({"zarr.json", "points", "results", "traces", "maps", ".lock", CREATING_MARKER})
+#: ``overwrite`` never removes a folder with anything else in it); ``approach``:
+#: the approach curves of a scan imported from another instrument
+_LAYOUT = frozenset(
+    {"zarr.json", "points", "results", "traces", "maps", "approach", ".lock", CREATING_MARKER}
+)
 
 # landing status codes of a point
 PENDING = 0
