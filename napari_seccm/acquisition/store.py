@@ -784,9 +784,10 @@ class ScanStore:
         """Instrument time spent so far, s: the recorded total, or, if the scan
         was killed before recording it, the start of the last done point."""
         t = float(self.meta.get("instrument_time_s", 0.0))
-        done = self.done_mask()
-        if done.any():
-            t = max(t, float(np.nanmax(self.array("results/t_start_s")[:][done])))
+        starts = self.array("results/t_start_s")[:][self.done_mask()]
+        starts = starts[np.isfinite(starts)]  # NaN: not known (an imported map)
+        if starts.size:
+            t = max(t, float(starts.max()))
         return t
 
     # ------------------------------------------------------------ validation

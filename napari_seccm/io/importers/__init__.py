@@ -57,7 +57,10 @@ def _is_park_tiff(path: Path) -> bool:
 def detect_format(paths: Sequence[Path]) -> str:
     """The format of ``paths`` (their data files), from suffix and content;
     :class:`ImportInputError` when unknown or mixed."""
-    data = [p for p in paths if p.suffix.lower() not in COMPANIONS]
+    companions = COMPANIONS
+    if any(p.suffix.lower() == ".mat" for p in paths):
+        companions = (*COMPANIONS, ".csv", ".tsv", ".txt")  # a HEKA export's positions
+    data = [p for p in paths if p.suffix.lower() not in companions]
     if not data:
         raise ImportInputError(
             f"only companion files given ({', '.join(p.name for p in paths)}): name the data "

@@ -602,7 +602,7 @@ def write_store(
                         contact_z_um=la.contact_z_um,
                         x_um=la.x_um,
                         y_um=la.y_um,
-                        t_start_s=la.t_start_s if math.isfinite(la.t_start_s) else 0.0,
+                        t_start_s=la.t_start_s,
                         wall_time_s=start + (la.t_start_s if math.isfinite(la.t_start_s) else 0.0),
                         current_A=la.current_A if has_trace else None,
                         potential_V=pot if has_trace else None,
