@@ -316,6 +316,19 @@ def median_spacing(x: np.ndarray, y: np.ndarray, where: str) -> float:
     return float(np.median(d))
 
 
+def snap(v: np.ndarray, pitch: float) -> np.ndarray:
+    """Each position's nearest pixel centre on a grid of ``pitch`` whose
+    phase is the positions' median one (so that positions scattered around
+    a grid never pile into one pixel because of the outermost one).
+
+    The plan's points are these centres (where the points were meant to be);
+    the positions themselves are the store's measured ``results/x_um, y_um``."""
+    u = (v - v.min()) / pitch
+    phase = float(np.median(u - np.round(u)))
+    k = np.round(u - phase)
+    return v.min() + (phase + k) * pitch
+
+
 def measurement_for(
     scan: ImportedScan, n: int, potential_V: float | None, source: str = "given"
 ) -> tuple[Any, str]:
@@ -412,7 +425,8 @@ def build_plan(scan: ImportedScan, opts: ImportOptions, n_samples: int) -> ScanP
         else:
             pitch = median_spacing(x, y, where)
             rule = f"median nearest-neighbour spacing of {len(x)} landings"
-        area = PointsArea(points_um=list(zip(x.tolist(), y.tolist(), strict=True)))
+        xc, yc = snap(x, pitch), snap(y, pitch)
+        area = PointsArea(points_um=list(zip(xc.tolist(), yc.tolist(), strict=True)))
         order = "as_listed"
     with warnings.catch_warnings():  # the pitch vs footprint warning: not ours to judge
         warnings.simplefilter("ignore", UserWarning)
@@ -451,6 +465,8 @@ def _check_pixels(scan: ImportedScan, plan: ScanPlan, opts: ImportOptions) -> No
     the landings lie from their pixel centres."""
     pts = plan.points()
     g = pts.grid
+    mx = np.array([la.x_um for la in scan.landings])  # where measured
+    my = np.array([la.y_um for la in scan.landings])
     key = pts.row.astype(np.int64) * g.nx + pts.col
     uniq, counts = np.unique(key, return_counts=True)
     where = ", ".join(p.name for p in scan.sources)
@@ -459,8 +475,8 @@ def _check_pixels(scan: ImportedScan, plan: ScanPlan, opts: ImportOptions) -> No
         i, j = np.flatnonzero(key == k)[:2]
         msg = (
             f"{int((counts - 1).sum())} landings share a map pixel with another at pitch "
-            f"{g.pitch_um:g} um, e.g. landings {i} at ({pts.x_um[i]:g}, {pts.y_um[i]:g}) um "
-            f"and {j} at ({pts.x_um[j]:g}, {pts.y_um[j]:g}) um both in pixel (row "
+            f"{g.pitch_um:g} um, e.g. landings {i} at ({mx[i]:g}, {my[i]:g}) um "
+            f"and {j} at ({mx[j]:g}, {my[j]:g}) um both in pixel (row "
             f"{pts.row[i]}, col {pts.col[i]})"
         )
         if not opts.allow_shared_pixels:
@@ -470,7 +486,7 @@ def _check_pixels(scan: ImportedScan, plan: ScanPlan, opts: ImportOptions) -> No
             )
         scan.notes.append(msg + "; kept (--allow-shared-pixels): the map shows the later one")
     cx, cy = g.centers(pts.row, pts.col)
-    off = np.hypot(pts.x_um - cx, pts.y_um - cy)
+    off = np.hypot(mx - cx, my - cy)
     scan.inferred["max_offset_from_pixel_centre_um"] = float(off.max()) if off.size else 0.0
     if off.size and off.max() > 0.25 * g.pitch_um:
         scan.notes.append(
