@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -502,40 +503,35 @@ def test_wrong_units_and_nan_positions_are_refused(tmp_path: Path) -> None:
     cols["X (A)"] = cols.pop("X (um)")
     with pytest.raises(ImportInputError, match=r"no channel 'X \(um\)'"):
         import_files([write_tdms(tmp_path / "a.tdms", cols)], tmp_path / "a.seccm.zarr")
-    bad = tmp_path / "b.csv"
-    bad.write_text("x (A),y (um),I (nA)\n0,0,1\n1,0,2\n")
-    with pytest.raises(
-        ImportInputError, match=r"b\.csv: column 'x \(A\)': unit 'A' is not a length"
-    ):
-        import_files([bad], tmp_path / "b.seccm.zarr")
-    odd = tmp_path / "c.csv"
-    odd.write_text("x (bananas),y (um),I (nA)\n0,0,1\n1,0,2\n")
-    with pytest.raises(ImportInputError, match=r"c\.csv: column 'x \(bananas\)': unknown unit"):
-        import_files([odd], tmp_path / "c.seccm.zarr")
-    nan = tmp_path / "d.csv"
-    nan.write_text("x (um),y (um),I (nA)\n0,0,1\nnan,0,2\n")
-    with pytest.raises(ImportInputError, match=r"d\.csv: column 'x \(um\)' holds NaN .* row 2"):
-        import_files([nan], tmp_path / "d.seccm.zarr")
-    word = tmp_path / "e.csv"
-    word.write_text("x (um),y (um),I (nA)\n0,0,1\n1,0,lots\n")
-    with pytest.raises(ImportInputError, match=r"e\.csv: row 3, column 'I \(nA\)': 'lots'"):
-        import_files([word], tmp_path / "e.seccm.zarr")
     assert not list(tmp_path.glob("*.seccm.zarr")) and not list(tmp_path.glob(".*"))
 
 
-def test_empty_unknown_and_shared_pixels_are_refused(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.tdms"
-    empty.write_bytes(b"")
-    with pytest.raises(ImportInputError, match=r"empty\.tdms is empty"):
-        import_files([empty], tmp_path / "x.seccm.zarr")
-    header_only = tmp_path / "h.csv"
-    header_only.write_text("x (um),y (um),I (nA)\n")
-    with pytest.raises(ImportInputError, match=r"h\.csv: a header but no data rows"):
-        import_files([header_only], tmp_path / "x.seccm.zarr")
-    other = tmp_path / "scan.xyz"
-    other.write_text("1 2 3\n")
-    with pytest.raises(ImportInputError, match=r"scan\.xyz: unknown format"):
-        import_files([other], tmp_path / "x.seccm.zarr")
+BAD_FILES = [
+    # (file, its text, what the message says)
+    ("b.csv", "x (A),y (um),I (nA)\n0,0,1\n1,0,2\n", r"column 'x \(A\)': unit 'A' is not a length"),
+    ("c.csv", "x (bananas),y (um),I (nA)\n0,0,1\n", r"column 'x \(bananas\)': unknown unit"),
+    ("d.csv", "x (um),y (um),I (nA)\n0,0,1\nnan,0,2\n", r"column 'x \(um\)' holds NaN .* row 2"),
+    ("e.csv", "x (um),y (um),I (nA)\n0,0,1\n1,0,lots\n", r"row 3, column 'I \(nA\)': 'lots'"),
+    ("f.csv", "x,y (um),I (nA)\n0,0,1\n", r"column 'x' \(x\) names no unit"),
+    ("g.csv", "x (um),y (um)\n0,0\n", r"needs the columns x \(um\), y \(um\), I \(A\)"),
+    ("h.csv", "x (um),y (um),I (nA)\n", "a header but no data rows"),
+    ("empty.tdms", "", "is empty"),
+    ("scan.xyz", "1 2 3\n", "unknown format"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "says"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_malformed_files_are_refused_and_nothing_is_written(
+    tmp_path: Path, name: str, text: str, says: str
+) -> None:
+    src = tmp_path / name
+    src.write_text(text)
+    with pytest.raises(ImportInputError, match=re.escape(name) + ".*" + says):
+        import_files([src], tmp_path / "x.seccm.zarr")
+    _nothing_written(tmp_path, {name})
+
+
+def test_shared_pixels_are_refused_unless_allowed(tmp_path: Path) -> None:
     twice = tmp_path / "twice.csv"
     twice.write_text("x (um),y (um),I (nA)\n0,0,1\n1,0,2\n1.1,0,3\n")
     with pytest.raises(ImportInputError, match=r"share a map pixel.*--allow-shared-pixels"):
