@@ -1,7 +1,7 @@
 """``napari-seccm``: the SECCM from the command line (no GUI needed).
 
 Commands: ``demo``, ``scan``, ``resume``, ``info``, ``plan``, ``gui``,
-``analyze``, ``export``.
+``analyze``, ``export``, ``import``.
 """
 
 from __future__ import annotations
@@ -853,6 +853,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Other instruments' files into a new store (napari_seccm.io.importers)."""
+    from .io.importers import ImportOptions, import_files
+
+    opts = ImportOptions(
+        pitch_um=args.pitch,
+        readout_window_s=tuple(args.readout_window_s) if args.readout_window_s else None,
+        current_channel=args.current_channel,
+        potential_channel=args.potential_channel,
+        potential_V=args.potential_V,
+        positions=args.positions,
+        grid=tuple(args.grid) if args.grid else None,
+        grid_order=args.grid_order,
+        origin_um=tuple(args.origin) if args.origin else (0.0, 0.0),
+        columns=dict(c.split("=", 1) for c in args.columns.split(",") if "=" in c)
+        if args.columns
+        else {},
+        csv_shape=args.csv_shape,
+        allow_shared_pixels=args.allow_shared_pixels,
+    )
+    if args.columns and any("=" not in c for c in args.columns.split(",") if c.strip()):
+        raise ValueError(f"--columns takes ROLE=COLUMN[@UNIT],..., got {args.columns!r}")
+    out = import_files(
+        args.files, args.out, fmt=args.format, options=opts, overwrite=args.overwrite
+    )
+    info = store_info(out)
+    from .acquisition.store import ScanStore
+
+    with ScanStore.open(out) as s:
+        imp = s.meta["imported"]
+    ny, nx = info["map_shape"]
+    print(
+        f"wrote {out}: {info['points_total']} landings from {len(imp['sources'])} file(s) ({imp['format']})"
+    )
+    print(f"  map {ny} x {nx} px at {info['pitch_um']:g} um ({imp['inferred']['pitch_rule']})")
+    print(f"  measurement {imp['inferred']['measurement']}")
+    print(f"  map value {imp['inferred']['readout_window']}")
+    for note in imp["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
 def cmd_fake_hardware(args: argparse.Namespace) -> int:  # pragma: no cover - serves until stopped
     """Start the fake instruments of a real-hardware config; serve until Ctrl-C."""
     import signal
@@ -1030,6 +1072,83 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_analysis_options(ex)
     ex.set_defaults(func=cmd_export)
+
+    im = sub.add_parser(
+        "import",
+        help="import other instruments' SECCM files (WEC-SPM TDMS, Park TIFF, HEKA .mat, "
+        "eChemTips, CSV) into a new store",
+        description="Reads the files, checks them, and writes a new *.seccm.zarr that opens, "
+        "analyses and exports like a native scan; the store records where it came from "
+        "(files with size and sha256, the source's header, what was inferred). Bad input "
+        "writes nothing. See docs/importing.md.",
+    )
+    im.add_argument("files", nargs="+", help="the files of one scan (and companions)")
+    im.add_argument("--out", required=True, help="the new store, e.g. map.seccm.zarr")
+    im.add_argument(
+        "--format",
+        choices=("auto", "wec-tdms", "park-tiff", "heka-mat", "echemtips", "csv"),
+        default="auto",
+        help="default: from the suffix and content",
+    )
+    im.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    im.add_argument(
+        "--pitch",
+        type=_number("--pitch", "um", lo=0.0, lo_open=True),
+        help="map pitch, um (default: the median nearest-neighbour spacing of the landings)",
+    )
+    im.add_argument(
+        "--readout-window-s",
+        type=_number("--readout-window-s", "s", lo=0.0),
+        nargs=2,
+        metavar=("START", "END"),
+        help="the map value: mean current over [START, END) s from each landing's contact "
+        "(default: each landing's last half)",
+    )
+    im.add_argument(
+        "--current-channel",
+        help="the current: TDMS channel (default 'Current1 (A)'), HEKA trace number (default 1)",
+    )
+    im.add_argument(
+        "--potential-channel",
+        help="the potential: TDMS channel (default 'V1 (V)'), HEKA trace number (default 2)",
+    )
+    im.add_argument(
+        "--potential-V",
+        dest="potential_V",
+        type=_number("--potential-V", "V", lo=-100.0, hi=100.0),
+        help="potential of a map whose files record none, V",
+    )
+    im.add_argument("--positions", help="HEKA: positions file (CSV x (um), y (um); or JSON)")
+    im.add_argument(
+        "--grid",
+        type=_number("--grid", lo=1, integer=True, note="points"),
+        nargs=2,
+        metavar=("NX", "NY"),
+        help="HEKA: the sweeps lie on an NX x NY grid at --pitch (rows from --origin up)",
+    )
+    im.add_argument("--grid-order", choices=("raster", "serpentine"), default="raster")
+    im.add_argument(
+        "--origin",
+        type=_number("--origin", "um"),
+        nargs=2,
+        metavar=("X", "Y"),
+        help="HEKA --grid: position of the first sweep, um (default 0 0)",
+    )
+    im.add_argument(
+        "--columns",
+        help="CSV: ROLE=COLUMN[@UNIT],... (roles x, y, z, t, E, I, value, point)",
+    )
+    im.add_argument(
+        "--csv-shape",
+        choices=("samples", "points"),
+        help="CSV: one row per sample or per point (default: samples if a time column)",
+    )
+    im.add_argument(
+        "--allow-shared-pixels",
+        action="store_true",
+        help="keep landings that fall into one map pixel (the map shows the later one)",
+    )
+    im.set_defaults(func=cmd_import)
 
     fh = sub.add_parser(
         "fake-hardware",

@@ -455,9 +455,11 @@ class ScanPlan(_Model):
     name: str = Field("seccm scan", description="a name for the scan")
     area: Area = Field(default_factory=RectangleArea)
     pitch_um: float = Field(0.3, gt=0, le=1000, description="distance between neighbouring points")
-    order: Literal["raster", "serpentine", "shuffled"] = Field(
+    order: Literal["raster", "serpentine", "shuffled", "as_listed"] = Field(
         "serpentine",
-        description="visiting order: raster, serpentine, or shuffled (spreads residue effects)",
+        description="visiting order: raster, serpentine, shuffled (spreads residue effects), "
+        "or as_listed (a points area's points in the order of its list, as a scan imported "
+        "from another instrument was visited; a grid's own raster order for other areas)",
     )
     shuffle_seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the shuffled order")
     approach: ApproachSettings = Field(default_factory=ApproachSettings)
@@ -746,6 +748,8 @@ class ScanPlan(_Model):
         )
 
     def _order(self, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        if self.order == "as_listed":
+            return np.arange(row.size)
         if self.order == "shuffled":
             return np.random.default_rng(self.shuffle_seed).permutation(row.size)
         key_col = col.astype(np.int64)

@@ -69,8 +69,11 @@ FORMAT_VERSION = 1
 #: is complete (removed last): a store holding it was caught mid-creation
 CREATING_MARKER = ".seccm-creating"
 #: what a store folder may hold (a half-created store holds nothing else:
-#: ``overwrite`` never removes a folder with anything else in it)
-_LAYOUT = frozenset({"zarr.json", "points", "results", "traces", "maps", ".lock", CREATING_MARKER})
+#: ``overwrite`` never removes a folder with anything else in it); ``approach``:
+#: the approach curves of a scan imported from another instrument
+_LAYOUT = frozenset(
+    {"zarr.json", "points", "results", "traces", "maps", "approach", ".lock", CREATING_MARKER}
+)
 
 # landing status codes of a point
 PENDING = 0
@@ -789,9 +792,10 @@ class ScanStore:
         """Instrument time spent so far, s: the recorded total, or, if the scan
         was killed before recording it, the start of the last done point."""
         t = float(self.meta.get("instrument_time_s", 0.0))
-        done = self.done_mask()
-        if done.any():
-            t = max(t, float(np.nanmax(self.array("results/t_start_s")[:][done])))
+        starts = self.array("results/t_start_s")[:][self.done_mask()]
+        starts = starts[np.isfinite(starts)]  # NaN: not known (an imported map)
+        if starts.size:
+            t = max(t, float(starts.max()))
         return t
 
     # ------------------------------------------------------------ validation
