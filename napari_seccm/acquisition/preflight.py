@@ -34,6 +34,7 @@ from ..analysis.preflight import (
     ThresholdSuggestion,
     aperture_from_resistance,
     noise_figures,
+    settle_samples,
     step_capacitance,
     suggest_threshold,
 )
@@ -46,10 +47,12 @@ if TYPE_CHECKING:
 
     from .plan import ScanPlan
 
+#: below this |E| a landing gives no current to detect (V): the approach would crash
+MIN_LANDING_V = 0.05
 #: noise record length limits, s
 NOISE_S_LIMITS = (0.05, 60.0)
 #: potential steps at the landing: defaults and limits
-STEP_V, STEP_V_LIMITS = 0.1, (0.001, 1.0)
+STEP_V, STEP_V_LIMITS = 0.2, (0.001, 1.0)
 N_STEPS, N_STEPS_LIMITS = 10, (2, 200)
 HOLD_S, HOLD_S_LIMITS = 0.03, (0.002, 1.0)
 
@@ -138,6 +141,11 @@ def record_landing(
     n_steps = int(_check("number of steps", n_steps, *N_STEPS_LIMITS, "steps"))
     hold_s = _check("step hold", hold_s, *HOLD_S_LIMITS, "s")
     a = plan.approach
+    if abs(a.potential_V) < MIN_LANDING_V:
+        raise ValueError(
+            f"preflight landing refused: the approach potential {a.potential_V:g} V gives no "
+            f"contact current to detect (|E| must be at least {MIN_LANDING_V:g} V); nothing moved"
+        )
     zdev = plan.probe_spec().z_stage or core.getFocusDevice()
     if not zdev or not core.hasProperty(zdev, "Approach"):
         raise RuntimeError(
@@ -311,7 +319,9 @@ def run_preflight(
     a = plan.approach
     try:
         tr = record_noise(core, plan, noise_s, should_stop)
-        noise = noise_figures(tr[2], plan.potentiostat.sample_rate_Hz)
+        pst = plan.potentiostat
+        tr = tr[:, settle_samples(pst.filter_Hz, pst.sample_rate_Hz) :]
+        noise = noise_figures(tr[2], pst.sample_rate_Hz)
         t_ap = approach_duration_s(plan)
         sug = suggest_threshold(
             noise,
@@ -335,6 +345,13 @@ def run_preflight(
                 a.threshold_A, noise, t_ap, a.detection
             ),
         )
+        levels = np.unique(tr[2]).size
+        if levels < 6:
+            report.warnings.append(
+                f"the current in air took only {levels} distinct values: the noise is below "
+                f"the converter's resolution at the {report.range_A:.3g} A range, so these "
+                "noise figures are the converter's steps, not the amplifier's noise"
+            )
         if abs(noise.mean_A) > a.threshold_A:
             report.warnings.append(
                 f"the current in air averages {noise.mean_A:.3g} A, above the plan's threshold "

@@ -18,7 +18,8 @@ core); every figure comes with its uncertainty and unit.
   sampled Gaussian process: upcrossings of the level ``u`` per second
   ``nu(u) = fs arccos(rho_1) / (2 pi) exp(-u^2 / (2 sigma^2))``
   (``arccos(rho_1) / 2 pi`` is the zero-crossing rate per sample of a
-  Gaussian sequence with lag-1 correlation ``rho_1``). The lines add at most
+  Gaussian sequence with lag-1 correlation ``rho_1``), and never above the
+  Gaussian tail ``fs Q(u / sigma)`` (an upcrossing needs a sample above ``u``). The lines add at most
   their summed amplitude, so the level the noise must reach is the threshold
   minus that sum minus the offset from zero: a worst case. Every confirmed
   detection starts with an upcrossing, so ``nu`` is an upper bound of the
@@ -127,8 +128,15 @@ class NoiseFigures:
         return d
 
 
+def settle_samples(filter_Hz: float, sample_rate_Hz: float) -> int:
+    """Samples at the start of a record that the amplifier's one-pole filter
+    needs to settle (10 time constants): left out of the noise figures."""
+    return int(math.ceil(10.0 * sample_rate_Hz / (2 * math.pi * filter_Hz)))
+
+
 def noise_figures(current_A: np.ndarray, sample_rate_Hz: float) -> NoiseFigures:
-    """Noise of samples recorded with the probe in air (no contact)."""
+    """Noise of samples recorded with the probe in air (no contact), after
+    the filter has settled (see :func:`settle_samples`)."""
     from scipy.signal import welch
 
     i = np.asarray(current_A, dtype=float)
@@ -139,7 +147,9 @@ def noise_figures(current_A: np.ndarray, sample_rate_Hz: float) -> NoiseFigures:
         raise ValueError(f"noise needs at least 64 samples in one row, got shape {i.shape}")
     if not np.isfinite(i).all():
         bad = int(np.flatnonzero(~np.isfinite(i))[0])
-        raise ValueError(f"noise samples must be finite numbers; sample {bad} is {i[bad]!r} A")
+        raise ValueError(
+            f"noise samples must be finite numbers; sample {bad} is {float(i[bad])!r} A"
+        )
     t = np.arange(i.size) / fs
     nyq = fs / 2
     cand = [k * f for f in MAINS_HZ for k in (1, 2, 3) if k * f < 0.9 * nyq]
@@ -195,8 +205,11 @@ def upcrossing_rate(level_A: float, noise: NoiseFigures) -> float:
     if s <= 0:
         return 0.0 if level_A > 0 else math.inf
     rho = min(max(noise.rho1, -1.0), 1.0)
-    per_sample = math.acos(rho) / (2 * math.pi)
-    return noise.sample_rate_Hz * per_sample * math.exp(-(level_A**2) / (2 * s * s))
+    per_sample = math.acos(rho) / (2 * math.pi) * math.exp(-(level_A**2) / (2 * s * s))
+    # an upcrossing at a sample needs that sample above the level: never
+    # more often than the Gaussian tail Q(u / sigma) per sample
+    tail = 0.5 * math.erfc(level_A / (s * math.sqrt(2)))
+    return noise.sample_rate_Hz * min(per_sample, tail)
 
 
 def _levels(threshold_A: float, noise: NoiseFigures, mode: str) -> list[float]:
@@ -350,7 +363,7 @@ def step_capacitance(
     (rows recorded at a landing). ``filter_Hz``: the amplifier's cut-off (its
     impulse response sets how long a transient lasts: 10 time constants by
     default); ``baseline_s``: the fitted stretch on either side (default:
-    up to 20 ms, within the holds)."""
+    up to 10 ms, within the holds)."""
     t = np.asarray(time_s, float)
     e = np.asarray(potential_V, float)
     i = np.asarray(current_A, float)
@@ -379,7 +392,7 @@ def step_capacitance(
     for k, s in enumerate(steps):
         before = edges[k]
         after = edges[k + 2]
-        n_base = int(round((baseline_s or 0.02) / dt))
+        n_base = int(round((baseline_s or 0.01) / dt))
         lo = max(before + n_tr, s - n_base)  # skip the previous step's transient
         hi = min(after, s + n_tr + n_base)
         pre = np.arange(lo, s)
