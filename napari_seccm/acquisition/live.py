@@ -42,8 +42,8 @@ class LiveTrace:
         if m == 0:
             return
         if m > self.capacity:  # only the newest fit
-            t, z, i = t[-self.capacity :], z[-self.capacity :], i[-self.capacity :]
-            skipped, m = t.size - self.capacity, self.capacity
+            skipped, m = m - self.capacity, self.capacity
+            t, z, i = t[-m:], z[-m:], i[-m:]
         else:
             skipped = 0
         with self._lock:

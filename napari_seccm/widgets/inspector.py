@@ -179,7 +179,8 @@ class InspectorWidget(QWidget):
 
         self.approach_figure = Figure(figsize=(4, 2.2), tight_layout=True)
         self.approach_canvas = FigureCanvasQTAgg(self.approach_figure)
-        self.approach_canvas.setMinimumHeight(160)
+        # no minimum of its own: it shares the trace plots' room (small screens)
+        self.approach_canvas.setMinimumHeight(0)
         self.ax_ap = self.approach_figure.add_subplot(111)
         lay.addWidget(self.approach_canvas)
 

@@ -214,9 +214,11 @@ class ScanWidget(QWidget):
 
         # the run controls, progress and messages stay in view (not scrolled)
         self.estop = EmergencyStopBar(napari_viewer)
+        # the live traces head the scrolling body: the footer stays short, so
+        # the run controls, status and emergency stop fit a 1280 x 800 screen
         self.live_traces = LiveTracePanel(self)
-        lay = scroll_layout(self, footer=(run_box, self.live_traces, self.status, self.estop))
-        for wdg in (area_box, meas_box, pst_box, app_box, out_box):
+        lay = scroll_layout(self, footer=(run_box, self.status, self.estop))
+        for wdg in (self.live_traces, area_box, meas_box, pst_box, app_box, out_box):
             lay.addWidget(wdg)
         lay.addStretch()
 
