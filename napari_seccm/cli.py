@@ -1,7 +1,7 @@
 """``napari-seccm``: the SECCM from the command line (no GUI needed).
 
 Commands: ``demo``, ``scan``, ``resume``, ``info``, ``plan``, ``gui``,
-``analyze``, ``export``, ``import``.
+``analyze``, ``export``, ``import``, ``preflight``.
 """
 
 from __future__ import annotations
@@ -345,6 +345,36 @@ def cmd_scan(args: argparse.Namespace) -> int:
     _say_if_simulated(core)
     scan = Scan.create(core, plan, args.out, overwrite=args.overwrite)
     return _run_with_progress(scan, f"scan -> {args.out}", args.quiet)[1]
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """Noise, a threshold with its false-trigger rate, and (landing once) the
+    capacitance and the pipette's aperture: each with its unit and uncertainty."""
+    from .acquisition.plan import ScanPlan
+    from .acquisition.preflight import run_preflight
+
+    plan = _load_plan(args.plan) if args.plan else ScanPlan()
+    core = _load_core(args.config)
+    _say_if_simulated(core)
+    try:
+        report = run_preflight(
+            core,
+            plan,
+            noise_s=args.noise_s,
+            landing=not args.no_landing,
+            step_V=args.step_V,
+            n_steps=args.steps,
+            sample_ohm=args.sample_ohm,
+            target_per_approach=args.target,
+        )
+    except (RuntimeError, OSError) as e:  # a device failed: not the input's fault
+        print(f"error: preflight failed: {e}", file=sys.stderr)
+        return EXIT_FAULT
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=float))
+    else:
+        print("\n".join(report.lines()))
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -1149,6 +1179,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep landings that fall into one map pixel (the map shows the later one)",
     )
     im.set_defaults(func=cmd_import)
+    pf = sub.add_parser(
+        "preflight",
+        help="before a scan: noise, a threshold and its false-trigger rate, capacitance, aperture",
+        description="Hold the probe in air and record the current at the plan's range and "
+        "filter; suggest a threshold with its false-trigger rate; then (unless --no-landing) "
+        "land once from where the probe is, step the potential, and estimate the capacitance "
+        "and the pipette's aperture; the probe is retracted by the plan's retract.",
+    )
+    pf.add_argument("--config", default="seccm_simulated.cfg", help="Micro-Manager config (.cfg)")
+    pf.add_argument("--plan", help="plan file (.yaml or .json); default: the built-in plan")
+    pf.add_argument(
+        "--noise-s",
+        type=_number("--noise-s", "s", lo=0.05, hi=60.0),
+        default=1.0,
+        help="noise record in air, s (default 1)",
+    )
+    pf.add_argument("--no-landing", action="store_true", help="the noise part only: nothing moves")
+    pf.add_argument(
+        "--step-V",
+        type=_number("--step-V", "V", lo=0.001, hi=1.0),
+        default=0.2,
+        help="potential step at the landing, V (default 0.2)",
+    )
+    pf.add_argument(
+        "--steps",
+        type=_number("--steps", "steps", lo=2, hi=200, integer=True),
+        default=10,
+        help="down-and-up step pairs at the landing (default 10)",
+    )
+    pf.add_argument(
+        "--sample-ohm",
+        type=_number("--sample-ohm", "Ohm", lo=0.0),
+        default=None,
+        help="the sample's series terms if known, Ohm (subtracted before the aperture; "
+        "without: the aperture is a lower bound)",
+    )
+    pf.add_argument(
+        "--target",
+        type=_number("--target", "per approach", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+        default=1e-3,
+        help="false triggers per approach the suggested threshold allows (default 0.001)",
+    )
+    pf.add_argument("--json", action="store_true", help="the figures as JSON")
+    pf.set_defaults(func=cmd_preflight)
 
     fh = sub.add_parser(
         "fake-hardware",

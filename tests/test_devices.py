@@ -28,7 +28,7 @@ DOCUMENTED = [
     ("PiezoZ", "Approach_Threshold_A", FLOAT, (-1e-6, 1e-6), False),
     ("PiezoZ", "Approach_Detection", STR, ("absolute", "rise", "either"), False),
     ("PiezoZ", "Approach_ConfirmSamples", INT, (0, 1000), False),
-    ("PiezoZ", "Approach", STR, ("Idle", "Start", "Stop"), False),
+    ("PiezoZ", "Approach", STR, ("Idle", "Start", "Stop", "AcceptContact"), False),
     ("PiezoZ", "Approach_Result", STR, None, True),
     ("PiezoZ", "Approach_ContactZ_um", FLOAT, None, True),
     ("Potentiostat", "Cell", STR, ("Off", "On"), False),

@@ -459,7 +459,7 @@ def test_nothing_is_pickled(scanned):
             # chunk files only (zarr v3 default keys: .../c/i/j)
             assert "/c/" in f"/{rel}" or rel.startswith("c/"), rel
         assert not rel.endswith((".pkl", ".pickle", ".zarray", ".zattrs", ".zgroup"))
-    assert n_arrays == 17  # points 4, results 8, traces 3, maps 2
+    assert n_arrays == 20  # points 4, results 8, traces 3, approach 3, maps 2
 
 
 def test_status_counts_and_point_records_round_trip(tmp_path):

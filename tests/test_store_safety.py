@@ -613,7 +613,8 @@ def test_overwrite_killed_at_every_step_leaves_the_old_or_a_recognized_store(
     first_write = next(i for i, s in enumerate(steps) if s.startswith("write "))
     assert steps[0] == "mark existing", steps
     assert [s for s in steps[:first_write] if s.startswith("remove ")] == [
-        f"remove {name}" for name in ("maps", "points", "results", "traces", "zarr.json")
+        f"remove {name}"
+        for name in ("approach", "maps", "points", "results", "traces", "zarr.json")
     ]
     kinds = []
     for k in [*range(first_write + 2), len(steps) - 2, len(steps) - 1]:

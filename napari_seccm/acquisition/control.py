@@ -162,3 +162,17 @@ def simulated_devices(core: Any) -> list[str]:
         except Exception:  # a device that cannot answer is no simulation we know of
             continue
     return out
+
+
+def accept_contact(core: CMMCorePlus, zdev: str = "") -> None:
+    """Take where the Z stage is now as the contact of its approach in
+    progress (a person saw the landing the threshold missed): the stage
+    stops, ``Approach_Result`` reads ``manual contact``. Refused with a
+    clear message when no approach is in progress or the stage has none."""
+    zdev = zdev or core.getFocusDevice()
+    if not zdev or not core.hasProperty(zdev, "Approach"):
+        raise RuntimeError(
+            f"{zdev or 'the focus stage'} has no device-side approach: no contact can be "
+            "accepted by hand"
+        )
+    core.setProperty(zdev, "Approach", "AcceptContact")

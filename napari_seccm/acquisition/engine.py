@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymmcore_plus.mda import PMDAEngine
 
+from .live import LiveTrace
 from .store import FAILED, FALSE_TRIGGER, NO_CONTACT, OK, SATURATED, PointRecord
 
 try:  # the point status of an untrusted reading (older stores lack it)
@@ -170,6 +171,13 @@ class HoppingEngine(PMDAEngine):
         #: Z and XY as last checked by this engine (NaN: read them)
         self._z = math.nan
         self._xy = (math.nan, math.nan)
+        #: the hop in progress as it is measured (current and Z against the
+        #: instrument time of this session), for a live plot to poll
+        self.live = LiveTrace()
+        #: this hop's approach curve (Z um, current A) and whether its contact
+        #: was accepted by hand
+        self._ap_curve: tuple[np.ndarray, np.ndarray] | None = None
+        self._manual = False
 
     # ------------------------------------------------------------ helpers
     def instrument_time_s(self) -> float:
@@ -322,6 +330,18 @@ class HoppingEngine(PMDAEngine):
                 f"(tolerance {POSITION_TOLERANCE_UM:g} um)"
             )
         self._z = got
+        self.live.push_one(self._t_live(), got, math.nan)
+
+    def _t_live(self) -> float:
+        """Instrument time since this session started, s (the live plot's axis)."""
+        return self.instrument_time_s() - self._t0_instrument
+
+    def _approach_fields(self) -> dict[str, Any]:
+        """This hop's approach curve and manual flag, for its PointRecord."""
+        if self._ap_curve is None:
+            return {"manual_contact": self._manual}
+        z, cur = self._ap_curve
+        return {"approach_z_um": z, "approach_current_A": cur, "manual_contact": self._manual}
 
     def _z_now(self) -> float:
         """Z as last checked by this engine (read from the stage when unknown:
@@ -405,6 +425,7 @@ class HoppingEngine(PMDAEngine):
                 f"the plan asks for a device-side approach but {self.probe.z_dev!r} has none"
             )
         self._use_device_approach = self._device_approach and method != "software"
+        self._ap_trace_prop = has(self.probe.z_dev, "Approach_Trace")
         self._has_health = has(self.probe.z_dev, "ProbeHealth")
         self._health_t = -math.inf
         self._noted_clogged = False
@@ -548,6 +569,7 @@ class HoppingEngine(PMDAEngine):
         self._poll_latch()
         if self._estop.is_set():
             raise DeviceFault("the emergency stop is latched")
+        self._ap_curve, self._manual = None, False
         pts = self.points
         x, y, row = float(pts.x_um[i]), float(pts.y_um[i]), int(pts.row[i])
         t_start = self.time_offset_s + self.instrument_time_s() - self._t0_instrument
@@ -661,6 +683,7 @@ class HoppingEngine(PMDAEngine):
             time.time(),
             current_A=cur,
             potential_V=trace[1],
+            **self._approach_fields(),
         )
         if self.writer is not None:
             self.writer.put(rec)
@@ -707,7 +730,9 @@ class HoppingEngine(PMDAEngine):
         self.notes.append(f"point {i}: {why}")
         del self.notes[:-20]
         self.consecutive_faults += 1
-        rec = PointRecord(i, FAULT, math.nan, math.nan, x, y, t_start, time.time())
+        rec = PointRecord(
+            i, FAULT, math.nan, math.nan, x, y, t_start, time.time(), **self._approach_fields()
+        )
         if self.writer is not None:
             self.writer.put(rec)
         here = float(self.core.getPosition(self.probe.z_dev))
@@ -770,7 +795,9 @@ class HoppingEngine(PMDAEngine):
         self, i: int, x: float, y: float, t_start: float, status: int
     ) -> tuple[PointRecord, None]:
         self.consecutive_failures += 1
-        rec = PointRecord(i, status, math.nan, math.nan, x, y, t_start, time.time())
+        rec = PointRecord(
+            i, status, math.nan, math.nan, x, y, t_start, time.time(), **self._approach_fields()
+        )
         if self.writer is not None:
             self.writer.put(rec)
         # lift back to where the next hop expects to start
@@ -802,11 +829,19 @@ class HoppingEngine(PMDAEngine):
                 self._set_prop(z, "Approach_Speed_um_per_s", speed)
                 self._ap_speed_sent, self._ap_speed_t = speed, now
             self._z = math.nan  # where it stops is the stage's to say
+            t_ap = self._t_live()
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
             self._await(z, "the approach", (here - stop_z) / speed)
             result = str(core.getProperty(z, "Approach_Result"))
+            self._keep_approach_trace(t_ap)
             self._check_probe_health()
-            if result in ("contact", "already in contact"):
+            if result in ("contact", "already in contact", "manual contact"):
+                if result == "manual contact":
+                    self._manual = True
+                    note = f"contact accepted by hand at Z = {self._z_now():.3f} um"
+                    logger.info(note)
+                    self.notes.append(note)
+                    del self.notes[:-20]
                 return float(core.getProperty(z, "Approach_ContactZ_um"))
             if result in ("no contact", "false trigger"):
                 self._last_reason = FALSE_TRIGGER if result == "false trigger" else NO_CONTACT
@@ -816,6 +851,18 @@ class HoppingEngine(PMDAEngine):
             self._raise_device_error(z, "the approach")
             raise DeviceFault(f"{z}: the approach ended with {result!r}")
         return self._software_approach(stop_z, speed)
+
+    def _keep_approach_trace(self, t0: float) -> None:
+        """The approach's samples (the Z stage's ``Approach_Trace``: rows
+        [t_s, z_um, I_A]): this hop's approach curve, and the live plot's."""
+        if not self._ap_trace_prop:
+            return
+        tr = self.core.getProperty(self.probe.z_dev, "Approach_Trace")
+        if not isinstance(tr, np.ndarray) or tr.ndim != 2 or tr.shape[0] != 3:
+            return  # a C++ adapter's text, or nothing: no curve
+        self._ap_curve = (tr[1], tr[2])
+        if tr.shape[1]:
+            self.live.push(t0 + tr[0] - tr[0, 0], tr[1], tr[2])
 
     def _check_probe_health(self) -> None:
         """A broken pipette ends the scan (every later point would be wrong); a
@@ -847,10 +894,15 @@ class HoppingEngine(PMDAEngine):
         z = core.getPosition(self.probe.z_dev)
         step = a.software_step_um
         baseline: list[float] = []
+        zs: list[float] = []
+        cs: list[float] = []
         while z - step >= stop_z:
             z -= step
             self._move_z(z, speed)
             i = float(core.getProperty(self.probe.ps, "Current_A"))
+            zs.append(z)
+            cs.append(i)
+            self._ap_curve = (np.array(zs), np.array(cs))
             if self._fires(i, baseline):
                 ok = all(
                     self._fires(float(core.getProperty(self.probe.ps, "Current_A")), baseline)
@@ -876,9 +928,13 @@ class HoppingEngine(PMDAEngine):
         """Run the program; rows [t_s, E_V, I_A]."""
         core, ps = self.core, self.probe.ps
         if self._hw_waveform:
+            t0 = self._t_live()
             self._start(ps, "the measurement program", core.setProperty, ps, "Acquire", "Run")
             self._await(ps, "the measurement program", self._program_s)
             trace = _as_trace(core.getProperty(ps, "LastTrace"))
+            if trace.shape[1]:
+                z = self._z_now()
+                self.live.push(t0 + trace[0] - trace[0, 0], np.full(trace.shape[1], z), trace[2])
             if trace.shape[1] != self._n_samples:
                 # cut short (stopped by another client), or sampled at another
                 # rate than planned: not the planned measurement

@@ -9,6 +9,9 @@ Layout (see ``docs/data-format.md``)::
       traces/current_A  (n_points, n_samples) float32, NaN where not measured
       traces/potential_V (n_points, n_samples) float32
       traces/time_s      (n_samples,) float64: time from the start of the program
+      approach/z_um      (n_points, 512) float32 approach curve i(z): Z, um (NaN-padded)
+      approach/current_A (n_points, 512) float32 its current, A
+      approach/manual    (n_points,) uint8: 1 where the contact was accepted by hand
       maps/current/0        (ny, nx) float32 map value, A; NaN = not measured
       maps/contact_height/0 (ny, nx) float32 contact height, um
       .lock                 OS-locked (flock / LockFileEx) by the process writing the scan
@@ -70,10 +73,15 @@ FORMAT_VERSION = 1
 CREATING_MARKER = ".seccm-creating"
 #: what a store folder may hold (a half-created store holds nothing else:
 #: ``overwrite`` never removes a folder with anything else in it); ``approach``:
-#: the approach curves of a scan imported from another instrument
+#: the approach curves (of a scan, or imported from another instrument)
 _LAYOUT = frozenset(
-    {"zarr.json", "points", "results", "traces", "maps", "approach", ".lock", CREATING_MARKER}
+    {"zarr.json", "points", "results", "traces", "approach", "maps", ".lock", CREATING_MARKER}
 )
+
+#: the samples kept of one approach curve (``approach/z_um``, ``approach/current_A``)
+APPROACH_MAX_SAMPLES = 512
+#: of which the last ones, nearest the contact, at full resolution
+APPROACH_FULL_RES = 256
 
 # landing status codes of a point
 PENDING = 0
@@ -128,6 +136,39 @@ class PointRecord:
     wall_time_s: float
     current_A: np.ndarray | None = None
     potential_V: np.ndarray | None = None
+    #: the approach curve of this landing (Z in um, current in A), as recorded
+    #: (decimated when written: :func:`decimate_approach`)
+    approach_z_um: np.ndarray | None = None
+    approach_current_A: np.ndarray | None = None
+    #: the contact was accepted by hand during the approach
+    manual_contact: bool = False
+
+
+def decimate_approach(
+    z_um: np.ndarray,
+    current_A: np.ndarray,
+    max_samples: int = APPROACH_MAX_SAMPLES,
+    full_res: int = APPROACH_FULL_RES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """An approach curve cut to at most ``max_samples`` (float32): the last
+    ``full_res`` samples (nearest the contact) as recorded, the earlier part
+    averaged in equal bins (mean Z and mean current of each) into the rest."""
+    z = np.asarray(z_um, dtype=float).ravel()
+    i = np.asarray(current_A, dtype=float).ravel()
+    if z.size != i.size:
+        raise ValueError(f"approach curve: {z.size} Z values but {i.size} currents")
+    if z.size <= max_samples:
+        return z.astype(np.float32), i.astype(np.float32)
+    head = z.size - full_res
+    bins = max_samples - full_res
+    edges = np.linspace(0, head, bins + 1).round().astype(np.int64)
+    counts = np.diff(edges)
+    zs = np.add.reduceat(z[:head], edges[:-1]) / counts
+    cs = np.add.reduceat(i[:head], edges[:-1]) / counts
+    return (
+        np.concatenate((zs, z[head:])).astype(np.float32),
+        np.concatenate((cs, i[head:])).astype(np.float32),
+    )
 
 
 class StoreExistsError(FileExistsError):
@@ -404,6 +445,26 @@ class ScanStore:
             _creation_step("traces/time_s")
             t = tr.create_array("time_s", shape=(ns,), chunks=(max(ns, 1),), dtype="f8")
             t[:] = np.arange(ns) / plan.potentiostat.sample_rate_Hz
+            ap = root.create_group(
+                "approach",
+                attributes={
+                    "max_samples": APPROACH_MAX_SAMPLES,
+                    "full_resolution_tail": APPROACH_FULL_RES,
+                },
+            )
+            m = APPROACH_MAX_SAMPLES
+            for name in ("z_um", "current_A"):
+                _creation_step(f"approach/{name}")
+                ap.create_array(
+                    name,
+                    shape=(n, m),
+                    chunks=(_chunk_points(m, n), m),
+                    dtype="f4",
+                    fill_value=np.nan,
+                    compressors=None,
+                )
+            _creation_step("approach/manual")
+            ap.create_array("manual", shape=(n,), chunks=(pchunk,), dtype="u1", fill_value=0)
             maps = root.create_group("maps")
             mchunk = (min(g.ny, 256), min(g.nx, 256))
             for name, unit in (("current", "A"), ("contact_height", "um")):
@@ -772,6 +833,47 @@ class ScanStore:
             "current_A": self.array("traces/current_A")[i],
         }
 
+    def has_approach(self) -> bool:
+        """Does this store hold approach curves (stores written before them do not)?"""
+        if "_has_approach" not in self._cache:
+            try:
+                self._cache["_has_approach"] = "approach" in self.root and (
+                    "z_um" in self.root["approach"] and "current_A" in self.root["approach"]
+                )
+            except Exception:
+                self._cache["_has_approach"] = False
+        return self._cache["_has_approach"]
+
+    def _approach_names(self) -> list[str]:
+        """The approach arrays this store has: none in a store written before
+        approach curves; z_um and current_A always together (a group holding
+        one of them lacks the other: both are listed, so the missing one is
+        reported)."""
+        try:
+            if "approach" not in self.root:
+                return []
+            grp = self.root["approach"]
+            names = [k for k in ("z_um", "current_A", "manual") if k in grp]
+        except Exception:
+            return ["approach/z_um", "approach/current_A"]
+        if {"z_um", "current_A"} & set(names):
+            names = sorted({*names, "z_um", "current_A"})
+        return [f"approach/{k}" for k in names]
+
+    def approach_curve(self, i: int) -> dict[str, Any] | None:
+        """The approach curve of point ``i``: ``z_um``, ``current_A`` (the
+        recorded samples, padding removed) and ``manual`` (the contact was
+        accepted by hand); None if the store holds no approach curves."""
+        if not self.has_approach():
+            return None
+        z = np.asarray(self.array("approach/z_um")[i], dtype=float)
+        cur = np.asarray(self.array("approach/current_A")[i], dtype=float)
+        keep = np.isfinite(z) & np.isfinite(cur)
+        manual = False
+        if "manual" in self.root["approach"]:
+            manual = bool(self.array("approach/manual")[i])
+        return {"z_um": z[keep], "current_A": cur[keep], "manual": manual}
+
     def point_at(self, row: int, col: int) -> int | None:
         """Index of the point measured at map pixel (row, col), if any."""
         pts = self.points()
@@ -958,6 +1060,18 @@ class ScanStore:
         expected["traces/current_A"] = (tshape, "f4")
         expected["traces/potential_V"] = (tshape, "f4")
         expected["traces/time_s"] = ((ns,) if ns is not None else None, "f8")
+        # approach curves: checked only in stores that have them (older ones do not)
+        ap_names = self._approach_names()
+        if ap_names:
+            width = None
+            with contextlib.suppress(Exception):
+                width = int(self.root["approach/z_um"].shape[1])
+            for name in ap_names:
+                if name == "approach/manual":
+                    expected[name] = ((n,) if n is not None else None, "u1")
+                else:
+                    ashape = (n, width) if n is not None and width is not None else None
+                    expected[name] = (ashape, "f4")
         for name in ("current", "contact_height"):
             expected[f"maps/{name}/0"] = (grid.shape if grid is not None else None, "f4")
         arrays: dict[str, zarr.Array] = {}
@@ -1112,6 +1226,13 @@ class ScanStore:
             probs.extend(bad_chunks)
             if bad_chunks:
                 readable = False
+        for name in ap_names:
+            a = arrays.get(name)
+            if a is not None and a.ndim == 2:
+                bad_chunks, _ = _check_row_chunks(self.path / name, a)
+                probs.extend(bad_chunks)
+            elif a is not None:
+                read(name)
         if ok_done is not None and any(present.values()):
             for name, have in present.items():
                 a = arrays[name]
@@ -1195,6 +1316,8 @@ class ScanStore:
             tidx = np.fromiter((r.i for r in with_trace), dtype=np.int64)
             self._write_rows("traces/current_A", tidx, cur)
             self._write_rows("traces/potential_V", tidx, pot)
+        if self.has_approach():
+            self._write_approach(records, idx)
         for name in (
             "status",
             "value_A",
@@ -1215,6 +1338,24 @@ class ScanStore:
         self.array("maps/current/0").set_coordinate_selection((rows, cols), value)
         self.array("maps/contact_height/0").set_coordinate_selection((rows, cols), height)
         self._write_1d("results/done", idx, np.ones(idx.size, dtype="u1"))
+
+    def _write_approach(self, records: Sequence[PointRecord], idx: np.ndarray) -> None:
+        """The approach curves (decimated to the arrays' width) and manual flags."""
+        with_ap = [r for r in records if r.approach_z_um is not None]
+        if with_ap:
+            m = int(self.array("approach/z_um").shape[1])
+            zz = np.full((len(with_ap), m), np.nan, dtype=np.float32)
+            cc = np.full((len(with_ap), m), np.nan, dtype=np.float32)
+            for k, r in enumerate(with_ap):
+                z, c = decimate_approach(r.approach_z_um, r.approach_current_A, m, m // 2)
+                zz[k, : z.size] = z
+                cc[k, : c.size] = c
+            aidx = np.fromiter((r.i for r in with_ap), dtype=np.int64)
+            self._write_rows("approach/z_um", aidx, zz)
+            self._write_rows("approach/current_A", aidx, cc)
+        if "manual" in self.root["approach"]:
+            flags = np.array([1 if r.manual_contact else 0 for r in records], dtype="u1")
+            self._write_1d("approach/manual", idx, flags)
 
     def _rows_cols(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map pixel of each point (the planned grid is cached: it never changes)."""

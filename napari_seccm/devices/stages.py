@@ -171,7 +171,12 @@ class PiezoZ(HubPeripheral, StageDevice):
     ``Approach_ContactZ_um``) or at ``Approach_StopZ_um`` (``no contact``).
     The approach runs like a move: ``busy()`` until it has ended,
     ``core.stop(label)`` (or ``Approach`` = ``Stop``) aborts it (``aborted``).
-    Its end emits the position and ``Approach_Result`` through the core's events.
+    ``Approach`` = ``AcceptContact`` while it runs stops it too, and takes
+    where the stage stopped as the contact (``manual contact``: a person saw
+    the landing that the threshold missed); refused when no approach runs.
+    Its end emits the position and ``Approach_Result`` through the core's
+    events; its samples stay in ``Approach_Trace`` (rows [t_s, z_um, I_A]),
+    their number in ``Approach_Trace_Samples``.
     """
 
     IS_Z_STAGE = True
@@ -207,6 +212,8 @@ class PiezoZ(HubPeripheral, StageDevice):
         self._ap_threshold = 3e-12
         self._ap_mode = "absolute"
         self._ap_confirm = 3
+        #: AcceptContact was asked during the approach in progress
+        self._ap_accept = False
         self._ap_result: dict[str, Any] = {
             "contact": False,
             "contact_z_um": math.nan,
@@ -363,14 +370,28 @@ class PiezoZ(HubPeripheral, StageDevice):
             raise ValueError(f"Approach_ConfirmSamples must be a whole number, got {value!r}")
         self._ap_confirm = int(float(value))
 
-    @pymm_property(allowed_values=("Idle", "Start", "Stop"))
+    @pymm_property(allowed_values=("Idle", "Start", "Stop", "AcceptContact"))
     def Approach(self) -> str:
-        """Start: begin the approach (returns at once; busy until it ends). Stop: abort it."""
-        return "Start" if self.busy() and self.worker.last_what == "approach" else "Idle"
+        """Start: begin the approach (returns at once; busy until it ends). Stop: abort it.
+        AcceptContact: stop it and take where the stage stopped as the contact."""
+        return "Start" if self._approach_running() else "Idle"
+
+    def _approach_running(self) -> bool:
+        return self.busy() and self.worker.last_what == "approach"
 
     @Approach.setter
     def Approach(self, value: str) -> None:
         if value == "Stop":
+            self.stop()
+            return
+        if value == "AcceptContact":
+            if not self._approach_running():
+                raise ValueError(
+                    f"{self.get_label()}: accepting a contact is refused: no approach is in "
+                    f"progress (the last one ended with {self.Approach_Result!r}); a contact "
+                    "can only be accepted while the pipette is coming down"
+                )
+            self._ap_accept = True
             self.stop()
             return
         if value != "Start":
@@ -387,6 +408,25 @@ class PiezoZ(HubPeripheral, StageDevice):
         args = (stop_z, self._ap_speed, self._ap_threshold, self._ap_mode, self._ap_confirm)
 
         def done(result: dict[str, Any] | None, error: BaseException | None) -> Any:
+            accepted, self._ap_accept = self._ap_accept, False
+            if (
+                accepted
+                and result is not None
+                and result.get("reason") == "aborted"
+                and (error is None or isinstance(error, OperationAborted))
+                and not self.hub.latched
+            ):
+                # stopped by AcceptContact: where it stopped is the contact
+                z_here = float(result.get("final_z_um", math.nan))
+                result = {
+                    **result,
+                    "contact": True,
+                    "contact_z_um": z_here,
+                    "final_z_um": z_here,
+                    "reason": "manual contact",
+                }
+                self.worker.last_error = None  # not a failure: what was asked
+                error = None
             if result is None or (error is not None and not isinstance(error, OperationAborted)):
                 result = {
                     "contact": False,
@@ -413,6 +453,7 @@ class PiezoZ(HubPeripheral, StageDevice):
             return announce
 
         previous = self._ap_result
+        self._ap_accept = False
         self._ap_result = {**previous, "reason": "running"}
         try:
             self.start_operation("approach", lambda abort: ctrl.approach(probe, *args, abort), done)
@@ -422,8 +463,9 @@ class PiezoZ(HubPeripheral, StageDevice):
 
     @pymm_property(is_read_only=True)
     def Approach_Result(self) -> str:
-        """Outcome of the last approach: contact, no contact, false trigger, aborted,
-        error: ..., running (while it runs), idle."""
+        """Outcome of the last approach: contact, manual contact (accepted by
+        hand), no contact, false trigger, aborted, error: ..., running (while
+        it runs), idle."""
         return str(self._ap_result["reason"])
 
     @pymm_property(is_read_only=True)
@@ -442,3 +484,9 @@ class PiezoZ(HubPeripheral, StageDevice):
     def Approach_Trace(self) -> Any:
         """The last approach's samples as rows [t_s, z_um, I_A] (a numpy array)."""
         return self._ap_result["trace"]
+
+    @pymm_property(is_read_only=True)
+    def Approach_Trace_Samples(self) -> int:
+        """Number of samples in ``Approach_Trace`` (0 while an approach runs)."""
+        trace = self._ap_result.get("trace")
+        return int(trace.shape[1]) if isinstance(trace, np.ndarray) and trace.ndim == 2 else 0

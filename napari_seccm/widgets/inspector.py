@@ -1,7 +1,7 @@
 """Inspector: click a pixel of a scan layer to see what happened there.
 
 Plots the point's current trace and its I-E curve, with its landing status,
-contact height and map value. Works on a running scan (the store is read
+contact height and map value, and the landing's approach curve i(z). Works on a running scan (the store is read
 while it is written) and on a reopened one.
 """
 
@@ -55,6 +55,7 @@ class InspectorWidget(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(self.plots_btn)
         lay.addWidget(self.canvas)
+        self._build_approach_plot(lay)
         self._stores: dict[str, Any] = {}
         self.last: dict[str, Any] | None = None
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
@@ -63,6 +64,7 @@ class InspectorWidget(QWidget):
     def set_plots_folded(self, folded: bool) -> None:
         """Fold the trace and I-V plots away (or show them again)."""
         self.canvas.setVisible(not folded)
+        self.approach_canvas.setVisible(not folded)
         self.plots_btn.blockSignals(True)
         self.plots_btn.setChecked(folded)
         self.plots_btn.blockSignals(False)
@@ -166,4 +168,51 @@ class InspectorWidget(QWidget):
         self.ax_t.set_xlabel("t (ms)")
         self.ax_t.set_ylabel("I (nA)")
         self.canvas.draw_idle()
+        facts.update(self._plot_approach(store, i, facts["contact_z_um"]))
         return facts
+
+    # ------------------------------------------------------ approach curve
+    def _build_approach_plot(self, lay: Any) -> None:
+        """The approach curve i(z) of the clicked landing, in its own canvas."""
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.approach_figure = Figure(figsize=(4, 2.2), tight_layout=True)
+        self.approach_canvas = FigureCanvasQTAgg(self.approach_figure)
+        # no minimum of its own: it shares the trace plots' room (small screens)
+        self.approach_canvas.setMinimumHeight(0)
+        self.ax_ap = self.approach_figure.add_subplot(111)
+        lay.addWidget(self.approach_canvas)
+
+    def _plot_approach(self, store: Any, i: int, contact_z: float) -> dict[str, Any]:
+        """Plot point ``i``'s approach curve; its facts (samples, manual contact)."""
+        from matplotlib.ticker import EngFormatter
+
+        ax = self.ax_ap
+        ax.clear()
+        curve = store.approach_curve(i)
+        out: dict[str, Any] = {"approach_samples": 0, "manual_contact": False}
+        if curve is None or not curve["z_um"].size:
+            why = (
+                "no approach curves in this store (written before they were recorded)"
+                if curve is None
+                else "no approach curve recorded for this point"
+            )
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, wrap=True)
+            ax.set_axis_off()
+        else:
+            z, cur = curve["z_um"], curve["current_A"]
+            out = {"approach_samples": int(z.size), "manual_contact": curve["manual"]}
+            ax.set_axis_on()
+            ax.plot(z, cur, lw=1)
+            if math.isfinite(contact_z):
+                label = "contact (by hand)" if curve["manual"] else "contact"
+                ax.axvline(contact_z, color="orange", lw=1, ls="--", label=label)
+                ax.legend(loc="best", fontsize="small")
+            ax.invert_xaxis()  # the pipette comes down: time runs to the right
+            ax.yaxis.set_major_formatter(EngFormatter(unit="A"))
+            ax.set_xlabel("Z (um)")
+            ax.set_ylabel("I")
+            ax.set_title("approach i(z)", fontsize="small")
+        self.approach_canvas.draw_idle()
+        return out

@@ -11,7 +11,7 @@ import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -226,6 +226,14 @@ class RigWidget(QWidget):
             agrid.addWidget(box, r, 1, 1, 2)
         agrid.addWidget(self.approach_btn, 4, 0, 1, 2)
         agrid.addWidget(self.retract_btn, 4, 2)
+        # enabled while the Rig's approach runs; the Z stage refuses it otherwise
+        self.accept_btn = QPushButton("Accept contact")
+        self.accept_btn.setToolTip(
+            "during a slow approach: stop and take where the pipette is as the contact"
+        )
+        self.accept_btn.setEnabled(False)
+        self.accept_btn.clicked.connect(guarded(self, "accepting the contact", self._accept))
+        agrid.addWidget(self.accept_btn, 5, 0, 1, 3)
         agrid.setColumnStretch(1, 1)
         app_box = group("Approach (cell on, at the set potential)", layout=agrid)
 
@@ -275,7 +283,7 @@ class RigWidget(QWidget):
         frow.addWidget(self.stop_btn)
         # the status (refusals), Stop and the emergency stop stay in view
         lay = scroll_layout(self, footer=(foot, self.estop))
-        for w in (cfg_box, stage_box, pot_box, app_box, opt_box):
+        for w in (cfg_box, stage_box, pot_box, app_box, self._build_preflight(), opt_box):
             lay.addWidget(w)
         lay.addStretch()
 
@@ -288,6 +296,7 @@ class RigWidget(QWidget):
             self.retract_btn,
             self.snap_btn,
             self.mosaic_btn,
+            self.pf_btn,
         ]
         self.session.coreChanged.connect(self._on_core)
         self.session.estopChanged.connect(self._on_estop)
@@ -350,6 +359,7 @@ class RigWidget(QWidget):
 
         def finished() -> None:
             self._busy = False
+            self.accept_btn.setEnabled(False)
             for b in self._buttons:
                 b.setEnabled(True)
             self.stop_btn.setEnabled(False)
@@ -645,9 +655,10 @@ class RigWidget(QWidget):
             core.setProperty(zdev, "Approach", "Start")
             self._await(zdev, "the approach", (z - stop) / speed)
             result = core.getProperty(zdev, "Approach_Result")
-            if result == "contact":
+            if result in ("contact", "manual contact"):
                 cz = float(core.getProperty(zdev, "Approach_ContactZ_um"))
-                return f"contact at Z = {cz:.3f} um" + _pipette_note(core)
+                how = "accepted by hand" if result == "manual contact" else "detected"
+                return f"contact {how} at Z = {cz:.3f} um" + _pipette_note(core)
             raise RuntimeError(
                 f"{result} down to Z = {core.getPosition():.3f} um (max depth {depth:g} um): "
                 "check the potential, the cell and the threshold; the pipette may have "
@@ -655,6 +666,95 @@ class RigWidget(QWidget):
             )
 
         self._run("approach", approach)
+        if self._busy:
+            self.accept_btn.setEnabled(True)
+
+    def _accept(self) -> None:
+        """Take where the pipette is as the contact of the approach in
+        progress (the Z stage refuses when none is)."""
+        from ..acquisition.control import accept_contact
+
+        core = self.session.core
+        if core is None:
+            self._say("accepting a contact is refused: no config is loaded", error=True)
+            return
+        accept_contact(core)
+
+    # ------------------------------------------------------------ preflight
+    def _build_preflight(self) -> QWidget:
+        """The Preflight group: noise, a threshold with its false-trigger
+        rate, and (landing once) the capacitance and the pipette's aperture."""
+        self.pf_noise_spin = spin(
+            1.0, 0.05, 60.0, step=0.5, suffix="s", tooltip="how long to record the noise in air"
+        )
+        self.pf_landing = QCheckBox("land once (capacitance, aperture)")
+        self.pf_landing.setToolTip(
+            "approach until contact from here (max depth above), step the potential, retract"
+        )
+        self.pf_btn = QPushButton("Run preflight")
+        self.pf_btn.clicked.connect(guarded(self, "the preflight", self._preflight))
+        self.pf_result = QLabel("")
+        self.pf_result.setWordWrap(True)
+        self.pf_result.setTextInteractionFlags(
+            self.pf_result.textInteractionFlags() | Qt.TextInteractionFlag.TextSelectableByMouse
+        )
+        grid = QGridLayout()
+        grid.addWidget(QLabel("noise record"), 0, 0)
+        grid.addWidget(self.pf_noise_spin, 0, 1)
+        grid.addWidget(self.pf_landing, 1, 0, 1, 2)
+        grid.addWidget(self.pf_btn, 2, 0, 1, 2)
+        grid.addWidget(self.pf_result, 3, 0, 1, 2)
+        return group("Preflight (range and filter as set; threshold, speed, E above)", layout=grid)
+
+    def preflight_plan(self) -> Any:
+        """A plan holding what the Rig shows: the potentiostat's range, filter
+        and rate as set on the instrument, the approach potential, speed,
+        depth and threshold from the Approach group."""
+        from ..acquisition.plan import ScanPlan
+
+        core = self.core
+        data = ScanPlan().model_dump()
+        data["potentiostat"].update(
+            current_range_A=float(core.getProperty(self.ps, "CurrentRange_A")),
+            filter_Hz=float(core.getProperty(self.ps, "Filter_Hz")),
+            sample_rate_Hz=float(core.getProperty(self.ps, "SampleRate_Hz")),
+        )
+        data["approach"].update(
+            potential_V=self.pot_spin.value(),
+            search_speed_um_per_s=self.speed_spin.value(),
+            search_depth_um=self.depth_spin.value(),
+            threshold_A=self.thr_spin.value() * 1e-12,
+        )
+        data["retract_um"] = self.retract_spin.value()
+        return ScanPlan.model_validate(data)
+
+    def _preflight(self) -> None:
+        from ..acquisition.preflight import run_preflight
+
+        plan = self.preflight_plan()
+        noise_s, landing = self.pf_noise_spin.value(), self.pf_landing.isChecked()
+        core = self.core
+
+        def run() -> Any:
+            return run_preflight(
+                core,
+                plan,
+                noise_s=noise_s,
+                landing=landing,
+                should_stop=lambda: self._stop_requested,
+            )
+
+        def show(report: Any) -> None:
+            self.preflight_report = report
+            self.pf_result.setText("\n".join(report.lines()))
+            t = report.threshold
+            self._say(
+                f"preflight: suggested threshold {t.threshold_A * 1e12:.3g} pA "
+                f"({len(report.warnings)} warning{'s' if len(report.warnings) != 1 else ''})",
+                error=bool(report.warnings),
+            )
+
+        self._run("preflight", run, show)
 
     def _retract(self) -> None:
         self._move_z_by(self.retract_spin.value(), "retract")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -224,8 +225,11 @@ class ScanWidget(QWidget):
 
         # the run controls, progress and messages stay in view (not scrolled)
         self.estop = EmergencyStopBar(napari_viewer)
+        # the live traces head the scrolling body: the footer stays short, so
+        # the run controls, status and emergency stop fit a 1280 x 800 screen
+        self.live_traces = LiveTracePanel(self)
         lay = scroll_layout(self, footer=(run_box, self.status, self.estop))
-        for wdg in (area_box, meas_box, pst_box, app_box, out_box):
+        for wdg in (self.live_traces, area_box, meas_box, pst_box, app_box, out_box):
             lay.addWidget(wdg)
         lay.addStretch()
 
@@ -652,6 +656,7 @@ class ScanWidget(QWidget):
         self._set_running(True)
         self._say(f"scanning into {out}{getattr(self, '_simulated', '')}")
         self._timer.start()
+        self.live_traces.follow(scan)
 
     def set_paused(self, paused: bool) -> None:
         if self.scan is None or not self._running():
@@ -703,6 +708,121 @@ class ScanWidget(QWidget):
             )
             self.session.scanFinished.emit(scan.final_status)
             self.out_edit.setText(str(default_output_path()))
+
+
+# ------------------------------------------------------------ live traces
+class LiveTracePanel(QWidget):
+    """The current and Z of the hop in progress, scrolling: the last
+    ``window_s`` seconds of instrument time, polled at ~10 Hz from the
+    engine's ring buffer (:class:`napari_seccm.acquisition.live.LiveTrace`)
+    and decimated to the plot's width in pixels (min/max per pixel, so spikes
+    stay). The GUI thread only copies the buffer; it never waits on hardware.
+    Folds away (like the Inspector's plots) so that the status, Stop and the
+    emergency stop keep their room on a small screen. ``Accept contact``
+    takes where the pipette is as the contact of the approach in progress."""
+
+    def __init__(self, owner: ScanWidget, window_s: float = 5.0, interval_ms: int = 100) -> None:
+        super().__init__()
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import EngFormatter
+
+        self.owner = owner
+        self.window_s = window_s
+        self.scan: Scan | None = None
+        self._seen = -1
+        self.redraws = 0
+        self.fold = QCheckBox("Live traces (current, Z)")
+        self.fold.setChecked(True)
+        self.fold.toggled.connect(self.set_shown)
+        self.accept_btn = QPushButton("Accept contact")
+        self.accept_btn.setToolTip(
+            "during an approach: stop and take where the pipette is as the contact "
+            "(refused when no approach is in progress)"
+        )
+        self.accept_btn.clicked.connect(guarded(owner, "accepting the contact", self.accept))
+        self.accept_btn.setEnabled(False)
+        top = QHBoxLayout()
+        top.addWidget(self.fold, 1)
+        top.addWidget(self.accept_btn)
+        self.figure = Figure(figsize=(4, 1.8), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setFixedHeight(170)
+        self.ax_i = self.figure.add_subplot(211)
+        self.ax_z = self.figure.add_subplot(212, sharex=self.ax_i)
+        (self.line_i,) = self.ax_i.plot([], [], lw=1)
+        (self.line_z,) = self.ax_z.plot([], [], lw=1, color="tab:orange")
+        self.ax_i.yaxis.set_major_formatter(EngFormatter(unit="A"))
+        self.ax_i.set_ylabel("I", fontsize="small")
+        self.ax_z.set_ylabel("Z (um)", fontsize="small")
+        self.ax_z.set_xlabel("instrument time (s)", fontsize="small")
+        for ax in (self.ax_i, self.ax_z):
+            ax.tick_params(labelsize="x-small")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addWidget(self.canvas)
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.refresh)
+
+    def set_shown(self, shown: bool) -> None:
+        """Show the plot, or fold it away (nothing is drawn while folded)."""
+        self.canvas.setVisible(shown)
+        self.fold.blockSignals(True)
+        self.fold.setChecked(shown)
+        self.fold.blockSignals(False)
+        if shown:
+            self._seen = -1
+            self.refresh()
+
+    def follow(self, scan: Scan) -> None:
+        """Plot this scan's hops until it ends."""
+        self.scan = scan
+        self._seen = -1
+        self.accept_btn.setEnabled(True)
+        self.timer.start()
+
+    def accept(self) -> None:
+        from ..acquisition.control import accept_contact
+
+        scan = self.scan
+        core = self.owner.session.core
+        if scan is None or not scan.is_running() or core is None or scan.engine is None:
+            self.owner._say("accepting a contact is refused: no scan is running", error=True)
+            return
+        accept_contact(core, scan.engine.probe.z_dev)
+        self.owner._say("contact accepted by hand: the point is recorded as a manual contact")
+
+    def refresh(self) -> None:
+        scan = self.scan
+        if scan is None or scan.engine is None:
+            return
+        running = scan.is_running() or scan.final_status is None
+        if not running:
+            self.timer.stop()
+            self.accept_btn.setEnabled(False)
+        live = scan.engine.live
+        if not self.canvas.isVisible() or live.version == self._seen:
+            return
+        self._seen = live.version
+        self.draw(live.latest(self.window_s))
+
+    def draw(self, rows: np.ndarray) -> None:
+        """Draw rows [t_s, z_um, I_A], decimated to the canvas' width in pixels."""
+        from ..acquisition.live import decimate_minmax
+
+        px = max(int(self.canvas.width()), 50)
+        t, z, i = rows
+        self.line_i.set_data(*decimate_minmax(t, i, px))
+        self.line_z.set_data(*decimate_minmax(t, z, px))
+        for ax in (self.ax_i, self.ax_z):
+            ax.relim()
+            ax.autoscale_view()
+        if t.size:
+            self.ax_z.set_xlim(t[-1] - self.window_s, t[-1])
+        self.canvas.draw_idle()
+        self.redraws += 1
 
 
 def _short_error(e: BaseException) -> str:

@@ -535,7 +535,6 @@ def write_store(
         PointRecord,
         ScanStore,
         StoreLockedError,
-        _chunk_points,
     )
 
     out = Path(out)
@@ -622,10 +621,11 @@ def write_store(
                         wall_time_s=start + (la.t_start_s if math.isfinite(la.t_start_s) else 0.0),
                         current_A=la.current_A if has_trace else None,
                         potential_V=pot if has_trace else None,
+                        approach_z_um=la.approach_z_um,
+                        approach_current_A=la.approach_current_A,
                     )
                 )
             store.write_points(recs)
-        _write_approach(store, scan, _chunk_points)
         store.update_meta(
             status="complete",
             reason=f"imported from {where} ({scan.fmt})",
@@ -656,35 +656,3 @@ def write_store(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _write_approach(store: Any, scan: ImportedScan, chunk_points: Any) -> None:
-    """``approach/z_um`` and ``approach/current_A`` (n, longest approach),
-    float32, NaN-padded: each landing's approach curve, when the source has
-    them."""
-    rows_z = [la.approach_z_um for la in scan.landings]
-    rows_i = [la.approach_current_A for la in scan.landings]
-    na = max((r.size for r in rows_z if r is not None), default=0)
-    if na == 0:
-        return
-    n = len(scan.landings)
-    grp = store.root.create_group(
-        "approach",
-        attributes={
-            "description": "each landing's approach, from the start of its approach "
-            "segment to the contact; NaN-padded to the longest",
-            "units": {"z_um": "um", "current_A": "A"},
-        },
-    )
-    cp = chunk_points(na, n)
-    for name, rows in (("z_um", rows_z), ("current_A", rows_i)):
-        a = grp.create_array(
-            name,
-            shape=(n, na),
-            chunks=(cp, na),
-            dtype="f4",
-            fill_value=np.nan,
-            compressors=None,
-        )
-        for b in range(0, n, cp):
-            a[b : min(b + cp, n)] = padded(rows[b : b + cp], na)

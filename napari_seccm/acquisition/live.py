@@ -1,0 +1,100 @@
+"""The hop in progress, for a live plot: a bounded ring buffer of samples
+(time, Z, current) that the engine fills and a GUI timer reads.
+
+The engine pushes what it learns as it learns it (each Z move's end, an
+approach's samples once the Z stage has them, the measurement program's once
+the potentiostat has them), so pushing never waits on anything but a short
+lock, and a reader (:meth:`LiveTrace.latest`) copies the last seconds out
+without ever holding up the acquisition thread for longer than that copy.
+Memory is fixed (``capacity`` samples); the oldest samples are overwritten.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+#: samples kept (3 x float64 each: 4.8 MB)
+CAPACITY = 200_000
+
+
+class LiveTrace:
+    """Thread-safe ring buffer of (t_s, z_um, I_A) samples."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = int(capacity)
+        self._buf = np.full((3, self.capacity), np.nan)
+        self._n = 0  # samples ever pushed
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        """Changes whenever samples are pushed (the number pushed so far)."""
+        return self._n
+
+    def push(self, t_s: np.ndarray, z_um: np.ndarray, current_A: np.ndarray) -> None:
+        t = np.asarray(t_s, dtype=float).ravel()
+        z = np.broadcast_to(np.asarray(z_um, dtype=float), t.shape).ravel()
+        i = np.broadcast_to(np.asarray(current_A, dtype=float), t.shape).ravel()
+        m = t.size
+        if m == 0:
+            return
+        if m > self.capacity:  # only the newest fit
+            skipped, m = m - self.capacity, self.capacity
+            t, z, i = t[-m:], z[-m:], i[-m:]
+        else:
+            skipped = 0
+        with self._lock:
+            start = (self._n + skipped) % self.capacity
+            first = min(m, self.capacity - start)
+            for row, v in enumerate((t, z, i)):
+                self._buf[row, start : start + first] = v[:first]
+                self._buf[row, : m - first] = v[first:]
+            self._n += skipped + m
+
+    def push_one(self, t_s: float, z_um: float, current_A: float) -> None:
+        with self._lock:
+            k = self._n % self.capacity
+            self._buf[:, k] = (t_s, z_um, current_A)
+            self._n += 1
+
+    def latest(self, window_s: float) -> np.ndarray:
+        """Rows [t_s, z_um, I_A] of the samples of the last ``window_s``
+        seconds (of the newest sample's time), oldest first."""
+        with self._lock:
+            n = min(self._n, self.capacity)
+            if n == 0:
+                return np.empty((3, 0))
+            end = self._n % self.capacity
+            if self._n <= self.capacity:
+                out = self._buf[:, :n].copy()
+            else:
+                out = np.concatenate((self._buf[:, end:], self._buf[:, :end]), axis=1)
+        t = out[0]
+        t_last = t[-1]
+        if math.isfinite(window_s) and math.isfinite(t_last):
+            out = out[:, t >= t_last - window_s]
+        return out
+
+
+def decimate_minmax(t: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``2 n_bins`` points that draw like ``(t, y)`` at a width of
+    ``n_bins`` pixels: the minimum and maximum of each bin, in time order
+    (spikes survive, unlike a stride). NaNs are left out of a bin."""
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(y)
+    t, y = t[ok], y[ok]
+    if t.size <= 2 * n_bins or n_bins < 1:
+        return t, y
+    edges = np.linspace(t[0], t[-1], n_bins + 1)
+    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
+    starts = np.flatnonzero(np.concatenate(([True], b[1:] != b[:-1])))
+    mins = np.minimum.reduceat(y, starts)
+    maxs = np.maximum.reduceat(y, starts)
+    ends = np.concatenate((starts[1:], [y.size])) - 1
+    tt = np.column_stack((t[starts], t[ends])).ravel()
+    yy = np.column_stack((mins, maxs)).ravel()
+    return tt, yy
