@@ -130,13 +130,17 @@ def test_wec_tdms_run_becomes_a_valid_store(tmp_path: Path) -> None:
         plan = s.plan()
         assert plan.measurement.kind == "ca" and plan.measurement.potential_V == 1.0
         imp = s.meta["imported"]
-    # the approach curves, NaN-padded (n, longest approach)
+    # the approach curves, as a scan's: (n, 512), NaN after each one's last sample
+    from napari_seccm.acquisition.store import APPROACH_MAX_SAMPLES
+
     root = zarr.open_group(str(out), mode="r")
     az = root["approach/z_um"][:]
     ai = root["approach/current_A"][:]
-    assert az.shape == ai.shape == (30, 30)
-    assert az[0, -1] == pytest.approx(truth[0]["z"], abs=1e-5)
-    assert ai[0, -1] == pytest.approx(20e-12)
+    assert az.shape == ai.shape == (30, APPROACH_MAX_SAMPLES)
+    last = int(np.flatnonzero(np.isfinite(az[0]))[-1])
+    assert np.isfinite(az[0, : last + 1]).all() and np.isnan(az[0, last + 1 :]).all()
+    assert az[0, last] == pytest.approx(truth[0]["z"], abs=1e-5)
+    assert ai[0, last] == pytest.approx(20e-12)
     # provenance: the file, its size and sha256, the header, what was inferred
     src_rec = imp["sources"][0]
     assert src_rec["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
