@@ -135,6 +135,8 @@ class Sweep:
         else:
             a, b = j - 1, j
             w = float((E - v[a]) / (v[b] - v[a]))
+            # a potential on a node (within rounding) is that node alone
+            w = 0.0 if w < 1e-9 else 1.0 if w > 1.0 - 1e-9 else w
         if self.direction < 0:  # back to time order
             a, b = m - 1 - a, m - 1 - b
         ca, cb = self.node_cols[a], self.node_cols[b]

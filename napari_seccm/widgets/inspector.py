@@ -34,6 +34,15 @@ def _num(value: float, factor: float, unit: str) -> str:
     return f"{value * factor:.4f} {unit}" if math.isfinite(value) else "—"
 
 
+def _text_overlay(viewer: napari.Viewer) -> Any:
+    """The canvas's text overlay (``viewer.canvas.overlays.text`` since napari
+    0.9; ``viewer.text_overlay`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    text = getattr(overlays, "text", None)
+    return text if text is not None else viewer.text_overlay
+
+
 class InspectorWidget(QWidget):
     """Current trace and I-V of a clicked map pixel."""
 
@@ -253,7 +262,7 @@ class InspectorWidget(QWidget):
         reach = "" if cw is not None else f" (not reached: {sw.lo_V:g} to {sw.hi_V:g} V)"
         self.ax_iv.set_title(f"E = {E:.3f} V, {where}{reach}", fontsize="small")
         facts.update(segment=seg, cycle=sw.cycle, potential_V=E, current_at_potential_A=i_at)
-        overlay = self.viewer.text_overlay
+        overlay = _text_overlay(self.viewer)
         overlay.text = f"E = {E:.3f} V   {where}{reach}"
         overlay.visible = True
 
