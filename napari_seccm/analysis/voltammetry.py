@@ -466,8 +466,8 @@ def export_potential_map(
 
 class _Bands:
     """Column bands of a trace array (every point, a band of samples), read
-    as whole chunks and kept in a bounded LRU: all of it in one band when it
-    fits the budget."""
+    as whole chunks and kept, transposed, in a bounded LRU: all of it in one
+    band when it fits the budget."""
 
     def __init__(self, arr: Any, budget_bytes: int) -> None:
         self.arr = arr
@@ -484,7 +484,10 @@ class _Bands:
         got = self.bands.get(b)
         if got is None:
             a = b * self.width
-            got = np.asarray(self.arr[:, a : a + self.width], dtype=np.float32)
+            # kept sample-major: a column of every point is one contiguous row
+            got = np.ascontiguousarray(
+                np.asarray(self.arr[:, a : a + self.width], dtype=np.float32).T
+            )
             self.reads += 1
             self.bands[b] = got
             while len(self.bands) > self.keep:
@@ -499,7 +502,8 @@ class _Bands:
         bands = cols // self.width
         for b in np.unique(bands):
             sel = np.flatnonzero(bands == b)
-            out[:, sel] = self.band(int(b))[rows][:, cols[sel] - int(b) * self.width]
+            # the few columns (contiguous rows of the band) first, then the points
+            out[:, sel] = self.band(int(b))[cols[sel] - int(b) * self.width][:, rows].T
         return out
 
     def clear(self) -> None:
