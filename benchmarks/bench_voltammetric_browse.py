@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -32,22 +31,11 @@ import numpy as np
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    """The machine and its load (as bench_iv_fit prints it), and napari's version."""
     import napari
-    import zarr
+    from bench_iv_fit import machine_info
 
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {mem:.1f} GiB, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, zarr {zarr.__version__}, napari {napari.__version__}"
-    )
+    return f"{machine_info()}, napari {napari.__version__}"
 
 
 def write_store(path: Path, side: int, n_samples: int) -> Path:

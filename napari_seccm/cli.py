@@ -399,8 +399,19 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "started": meta.get("started"),
             "ended": meta.get("ended"),
             "simulated": list(meta.get("rig", {}).get("simulated", [])),
+            "segments": _segment_lines(s),
             "problems": problems,
         }
+
+
+def _segment_lines(store: Any) -> list[str]:
+    """The sweep segments of a voltammetric store (none for a held potential)."""
+    from .analysis.voltammetry import VoltammetryTable
+
+    try:
+        return VoltammetryTable.from_store(store).lines()
+    except (ValueError, KeyError):
+        return []
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -432,6 +443,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(
             f"  instrument       SIMULATED ({', '.join(info['simulated'])}): no sample was measured"
         )
+    for line in info.get("segments", []):
+        print(f"  sweep            {line}")
     for line in info["problems"]:
         print(f"  problem          {line}")
     if info["problems"]:

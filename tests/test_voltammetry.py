@@ -598,3 +598,13 @@ def test_analysis_widget_writes_a_map_movie(
     widget.movie(out)
     qtbot.waitUntil(lambda: widget._movie_worker is None, timeout=60_000)
     assert "exists" in widget.status.text()
+
+
+def test_info_lists_the_sweep_segments(
+    cv_store: Path, ca_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", str(cv_store)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep            segment 3 (cycle 1): 0.8 -> -0.2 V, falling, 5 V/s" in out
+    assert main(["info", str(ca_store)]) == 0
+    assert "sweep" not in capsys.readouterr().out
