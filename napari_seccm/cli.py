@@ -429,8 +429,19 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "started": meta.get("started"),
             "ended": meta.get("ended"),
             "simulated": list(meta.get("rig", {}).get("simulated", [])),
+            "segments": _segment_lines(s),
             "problems": problems,
         }
+
+
+def _segment_lines(store: Any) -> list[str]:
+    """The sweep segments of a voltammetric store (none for a held potential)."""
+    from .analysis.voltammetry import VoltammetryTable
+
+    try:
+        return VoltammetryTable.from_store(store).lines()
+    except (ValueError, KeyError):
+        return []
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -462,6 +473,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(
             f"  instrument       SIMULATED ({', '.join(info['simulated'])}): no sample was measured"
         )
+    for line in info.get("segments", []):
+        print(f"  sweep            {line}")
     for line in info["problems"]:
         print(f"  problem          {line}")
     if info["problems"]:
@@ -852,6 +865,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .analysis.export import export_store
 
     _require_store(args.store)
+    if args.potential is not None or args.segment is not None:
+        return _export_at_potential(args)
     if args.traces or args.points:
         from .analysis.export import write_traces_csv
 
@@ -922,6 +937,52 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"  map value {imp['inferred']['readout_window']}")
     for note in imp["notes"]:
         print(f"  note: {note}")
+    return 0
+
+
+def _export_at_potential(args: argparse.Namespace) -> int:
+    """``export --potential E [--segment k]``: the current map at one potential."""
+    from .analysis.voltammetry import export_potential_map
+
+    if args.potential is None:
+        raise ValueError("--segment goes with --potential E (V): the map at E in that segment")
+    if args.traces or args.points or args.channels or args.channel != "current":
+        raise ValueError(
+            "--potential maps the current at one potential: it does not go with "
+            "--traces, --points, --channels or another --channel"
+        )
+    out = export_potential_map(
+        args.store,
+        args.out,
+        args.potential,
+        args.segment,
+        fmt=args.format,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_movie(args: argparse.Namespace) -> int:
+    """A movie of the current map as the potential sweeps (GIF or MP4)."""
+    from .analysis.movie import write_movie
+
+    _require_store(args.store)
+    res = write_movie(
+        args.store,
+        args.out,
+        segment=args.segment,
+        fps=args.fps,
+        frames_per_segment=args.frames,
+        clim_nA=tuple(args.clim) if args.clim else None,
+        overwrite=args.overwrite,
+    )
+    w, h = res["size_px"]
+    lo, hi = res["clim_nA"]
+    print(
+        f"wrote {res['path']}: {res['frames']} frames of {w} x {h} px at {res['fps']:g} frames/s, "
+        f"colour scale {lo:.4g} to {hi:.4g} nA"
+    )
     return 0
 
 
@@ -1099,6 +1160,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(point, row, col, x_um, y_um, status, t_s, E_V, I_A)",
     )
     ex.add_argument("--points", help="with --traces: comma-separated point indices (default: all)")
+    ex.add_argument(
+        "--potential",
+        type=_number("--potential", "V"),
+        metavar="E",
+        help="a voltammetric store (LSV, CV, staircase): the current map at E (V), "
+        "interpolated between the two samples around E",
+    )
+    ex.add_argument(
+        "--segment",
+        type=_number("--segment", lo=0, integer=True),
+        metavar="K",
+        help="with --potential: the sweep segment (0, 1, ... in program order; "
+        "`napari-seccm info` lists them); default: the first that reaches E",
+    )
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_analysis_options(ex)
     ex.set_defaults(func=cmd_export)
@@ -1223,6 +1298,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pf.add_argument("--json", action="store_true", help="the figures as JSON")
     pf.set_defaults(func=cmd_preflight)
+    mv = sub.add_parser(
+        "movie",
+        help="a movie of the current map as the potential sweeps (voltammetric stores): GIF or MP4",
+    )
+    mv.add_argument("store", help="a scan store (*.seccm.zarr) measured with LSV, CV or staircase")
+    mv.add_argument(
+        "--out", required=True, help="map.gif or map.mp4 (never replaced without --overwrite)"
+    )
+    mv.add_argument(
+        "--segment",
+        type=_number("--segment", lo=0, integer=True),
+        metavar="K",
+        help="only this sweep segment (default: every segment, in program order)",
+    )
+    mv.add_argument(
+        "--fps",
+        type=_number("--fps", "frames/s", lo=0.1, hi=60.0),
+        default=10.0,
+        help="frames per second (default 10)",
+    )
+    mv.add_argument(
+        "--frames",
+        type=_number("--frames", lo=2, hi=2000, integer=True),
+        default=40,
+        help="frames per segment, evenly spaced in potential (default 40)",
+    )
+    mv.add_argument(
+        "--clim",
+        type=_number("--clim", "nA"),
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="colour scale limits, nA (default: 1st and 99th percentiles of every frame)",
+    )
+    mv.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    mv.set_defaults(func=cmd_movie)
 
     fh = sub.add_parser(
         "fake-hardware",

@@ -2,14 +2,17 @@
 
 Run under a display (or xvfb-run):
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshots.py
-Writes docs/images/napari_scan_running.png, napari_scan_done.png, napari_aligned.png and
+Writes docs/images/napari_scan_running.png, napari_scan_done.png, napari_aligned.png,
 napari_with_micromanager.png (napari-micromanager and the SECCM widgets on one core),
-micromanager_controls.png and napari_rig_refusal.png (pymmcore-widgets on the SECCM core).
+micromanager_controls.png and napari_rig_refusal.png (pymmcore-widgets on the SECCM core)
+and napari_voltammetric.png (a CV map browsed by potential). Only the last one:
+    xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshots.py voltammetric
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,6 +101,7 @@ def main() -> None:
     viewer.close()
     with_micromanager(tmp)
     micromanager_controls()
+    voltammetric(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -172,5 +176,49 @@ def micromanager_controls() -> None:
     viewer.close()
 
 
+def voltammetric(tmp: Path) -> None:
+    """A CV at every landing of the simulated film (two cycles), opened in
+    napari and browsed by potential; the Inspector shows a pixel's
+    voltammogram with the slider's potential marked."""
+    from napari_seccm.acquisition.plan import CyclicVoltammetry, RectangleArea, ScanPlan
+
+    path = tmp / "llto_cv.seccm.zarr"
+    plan = ScanPlan(
+        name="LLTO CV map",
+        area=RectangleArea(width_um=9.0, height_um=9.0),
+        pitch_um=0.3,
+        measurement=CyclicVoltammetry(start_V=0.0, vertex_V=1.0, scan_rate_V_per_s=10.0, cycles=2),
+    )
+    # scanned in its own process, as a user would (napari-seccm scan)
+    import subprocess
+
+    plan.save(tmp / "cv_plan.yaml")
+    cli = [sys.executable, "-m", "napari_seccm.cli", "scan", "--quiet"]
+    subprocess.run([*cli, "--plan", str(tmp / "cv_plan.yaml"), "--out", str(path)], check=True)
+    viewer = napari.Viewer(title="napari-seccm: a CV map browsed by potential")
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.open(str(path), plugin="napari-seccm")
+    _, insp = viewer.window.add_plugin_dock_widget("napari-seccm", "Inspector")
+    layer = viewer.layers[-1]
+    step = int(0.75 * (layer.data.shape[1] - 1))  # 0.75 V
+    viewer.dims.current_step = (1, step, 0, 0)
+    wait(lambda: False, 0.5)
+    y, x = layer.data_to_world((1, step, 14, 9))[-2:]
+    insp.inspect_world((*viewer.dims.point[:2], y, x))
+    viewer.dims.current_step = (2, step, 0, 0)  # cycle 1, rising: the marker follows
+    wait(lambda: False, 0.3)
+    viewer.reset_view()  # the whole map, in the canvas the docked Inspector leaves
+    wait(lambda: False, 0.5)
+    out = OUT / "napari_voltammetric.png"
+    viewer.screenshot(str(out), canvas_only=False)
+    print("wrote", out)
+    viewer.close()
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["voltammetric"]:
+        tmp = Path(tempfile.mkdtemp(prefix="seccm-shots-"))
+        voltammetric(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        main()

@@ -565,6 +565,24 @@ def format_from_path(path: str | Path) -> str | None:
     return _SUFFIX.get(Path(path).suffix.lower())
 
 
+def resolve_format(out: str | Path, fmt: str | None) -> str:
+    """The export format: ``fmt``, or the one ``out``'s suffix names; a
+    ValueError naming the formats there are."""
+    fmt = (fmt or format_from_path(out) or "").lower()
+    if fmt == "tif":
+        fmt = "tiff"
+    if fmt not in FORMATS:
+        what = (
+            f"unknown export format {fmt!r}"
+            if fmt
+            else (f"cannot tell the export format from the name {Path(out).name!r}")
+        )
+        raise ValueError(
+            f"{what}; choose one of {', '.join(FORMATS)} (--format, or a .gsf/.gwy/.tif/.csv/.png name)"
+        )
+    return fmt
+
+
 def export_store(
     store: Any,
     out: str | Path,
@@ -592,18 +610,7 @@ def export_store(
     """
     from .maps import open_store
 
-    fmt = (fmt or format_from_path(out) or "").lower()
-    if fmt == "tif":
-        fmt = "tiff"
-    if fmt not in FORMATS:
-        what = (
-            f"unknown export format {fmt!r}"
-            if fmt
-            else (f"cannot tell the export format from the name {Path(out).name!r}")
-        )
-        raise ValueError(
-            f"{what}; choose one of {', '.join(FORMATS)} (--format, or a .gsf/.gwy/.tif/.csv/.png name)"
-        )
+    fmt = resolve_format(out, fmt)
     check_writable(out, overwrite)
     with open_store(store) as s:
         g = s.grid
@@ -632,11 +639,35 @@ def export_store(
     title = ch.title
     if channel == "current" and getattr(potential, "kind", "") == "ca":
         title = f"{title} at {potential.potential_V:g} V"
+    return write_map(out, fmt, img, ch, title=title, overwrite=overwrite, **geo)
+
+
+def write_map(
+    out: str | Path,
+    fmt: str,
+    image: np.ndarray,
+    channel: Channel,
+    *,
+    title: str,
+    x0_um: float,
+    y0_um: float,
+    pitch_um: float,
+    overwrite: bool = False,
+) -> Path:
+    """One map (in the channel's SI unit) as ``gsf``, ``gwy``, ``tiff`` or ``png``."""
+    geo = {"x0_um": x0_um, "y0_um": y0_um, "pitch_um": pitch_um}
     if fmt == "gsf":
-        return write_gsf(out, img, z_unit=ch.unit, title=title, overwrite=overwrite, **geo)
+        return write_gsf(out, image, z_unit=channel.unit, title=title, overwrite=overwrite, **geo)
+    if fmt == "gwy":
+        chs = [{"image": image, "title": title, "unit": channel.unit}]
+        return write_gwy(out, chs, overwrite=overwrite, **geo)
     if fmt == "tiff":
-        return write_tiff(out, img, value_unit=ch.unit, title=title, overwrite=overwrite, **geo)
-    unit, factor = ch.figure_unit or (ch.unit, 1.0)
+        return write_tiff(
+            out, image, value_unit=channel.unit, title=title, overwrite=overwrite, **geo
+        )
+    if fmt != "png":
+        raise ValueError(f"a map is written as gsf, gwy, tiff or png, not {fmt!r}")
+    unit, factor = channel.figure_unit or (channel.unit, 1.0)
     return write_png(
-        out, img * factor, label=ch.title, unit=unit, title=title, overwrite=overwrite, **geo
+        out, image * factor, label=channel.title, unit=unit, title=title, overwrite=overwrite, **geo
     )

@@ -186,7 +186,50 @@ def scan_layer_data(path: str | Path) -> list[tuple[Any, dict[str, Any], str]]:
         arr_path, _unit, factor, _cmap = MAPS[kind]
         data = ScaledArray(store.array(arr_path), factor)
         out.append((data, map_layer_kwargs(store, kind), "image"))
+    out.extend(voltammetric_layer_data(store))
     return out + on_top
+
+
+#: the voltammetric layer's axes: segment, the potential (V), y and x (um)
+VOLTAMMETRIC_AXES = ("segment", "E (V)", "y", "x")
+
+
+def voltammetric_layer_data(store: Any) -> list[tuple[Any, dict[str, Any], str]]:
+    """The current browsed by potential, for a store whose program sweeps
+    (LSV, CV, staircase); nothing for one held potential.
+
+    A lazy ``(segment, E, y, x)`` stack in nA (see
+    :class:`~napari_seccm.analysis.voltammetry.PotentialStack`) whose E axis
+    has the potential grid's step as scale and its first potential as
+    translation: the slider's world coordinate is the potential in V.
+    """
+    from ..analysis.voltammetry import PotentialStack, is_voltammetric
+
+    if not is_voltammetric(store):
+        return []
+    stack = PotentialStack(store, factor=1e9)
+    g = store.grid
+    p = g.pitch_um
+    stem = Path(store.path).name.removesuffix(".seccm.zarr")
+    kw = {
+        "name": f"{stem} current by potential (nA)",
+        "scale": (1.0, stack.table.step_V, p, p),
+        "translate": (0.0, float(stack.grid_V[0]), g.y0_um + p / 2, g.x0_um + p / 2),
+        "colormap": "viridis",
+        "contrast_limits": stack.contrast_limits(),
+        "interpolation2d": "nearest",
+        "units": ("pixel", "volt", "micrometer", "micrometer"),
+        "axis_labels": VOLTAMMETRIC_AXES,
+        "metadata": {
+            "seccm": {
+                "store": str(Path(store.path).resolve()),
+                "kind": "voltammetric",
+                "unit": "nA",
+                "segments": stack.table.lines(),
+            }
+        },
+    }
+    return [(stack, kw, "image")]
 
 
 def optical_affine(

@@ -124,16 +124,19 @@ class AnalysisWidget(QWidget):
         erow.addWidget(self.export_btn)
         exp_box = group("Export (Gwyddion, TIFF, CSV, PNG)", layout=QVBoxLayout())
         exp_box.layout().addLayout(erow)
+        movie_box = self._movie_box()
 
         self.status = status_label()
         # the status line stays in view below the scrolling form
         lay = scroll_layout(self, footer=(self.status,))
-        for w in (run_box, res_box, plot_box, exp_box):
+        for w in (run_box, res_box, plot_box, exp_box, movie_box):
             lay.addWidget(w)
         lay.addStretch()
 
         self.result: dict[str, Any] | None = None
         self._worker: Any = None
+        self._movie_worker: Any = None
+        self.store_combo.currentIndexChanged.connect(self._refresh_movie_segments)
         self._refresh_stores()
         napari_viewer.layers.events.inserted.connect(self._refresh_stores)
         napari_viewer.layers.events.removed.connect(self._refresh_stores)
@@ -162,6 +165,7 @@ class AnalysisWidget(QWidget):
         if idx >= 0:
             self.store_combo.setCurrentIndex(idx)
         self.store_combo.blockSignals(False)
+        self._refresh_movie_segments()
 
     def _store(self) -> str | None:
         s = self.store_combo.currentData()
@@ -409,3 +413,95 @@ class AnalysisWidget(QWidget):
             return None
         self._say(f"exported {out}")
         return out
+
+    # ---------------------------------------------------------------- movie
+    def _movie_box(self) -> QWidget:
+        """A movie of the current map as the potential sweeps (voltammetric scans)."""
+        from qtpy.QtWidgets import QSpinBox
+
+        self.movie_segment = QComboBox()
+        self.movie_frames = QSpinBox()
+        self.movie_frames.setRange(2, 2000)
+        self.movie_frames.setValue(40)
+        self.movie_frames.setSuffix(" frames/segment")
+        self.movie_fps = spin(10.0, 0.1, 60.0, step=1.0, decimals=1, suffix="frames/s")
+        self.movie_btn = QPushButton("Movie (GIF, MP4)…")
+        self.movie_btn.clicked.connect(guarded(self, "the movie", self._movie_dialog))
+        form = QFormLayout()
+        form.addRow("segment", self.movie_segment)
+        form.addRow("frames", self.movie_frames)
+        form.addRow("speed", self.movie_fps)
+        form.addRow(self.movie_btn)
+        self.movie_box = group("Map movie (LSV, CV, staircase scans)", layout=form)
+        return self.movie_box
+
+    def _refresh_movie_segments(self, *_: Any) -> None:
+        """The chosen store's segments; the box is off for one held potential."""
+        from ..acquisition.store import ScanStore
+        from ..analysis.voltammetry import VoltammetryTable
+
+        self.movie_segment.clear()
+        store = self.store_combo.currentData()
+        sweeps: tuple = ()
+        if store:
+            try:
+                with ScanStore.open(store) as s:
+                    sweeps = VoltammetryTable.from_store(s).sweeps
+            except (OSError, ValueError, KeyError):
+                sweeps = ()
+        if sweeps:
+            self.movie_segment.addItem("every segment", None)
+            for sw in sweeps:
+                self.movie_segment.addItem(sw.short(), sw.index)
+        self.movie_box.setEnabled(bool(sweeps))
+        self.movie_box.setToolTip(
+            "" if sweeps else "for a scan whose program sweeps the potential (LSV, CV, staircase)"
+        )
+
+    def _movie_dialog(self) -> None:
+        store = self._store()
+        if store is None:
+            return
+        suggestion = str(Path(store).with_suffix("").with_suffix(".gif"))
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Map movie", suggestion, "GIF (*.gif);;MP4 (*.mp4)"
+        )
+        if path:
+            self.movie(path)
+
+    def movie(self, path: str | Path) -> None:
+        """Write the movie of the chosen store on a worker thread."""
+        from ..analysis.movie import write_movie
+
+        store = self._store()
+        if store is None:
+            return
+        if self._movie_worker is not None:
+            self._say("a movie is already being written", error=True)
+            return
+        kw = {
+            "segment": self.movie_segment.currentData(),
+            "frames_per_segment": self.movie_frames.value(),
+            "fps": self.movie_fps.value(),
+        }
+        self.movie_btn.setEnabled(False)
+        self._say(f"writing {Path(path).name}…")
+
+        def done(res: dict[str, Any]) -> None:
+            w, h = res["size_px"]
+            lo, hi = res["clim_nA"]
+            self._say(
+                f"wrote {res['path']}: {res['frames']} frames of {w} x {h} px at "
+                f"{res['fps']:g} frames/s, colour scale {lo:.4g} to {hi:.4g} nA"
+            )
+
+        def error(exc: BaseException) -> None:
+            self._say(f"no movie: {exc}", error=True)
+
+        def finished() -> None:
+            self._movie_worker = None
+            self.movie_btn.setEnabled(True)
+
+        self._movie_worker = run_in_thread(
+            lambda: write_movie(store, path, **kw), done, error, finished
+        )

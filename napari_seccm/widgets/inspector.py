@@ -3,6 +3,11 @@
 Plots the point's current trace and its I-E curve, with its landing status,
 contact height and map value, and the landing's approach curve i(z). Works on a running scan (the store is read
 while it is written) and on a reopened one.
+
+A voltammetric store (LSV, CV, staircase) opens with a layer browsed by
+potential: there the I-E plot is the point's voltammogram, the slider's
+segment and cycle highlighted, with a marker at the slider's potential that
+follows the slider (the potential and segment are also written on the canvas).
 """
 
 from __future__ import annotations
@@ -27,6 +32,15 @@ if TYPE_CHECKING:
 def _num(value: float, factor: float, unit: str) -> str:
     """A value in ``unit`` (value x factor), or an em dash when not measured."""
     return f"{value * factor:.4f} {unit}" if math.isfinite(value) else "—"
+
+
+def _text_overlay(viewer: napari.Viewer) -> Any:
+    """The canvas's text overlay (``viewer.canvas.overlays.text`` since napari
+    0.9; ``viewer.text_overlay`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    text = getattr(overlays, "text", None)
+    return text if text is not None else viewer.text_overlay
 
 
 class InspectorWidget(QWidget):
@@ -58,7 +72,10 @@ class InspectorWidget(QWidget):
         self._build_approach_plot(lay)
         self._stores: dict[str, Any] = {}
         self.last: dict[str, Any] | None = None
+        #: the voltammogram on show: store, table, point, its trace, plot artists
+        self._volt: dict[str, Any] | None = None
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
+        napari_viewer.dims.events.current_step.connect(self._follow_slider)
         self.destroyed.connect(lambda *_: self._disconnect())
 
     def set_plots_folded(self, folded: bool) -> None:
@@ -73,6 +90,8 @@ class InspectorWidget(QWidget):
     def _disconnect(self) -> None:
         with contextlib.suppress(ValueError, RuntimeError):
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+        with contextlib.suppress(ValueError, RuntimeError, TypeError):
+            self.viewer.dims.events.current_step.disconnect(self._follow_slider)
 
     def _on_mouse(self, viewer: napari.Viewer, event: Any) -> Any:
         # a click, not a drag (a pan keeps the world point under the cursor, so
@@ -167,6 +186,9 @@ class InspectorWidget(QWidget):
             )
         self.ax_t.set_xlabel("t (ms)")
         self.ax_t.set_ylabel("I (nA)")
+        self._volt = None
+        if facts["n_samples"]:
+            self._show_voltammogram(store, facts, e, cur)
         self.canvas.draw_idle()
         facts.update(self._plot_approach(store, i, facts["contact_z_um"]))
         return facts
@@ -216,3 +238,94 @@ class InspectorWidget(QWidget):
             ax.set_title("approach i(z)", fontsize="small")
         self.approach_canvas.draw_idle()
         return out
+
+    # ---------------------------------------------------------- voltammetry
+    def _voltammetric_layer(self, store_path: str) -> Any:
+        """The store's layer browsed by potential, if it is open."""
+        want = str(Path(store_path).resolve())
+        for layer in self.viewer.layers:
+            meta = layer.metadata.get("seccm") if hasattr(layer, "metadata") else None
+            if meta and meta.get("kind") == "voltammetric" and meta.get("store") == want:
+                return layer
+        return None
+
+    def slider_position(self, layer: Any) -> tuple[int, int]:
+        """(segment, potential step) of the viewer's sliders in ``layer``."""
+        idx = layer.world_to_data(self.viewer.dims.point)
+        n_seg, n_e = layer.data.shape[:2]
+        seg = min(max(int(round(idx[0])), 0), n_seg - 1)
+        step = min(max(int(round(idx[1])), 0), n_e - 1)
+        return seg, step
+
+    def _show_voltammogram(
+        self, store: Any, facts: dict[str, Any], e: np.ndarray, cur: np.ndarray
+    ) -> None:
+        """The point's I-E curve, for a store whose program sweeps, with the
+        slider's segment highlighted and its potential marked."""
+        from ..analysis.voltammetry import VoltammetryTable
+
+        layer = self._voltammetric_layer(facts["store"])
+        if layer is None:
+            return
+        table = VoltammetryTable.from_store(store)
+        self._volt = {"table": table, "layer": layer, "facts": facts, "e": e, "cur": cur}
+        self._draw_voltammogram()
+
+    def _draw_voltammogram(self) -> None:
+        v = self._volt
+        assert v is not None
+        table, e, cur = v["table"], v["e"], v["cur"]
+        seg, step = self.slider_position(v["layer"])
+        sw = table.sweeps[seg]
+        E = float(table.grid_V[step])
+        ax = self.ax_iv
+        ax.clear()
+        ax.plot(e, cur * 1e9, color="0.75", lw=0.8, label="whole program")
+        for other in table.sweeps:
+            if other.cycle == sw.cycle and other.index != seg:
+                sl = slice(other.sample_start, other.sample_stop)
+                ax.plot(e[sl], cur[sl] * 1e9, color="tab:blue", alpha=0.45, lw=1)
+        sl = slice(sw.sample_start, sw.sample_stop)
+        ax.plot(e[sl], cur[sl] * 1e9, color="tab:orange", lw=1.6, label=f"segment {seg}")
+        v["marker"] = ax.axvline(E, color="tab:red", lw=1, ls="--")
+        (v["dot"],) = ax.plot([], [], "o", color="tab:red", ms=5)
+        ax.set_xlabel("E (V)")
+        ax.set_ylabel("I (nA)")
+        ax.legend(loc="best", fontsize="small")
+        v["segment"] = seg
+        self._mark(step)
+
+    def _mark(self, step: int) -> None:
+        """Move the marker to grid step ``step`` of the shown segment."""
+        v = self._volt
+        assert v is not None
+        table, facts, cur = v["table"], v["facts"], v["cur"]
+        seg = v["segment"]
+        sw = table.sweeps[seg]
+        E = float(table.grid_V[step])
+        v["marker"].set_xdata([E, E])
+        cw = table.grid_weights(seg, step)
+        i_at = float(cur[cw[0]].astype(np.float64) @ cw[1]) if cw is not None else math.nan
+        v["dot"].set_data([E] if cw else [], [i_at * 1e9] if cw else [])
+        where = sw.short()
+        reach = "" if cw is not None else f" (not reached: {sw.lo_V:g} to {sw.hi_V:g} V)"
+        self.ax_iv.set_title(f"E = {E:.3f} V, {where}{reach}", fontsize="small")
+        facts.update(segment=seg, cycle=sw.cycle, potential_V=E, current_at_potential_A=i_at)
+        overlay = _text_overlay(self.viewer)
+        overlay.text = f"E = {E:.3f} V   {where}{reach}"
+        overlay.visible = True
+
+    def _follow_slider(self, *_: Any) -> None:
+        v = self._volt
+        if v is None or v["layer"] not in self.viewer.layers:
+            return
+        try:
+            seg, step = self.slider_position(v["layer"])
+            if seg != v["segment"]:
+                self._draw_voltammogram()
+            else:
+                self._mark(step)
+            self.canvas.draw_idle()
+        except Exception as e:  # said here, not lost in the event loop
+            log.exception("following the potential slider failed")
+            self.info.setText(f"could not follow the slider: {e}")
