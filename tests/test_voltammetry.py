@@ -608,3 +608,52 @@ def test_info_lists_the_sweep_segments(
     assert "sweep            segment 3 (cycle 1): 0.8 -> -0.2 V, falling, 5 V/s" in out
     assert main(["info", str(ca_store)]) == 0
     assert "sweep" not in capsys.readouterr().out
+
+
+@pytest.mark.gui
+def test_a_running_cv_scan_fills_the_potential_layer_and_ends_complete(
+    make_napari_viewer: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    """A CV map scanned from the Scan widget in real time: the layer browsed
+    by potential takes in the points measured so far while the scan runs (its
+    traces read off the GUI thread), and shows the whole map when it ends."""
+    from _scan_helpers import small_plan
+
+    viewer = make_napari_viewer(show=False)
+    _, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    _, sw = viewer.window.add_plugin_dock_widget("napari-seccm", "Scan")
+    rig._load()
+    core = rig.session.core
+    core.setProperty("SECCM", "TimeScale", 0.25)  # ~4 s of scanning
+    plan = small_plan(
+        width_um=2.5,
+        pitch_um=0.5,
+        measurement=CyclicVoltammetry(start_V=0.0, vertex_V=1.0, scan_rate_V_per_s=10.0),
+    )
+    sw.set_plan(plan)
+    sw.out_edit.setText(str(tmp_path / "live_cv.seccm.zarr"))
+    sw.start()
+    qtbot.waitUntil(lambda: sw.scan is not None and sw.session.live is not None, timeout=30000)
+    live = sw.session.live
+    assert len(live.volt_layers) == 1
+    layer = live.volt_layers[0]
+    n_total = sw.scan.n_total
+    seen_partial: list[int] = []
+
+    def partial() -> bool:
+        n = int(np.isfinite(layer.data.at(0, 0.5)).sum())
+        if 0 < n < n_total:
+            seen_partial.append(n)
+        return bool(seen_partial)
+
+    qtbot.waitUntil(partial, timeout=30000)
+    assert sw.scan.final_status is None, "the scan ended before the layer took in a point"
+    qtbot.waitUntil(lambda: sw.scan.final_status is not None, timeout=60000)
+    qtbot.waitUntil(lambda: not live.timer.isActive(), timeout=10000)
+    assert sw.scan.final_status == "complete"
+    full = layer.data.at(0, 0.5)
+    assert np.isfinite(full).sum() == n_total
+    want = map_at(tmp_path / "live_cv.seccm.zarr", 0.5, 0)["current_A"] * 1e9
+    np.testing.assert_allclose(full, want, rtol=1e-5)
+    lo, hi = layer.contrast_limits
+    assert hi > lo and (lo, hi) != (0.0, 1.0)

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from ..acquisition.scan import Scan
 
 
+#: how often a running voltammetric scan's potential-browsed layer takes in the
+#: points measured since (s): each time its traces are read again, off the GUI thread
+VOLT_REFRESH_S = 2.0
+
+
 def find_store_layers(viewer: napari.Viewer, path: str | Path) -> list[Any]:
     key = str(Path(path).resolve())
     return [lay for lay in viewer.layers if lay.metadata.get("seccm", {}).get("store") == key]
@@ -59,11 +64,15 @@ class LiveScanLayers(QObject):
         super().__init__()
         self.viewer = viewer
         self.scan = scan
-        self.layers = [
-            lay
-            for lay in add_store_layers(viewer, scan.store.path)
-            if lay.metadata.get("seccm", {}).get("kind") in MAPS
+        shown = add_store_layers(viewer, scan.store.path)
+        self.layers = [lay for lay in shown if lay.metadata.get("seccm", {}).get("kind") in MAPS]
+        #: layers browsed by potential: a new stack (the points measured since)
+        #: is read in the reader thread every VOLT_REFRESH_S and swapped in
+        self.volt_layers = [
+            lay for lay in shown if lay.metadata.get("seccm", {}).get("kind") == "voltammetric"
         ]
+        self._volt_new: dict[int, Any] = {}
+        self._volt_read = 0.0
         self.refreshes = 0
         # A garbage collection holds the interpreter for as long as it walks
         # every tracked object, and napari has hundreds of thousands: the
@@ -96,6 +105,30 @@ class LiveScanLayers(QObject):
                 continue
             seen = written
             self._snapshot()
+            if self.volt_layers and time.monotonic() - self._volt_read > VOLT_REFRESH_S:
+                self._volt_read = time.monotonic()
+                self._read_stacks()
+
+    def _read_stacks(self) -> None:
+        """(Reader thread.) A fresh stack per voltammetric layer, its traces
+        read here (never by the GUI thread's slicing), for the timer to swap in."""
+        from ..acquisition.store import ScanStore
+        from ..analysis.voltammetry import PotentialStack
+
+        try:
+            store = ScanStore.open(self.scan.store.path, validate=False)
+        except Exception:  # read again at the next interval
+            return
+        for layer in self.volt_layers:
+            old = layer.data
+            stack = PotentialStack(store, factor=getattr(old, "factor", 1e9))
+            step = self.viewer.dims.current_step  # ints: safe to read from here
+            seg, k = (int(v) for v in step[:2]) if len(step) >= 2 else (0, 0)
+            seg = min(max(seg, 0), stack.shape[0] - 1)
+            k = min(max(k, 0), stack.shape[1] - 1)
+            stack.point_values(seg, k)  # the traces into the stack's cache
+            self._volt_new[id(layer)] = (stack, stack.contrast_limits())
+        self._new.set()
 
     def _snapshot(self) -> None:
         for layer in self.layers:
@@ -132,9 +165,21 @@ class LiveScanLayers(QObject):
                 # the extent never changes during a scan; the layer-list
                 # thumbnail (a repaint of the list) follows once a second
                 layer.refresh(thumbnail=thumbnail, highlight=False, extent=False)
+            self._swap_stacks(periodic)
             self.refreshes += 1
         if not self.scan.is_running() and self.scan.final_status is not None:
             self.stop()
+
+    def _swap_stacks(self, limits: bool) -> None:
+        """(GUI thread.) The stacks the reader prepared replace the layers' data."""
+        for layer in self.volt_layers:
+            new = self._volt_new.pop(id(layer), None)
+            if new is None:
+                continue
+            stack, lim = new
+            if limits and lim[1] > lim[0]:
+                layer.contrast_limits = lim  # before the data: one redraw
+            layer.data = stack
 
     def stop(self) -> None:
         """Last update, then the layers read the store directly again."""
@@ -145,6 +190,9 @@ class LiveScanLayers(QObject):
         self._stop.set()
         self._reader.join(timeout=5)
         self._snapshot()  # everything the writer flushed
+        if self.volt_layers:
+            self._read_stacks()
+            self._swap_stacks(True)
         for layer in self.layers:
             if isinstance(layer.data, ScaledArray):
                 layer.data.snapshot = None
