@@ -57,6 +57,7 @@ def new_core() -> UniMMCore:
     events. Whether the installed pymmcore-plus announces it itself is found
     at the first such set (then nothing is added).
     """
+    import contextlib
     import threading
 
     from psygnal import Signal
@@ -96,6 +97,35 @@ def new_core() -> UniMMCore:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self._refusal_depth = threading.local()
             super().__init__(*args, **kwargs)
+
+        def loadSystemConfiguration(self, fileName: str | Path = "MMConfig_demo.cfg") -> None:
+            """As UniMMCore's, but a Python device that fails to initialize
+            fails the load, as a C++ device does (UniMMCore 0.18.1 initializes
+            them in parallel, logs the failure and goes on: the device stays
+            loaded, uninitialized, and takes roles and settings). Everything is
+            unloaded again and the error names the device and why; so is a
+            load that stops at a bad line (no half-loaded rig is left)."""
+            try:
+                super().loadSystemConfiguration(fileName)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.unloadAllDevices()
+                raise
+            failed = [
+                (label, dev._initialized_)
+                for label in self._pydevices
+                if isinstance(
+                    (dev := self._pydevices[label]).__dict__.get("_initialized_"), BaseException
+                )
+            ]
+            if failed:
+                with contextlib.suppress(Exception):
+                    self.unloadAllDevices()
+                why = "; ".join(f"{label}: {e}" for label, e in failed)
+                raise RuntimeError(
+                    f"Error in configuration file {str(fileName)!r}: "
+                    f"{len(failed)} device(s) failed to initialize ({why}); nothing is loaded"
+                ) from failed[0][1]
 
         setXYPosition = announcing_refusal("setXYPosition")
         setRelativeXYPosition = announcing_refusal("setRelativeXYPosition")

@@ -1,5 +1,5 @@
-"""Fuzzing the inputs a user hands the program: plan text, CLI arguments and
-image files. Each either works or fails with one clear line; nothing else
+"""Fuzzing the inputs a user hands the program: plan text, CLI arguments,
+Micro-Manager configs and image files. Each either works or fails with one clear line; nothing else
 (no other exception, no traceback, no hang). Derandomized: the same cases
 every run."""
 
@@ -387,6 +387,126 @@ def test_fuzz_image_bytes(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run()
+
+
+# -------------------------------------------------------------- (d) configs
+_CFG_TOKENS = [
+    "nan",
+    "inf",
+    "-inf",
+    "1e308",
+    "-1e308",
+    "0",
+    "-1",
+    "1e-300",
+    "",
+    "abc",
+    "1,2",
+    "PiezoZ",
+    "SECCM",
+    "Latched",
+    "On",
+    "9" * 40,
+    "\u00e9\u00df",
+    "\x00",
+]
+
+
+@st.composite
+def _mutated_config(draw: Any, lines: list[str]) -> str:
+    """The shipped simulated config with a few of its lines changed: a field
+    replaced, a line dropped, doubled, moved or cut short, a line added."""
+    out = list(lines)
+    for _ in range(draw(st.integers(1, 3))):
+        if not out:
+            break
+        i = draw(st.integers(0, len(out) - 1))
+        op = draw(st.sampled_from(["field", "field", "field", "drop", "double", "cut", "add"]))
+        if op == "field":
+            fields = out[i].split(",")
+            k = draw(st.integers(0, len(fields) - 1))
+            fields[k] = draw(st.one_of(st.sampled_from(_CFG_TOKENS), st.text(max_size=6)))
+            out[i] = ",".join(fields)
+        elif op == "drop":
+            del out[i]
+        elif op == "double":
+            out.insert(i, out[i])
+        elif op == "cut":
+            out[i] = out[i][: draw(st.integers(0, len(out[i])))]
+        else:
+            out.insert(i, draw(st.text(max_size=30)).replace("\n", " "))
+    return "\n".join(out) + "\n"
+
+
+def test_fuzz_micromanager_configs(tmp_path: Path) -> None:
+    """A config loads into a whole, initialized rig with sane travel, or is
+    refused with a message naming the file and what is wrong; a refused load
+    leaves no device loaded (no half-initialized rig to move)."""
+    from napari_seccm.configs import config_path, load_core
+    from napari_seccm.devices._hub import live_hubs
+
+    lines = config_path("seccm_simulated.cfg").read_text().splitlines()
+
+    def initialized_hubs() -> int:
+        return sum(1 for h in live_hubs() if h.controller is not None)
+
+    base = initialized_hubs()
+
+    @settings(FUZZ, max_examples=120)
+    @given(text=_mutated_config(lines))
+    def run(text: str) -> None:
+        _count("configs")
+        p = tmp_path / "fuzz.cfg"
+        p.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            core = load_core(p, signals="psygnal")
+        except Exception as e:
+            msg = str(e)
+            assert msg.strip() and "fuzz.cfg" in msg, (type(e).__name__, msg)
+            assert initialized_hubs() == base, "a refused config left a hub loaded"
+            return
+        try:
+            for dev in core.getLoadedDevices():
+                if dev != "Core":
+                    assert int(core.getDeviceInitializationState(dev)) == 1, dev
+            if core.getFocusDevice():
+                z = core.getFocusDevice()
+                if core.hasProperty(z, "ZMin_um"):
+                    assert float(core.getProperty(z, "ZMin_um")) < float(
+                        core.getProperty(z, "ZMax_um")
+                    )
+                assert math.isfinite(core.getPosition())
+        finally:
+            core.unloadAllDevices()
+
+    run()
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (("ZMin_um,0.0", "ZMin_um,200"), "ZMin_um = 200 um is not below ZMax_um = 100 um"),
+        (("XMax_um,50.0", "XMax_um,-60"), "XMin_um = -50 um is not below XMax_um = -60 um"),
+        (("Approach_Speed_um_per_s,1.0", "Approach_Speed_um_per_s,nan"), "Value nan"),
+    ],
+    ids=["z-min-above-max", "x-max-below-min", "nan-speed"],
+)
+def test_a_config_whose_device_cannot_start_loads_nothing(
+    tmp_path: Path, edit: tuple[str, str], words: str
+) -> None:
+    """A device that fails to initialize fails the load (UniMMCore alone logs
+    it and goes on with the device loaded but not initialized); nothing stays
+    loaded, and the message names the file, the device and the values."""
+    from napari_seccm.configs import config_path, load_core
+    from napari_seccm.devices._hub import live_hubs
+
+    before = sum(1 for h in live_hubs() if h.controller is not None)
+    p = tmp_path / "bad.cfg"
+    p.write_text(config_path("seccm_simulated.cfg").read_text().replace(*edit))
+    with pytest.raises(RuntimeError) as err:
+        load_core(p, signals="psygnal")
+    assert "bad.cfg" in str(err.value) and words in str(err.value), str(err.value)
+    assert sum(1 for h in live_hubs() if h.controller is not None) == before
 
 
 def test_zz_report_case_counts() -> None:

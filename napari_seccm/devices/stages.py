@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 def _within_controller(dev: HubPeripheral, axis: str, lo: float, hi: float) -> tuple[float, float]:
     """The travel set on the device, narrowed to what its controller reports
-    (a controller that knows its axes' limits: ``travel_um(axis)``)."""
+    (a controller that knows its axes' limits: ``travel_um(axis)``). A travel
+    whose minimum is not below its maximum is refused (a config's typo)."""
+    if not lo < hi:
+        raise ValueError(
+            f"{dev.get_label()}: the {axis} travel {axis}Min_um = {lo:g} um is not below "
+            f"{axis}Max_um = {hi:g} um; set the minimum below the maximum in the config"
+        )
     report = getattr(dev.controller, "travel_um", None)
     limits = report(axis) if report is not None else None
     if limits is None:
