@@ -733,3 +733,33 @@ def test_overwrite_replaces_what_an_older_version_left_when_killed_creating(tmp_
         ScanStore.check_creatable(path)
     with ScanStore.create(path, small_plan(width_um=1.0), overwrite=True) as s:
         assert s.problems() == []
+
+
+def test_a_trace_recorded_without_a_potential_is_on_disk(tmp_path):
+    """An all-NaN trace (an instrument that records no potential) equals the
+    arrays' fill value, which zarr would leave off the disk; the store writes
+    it, so the completed point's trace chunk is there and the store is whole."""
+    from napari_seccm.acquisition.store import OK, PointRecord
+
+    plan = small_plan(width_um=1.0)
+    with ScanStore.create(tmp_path / "nopot.seccm.zarr", plan) as s:
+        ns = s.n_samples
+        recs = [
+            PointRecord(
+                i=i,
+                status=OK,
+                value_A=1e-9,
+                contact_z_um=10.0,
+                x_um=float(s.points()["x_um"][i]),
+                y_um=float(s.points()["y_um"][i]),
+                t_start_s=float(i),
+                wall_time_s=1.7e9 + i,
+                current_A=np.full(ns, 1e-9, dtype=np.float32),
+                potential_V=np.full(ns, np.nan, dtype=np.float32),
+            )
+            for i in range(s.n_points)
+        ]
+        s.write_points(recs)
+    with ScanStore.open(tmp_path / "nopot.seccm.zarr") as s:
+        assert s.problems() == []
+        assert np.isnan(s.trace(0)["potential_V"]).all()

@@ -428,7 +428,7 @@ class ScanStore:
                     name, shape=(n,), chunks=(pchunk,), dtype=dtype, fill_value=fill
                 )
                 if name == "done":
-                    _done_flags(a)[:] = 0  # every chunk written, zeros too
+                    _every_chunk(a)[:] = 0  # every chunk written, zeros too
             tr = root.create_group("traces")
             cp = _chunk_points(ns, n)
             for name in ("current_A", "potential_V"):
@@ -799,7 +799,7 @@ class ScanStore:
         if name not in self._cache:
             try:
                 a = self.root[name]
-                self._cache[name] = _done_flags(a) if name == "results/done" else a
+                self._cache[name] = _every_chunk(a) if name in _EVERY_CHUNK else a
             except KeyError:
                 problem = f"array {name} is missing"
                 raise StoreDamagedError(
@@ -1383,9 +1383,15 @@ class ScanStore:
         self.array("results/done").set_coordinate_selection(idx, np.zeros(idx.size, dtype="u1"))
 
 
-def _done_flags(a: zarr.Array) -> zarr.Array:
-    """``results/done`` writing every chunk, all-zero ones too (zarr drops a
-    chunk that equals the fill value): a reset point keeps its chunk file."""
+#: arrays whose every written chunk must reach the disk, even one equal to the
+#: fill value (zarr leaves such chunks out): the done flags (a reset point keeps
+#: its chunk file) and the traces (a completed point's trace chunk is checked
+#: for; a trace recorded without a potential is all NaN, the fill value)
+_EVERY_CHUNK = frozenset({"results/done", "traces/current_A", "traces/potential_V"})
+
+
+def _every_chunk(a: zarr.Array) -> zarr.Array:
+    """The array writing every chunk, fill-value ones too (see _EVERY_CHUNK)."""
     return a.with_config({"write_empty_chunks": True})
 
 
