@@ -20,8 +20,10 @@ it); the first stored row is the bottom of the image (the smallest y, as
 Gwyddion reads it). An image in a current unit becomes the store's current
 map, one in a length unit its contact-height map; a current and a height
 image of one scan (same size and offset) combine into one store. The scan
-offset is taken as the image's centre. Only images (category 0) are read:
-Park's spectroscopy TIFFs (category 2, I-V curves at points) are refused.
+offset is taken as the image's centre. Images (category 0) are read here; a
+spectroscopy TIFF (category 2: a curve at each point, tags 50438 and 50439)
+by :mod:`.park_spectroscopy`, one file at a time; line profiles (category 1)
+are refused.
 """
 
 from __future__ import annotations
