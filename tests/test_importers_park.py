@@ -251,8 +251,9 @@ MALFORMED = {
         r"positions of its 5 points \(needs 1268 bytes\)",
     ),
     "unknown unit": (
-        {"channels": [("Bias", "V", 1.0, 1, 0), ("Current", "furlongs", 1.0, 0, 1)]},
-        r"bad\.tiff: no spectroscopy channel in a current unit .*'Current' \(furlongs\)",
+        {"channels": [("Bias", "V", 1.0, 1, 0), ("Current", "Amp$", 1.0, 0, 1)]},
+        r"bad\.tiff: no spectroscopy channel in a current unit .*'Current' \(Amp\$: an "
+        r"unknown unit\)",
     ),
     "current in volts": (
         {"channels": [("Bias", "V", 1.0, 1, 0), ("Current", "mV", 1.0, 0, 1)]},

@@ -204,6 +204,17 @@ def _pick(
     return None, math.nan
 
 
+def _described(ch: dict) -> str:
+    """``'Current' (nA)``, or ``'Current' (xyz: an unknown unit)``."""
+    unit = ch["unit"] or "no unit"
+    try:
+        unit_factor(ch["unit"], "current", "")
+    except ImportInputError as e:
+        if "unknown unit" in str(e) or "cannot read the unit" in str(e) or not ch["unit"]:
+            return f"{ch['name']!r} ({unit}: an unknown unit)"
+    return f"{ch['name']!r} ({unit})"
+
+
 def _values(raw: np.ndarray, ch: dict, factor: float, path: Path) -> np.ndarray:
     """A channel's samples in the store's unit (see the module doc)."""
     for flag, what in (("log_scale", "a log scale"), ("squared", "squared values")):
@@ -272,7 +283,7 @@ def read(
     others = [c["index"] for c in channels if c["index"] not in ys and c["index"] != drv]
     cur_ch, cur_f = _pick(channels, "current", opts.current_channel, path, ys + others)
     if cur_ch is None:
-        listed = ", ".join(f"{c['name']!r} ({c['unit'] or 'no unit'!s})" for c in channels)
+        listed = ", ".join(_described(c) for c in channels)
         raise ImportInputError(
             f"{path}: no spectroscopy channel in a current unit (A, mA, uA, nA, pA); the "
             f"channels are {listed}: no current to import (--current-channel NAME)"
