@@ -295,12 +295,20 @@ def test_park_current_and_height_images_make_one_map_store(tmp_path: Path, data_
     assert kw["scale"] == (0.5, 0.5) and kw["translate"] == (18.75, 8.25)
 
 
-def test_park_spectroscopy_and_plain_tiffs_are_refused(tmp_path: Path) -> None:
+def test_park_spectroscopy_without_its_tags_profiles_and_plain_tiffs_are_refused(
+    tmp_path: Path,
+) -> None:
     import tifffile
 
     spec = write_park(tmp_path / "spec.tiff", np.ones((2, 2)), data_category=2)
-    with pytest.raises(ImportInputError, match=r"spec\.tiff: a spectroscopy file"):
+    with pytest.raises(
+        ImportInputError,
+        match=r"spec\.tiff: a Park spectroscopy file .* without its spectroscopy header \(tag 50438\)",
+    ):
         import_files([spec], tmp_path / "a.seccm.zarr")
+    profile = write_park(tmp_path / "prof.tiff", np.ones((2, 2)), data_category=1)
+    with pytest.raises(ImportInputError, match=r"prof\.tiff: a line profile; only Park images"):
+        import_files([profile], tmp_path / "a.seccm.zarr")
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, np.zeros((4, 4), np.uint8))
     with pytest.raises(ImportInputError, match=r"plain\.tif: a TIFF without Park"):

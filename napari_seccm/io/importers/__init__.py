@@ -4,7 +4,8 @@ One module per format, each a ``read(paths, options) -> ImportedScan``:
 
 - ``wec_tdms``: Warwick WEC-SPM (LabVIEW) TDMS hopping runs;
 - ``park_tiff``: Park Systems (SmartScan / XEI) TIFF images with their
-  private header tags;
+  private header tags, and (``park_spectroscopy``) spectroscopy TIFFs, one
+  curve per point;
 - ``heka_mat``: HEKA PatchMaster / PotMaster MATLAB exports, one sweep per
   landing, positions from a file or a grid;
 - ``csv_table``: generic CSV tables (one row per sample or per point), and

@@ -20,8 +20,10 @@ it); the first stored row is the bottom of the image (the smallest y, as
 Gwyddion reads it). An image in a current unit becomes the store's current
 map, one in a length unit its contact-height map; a current and a height
 image of one scan (same size and offset) combine into one store. The scan
-offset is taken as the image's centre. Only images (category 0) are read:
-Park's spectroscopy TIFFs (category 2, I-V curves at points) are refused.
+offset is taken as the image's centre. Images (category 0) are read here; a
+spectroscopy TIFF (category 2: a curve at each point, tags 50438 and 50439)
+by :mod:`.park_spectroscopy`, one file at a time; line profiles (category 1)
+are refused.
 """
 
 from __future__ import annotations
@@ -154,24 +156,36 @@ def _as_bytes(v: Any) -> bytes:
     return np.asarray(v, dtype=np.uint8).tobytes()
 
 
-def _image(path: Path) -> tuple[np.ndarray, dict[str, Any], str]:
-    """(values in the header's unit, rows from the bottom; header; comments)."""
+def _park(path: Path) -> tuple[dict[int, Any], dict[str, Any]]:
+    """(the Park tags, the decoded image header) of a Park TIFF."""
     tags = _tags(path)
     if _magic(tags.get(TAG_MAGIC)) != MAGIC:
         raise ImportInputError(
             f"{path}: no Park Systems magic number in tag {TAG_MAGIC} (0x{MAGIC:08X}): not "
             "a Park image"
         )
-    for tag, what in ((TAG_HEADER, "header"), (TAG_DATA, "data")):
-        if tag not in tags:
-            raise ImportInputError(f"{path}: Park image without its {what} (tag {tag})")
-    h = parse_header(_as_bytes(tags[TAG_HEADER]), path)
+    if TAG_HEADER not in tags:
+        raise ImportInputError(f"{path}: Park image without its header (tag {TAG_HEADER})")
+    return tags, parse_header(_as_bytes(tags[TAG_HEADER]), path)
+
+
+def _comments(tags: dict[int, Any]) -> str:
+    c = tags.get(TAG_COMMENTS, b"")
+    return c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
+
+
+def _image(path: Path) -> tuple[np.ndarray, dict[str, Any], str]:
+    """(values in the header's unit, rows from the bottom; header; comments)."""
+    tags, h = _park(path)
     cat = h["data_category"]
     if cat != 0:
-        kind = {1: "a line profile", 2: "a spectroscopy file (I-V curves at points)"}.get(
-            cat, f"data category {cat}"
+        kind = {1: "a line profile", 2: "a spectroscopy file"}.get(cat, f"data category {cat}")
+        raise ImportInputError(
+            f"{path}: {kind}; only Park images (data category 0) and spectroscopy files "
+            "(2, imported one at a time) are imported"
         )
-        raise ImportInputError(f"{path}: {kind}; only Park images (data category 0) are imported")
+    if TAG_DATA not in tags:
+        raise ImportInputError(f"{path}: Park image without its data (tag {TAG_DATA})")
     nx, ny = h["width"], h["height"]
     if not (0 < nx <= 65536 and 0 < ny <= 65536):
         raise ImportInputError(f"{path}: image size {nx} x {ny} px is not a valid size")
@@ -191,14 +205,25 @@ def _image(path: Path) -> tuple[np.ndarray, dict[str, Any], str]:
     if not (math.isfinite(gain) and gain != 0):
         raise ImportInputError(f"{path}: header data gain is {gain!r}: no values can be read")
     vals = np.frombuffer(raw[:need], dtype=dt).astype(float).reshape(ny, nx) * gain
-    comments = tags.get(TAG_COMMENTS, b"")
-    text = comments.decode("utf-8", "replace") if isinstance(comments, bytes) else str(comments)
-    return vals, h, text
+    return vals, h, _comments(tags)
 
 
 def read(paths: list[Path], opts: ImportOptions) -> ImportedScan:
-    """One map from one or two images of a scan (a current and a height)."""
+    """One map from one or two images of a scan (a current and a height), or
+    the curves of one spectroscopy file (:mod:`.park_spectroscopy`)."""
     from ...acquisition.plan import MapGrid
+
+    for p in paths:
+        tags, h = _park(p)
+        if h["data_category"] == 2:
+            if len(paths) > 1:
+                raise ImportInputError(
+                    f"{p}: a spectroscopy file (data category 2) is imported on its own, "
+                    f"not with {len(paths) - 1} other file(s)"
+                )
+            from . import park_spectroscopy
+
+            return park_spectroscopy.read(p, opts, tags, {**h, "comments": _comments(tags)})
 
     current = height = None
     headers: dict[str, Any] = {}
