@@ -182,6 +182,14 @@ def test_status_stop_and_emergency_stop_in_view_at_1280x800(make_napari_viewer: 
             br = c.mapTo(win, QPoint(c.width() - 1, c.height() - 1))
             assert c.isVisible() and c.height() > 5, (name, attr)
             assert win.rect().contains(tl) and win.rect().contains(br), (name, attr, tl, br)
+        # and nothing in its form is wider than the dock: no sideways scrolling
+        # (a long label without word wrap, a plot's own minimum width)
+        from qtpy.QtWidgets import QScrollArea
+
+        area = w.findChild(QScrollArea)
+        if area is not None and area.widget() is not None:
+            need = area.widget().minimumSizeHint().width()
+            assert need <= area.viewport().width(), (name, need, area.viewport().width())
 
 
 def test_the_rig_shows_what_the_scan_or_a_script_set(

@@ -131,14 +131,16 @@ class AlignWidget(QWidget):
             suffix="um/px",
             tooltip="pixel size for files without a length unit (0: use the file's)",
         )
-        self.scale_btn = QPushButton("Set scale of the moving layer")
+        self.scale_btn = QPushButton("Set scale of moving")
+        self.scale_btn.setToolTip("give the moving layer this pixel size (um per pixel)")
         self.scale_btn.clicked.connect(guarded(self, "setting the scale", self.set_moving_scale))
-        irow = QHBoxLayout()
-        irow.addWidget(self.open_btn)
-        irow.addWidget(self.pixel_spin)
-        irow.addWidget(self.scale_btn)
+        # two rows: side by side they would be wider than a dock on a small screen
+        srow = QHBoxLayout()
+        srow.addWidget(self.pixel_spin, 1)
+        srow.addWidget(self.scale_btn)
         img_box = group("Images", layout=QVBoxLayout())
-        img_box.layout().addLayout(irow)
+        img_box.layout().addWidget(self.open_btn)
+        img_box.layout().addLayout(srow)
 
         self.ref_combo = QComboBox()
         self.mov_combo = QComboBox()

@@ -704,7 +704,10 @@ class RigWidget(QWidget):
         grid.addWidget(self.pf_landing, 1, 0, 1, 2)
         grid.addWidget(self.pf_btn, 2, 0, 1, 2)
         grid.addWidget(self.pf_result, 3, 0, 1, 2)
-        return group("Preflight (range and filter as set; threshold, speed, E above)", layout=grid)
+        box = group("Preflight", layout=grid)
+        # what it uses, said where it does not widen the dock
+        box.setToolTip("at the range and filter set above; the threshold, speed and E above")
+        return box
 
     def preflight_plan(self) -> Any:
         """A plan holding what the Rig shows: the potentiostat's range, filter

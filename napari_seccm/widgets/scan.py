@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -190,6 +191,7 @@ class ScanWidget(QWidget):
         prow.addWidget(load_plan)
         prow.addWidget(save_plan)
         self.estimate_label = QLabel("")
+        self.estimate_label.setWordWrap(True)  # long estimates must not widen the dock
         out_box = group("Output", layout=QVBoxLayout())
         out_box.layout().addLayout(orow)
         out_box.layout().addLayout(prow)
@@ -748,6 +750,10 @@ class LiveTracePanel(QWidget):
         self.figure = Figure(figsize=(4, 1.8), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setFixedHeight(170)
+        # as wide as the dock, never wider: the figure's 4 in would otherwise be
+        # its minimum, and the dock would scroll sideways
+        self.canvas.setMinimumWidth(0)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.ax_i = self.figure.add_subplot(211)
         self.ax_z = self.figure.add_subplot(212, sharex=self.ax_i)
         (self.line_i,) = self.ax_i.plot([], [], lw=1)
