@@ -105,7 +105,7 @@ def test_scan_widget_shows_the_hop_in_progress(make_napari_viewer, qtbot, tmp_pa
     try:
         t, i = panel.line_i.get_data()
         tz, z = panel.line_z.get_data()
-        px = panel.canvas.width()
+        px = panel.canvas.plot_width_px()
         assert 0 < t.size <= 2 * px and 0 < tz.size <= 2 * px
         assert np.all(np.diff(t) >= 0)
         assert t[-1] - t[0] <= panel.window_s + 1e-9
@@ -116,7 +116,7 @@ def test_scan_widget_shows_the_hop_in_progress(make_napari_viewer, qtbot, tmp_pa
         assert np.nanmin(z) >= np.nanmin(cz) - 0.5 and np.nanmax(z) <= np.nanmax(cz) + 5
         # the current reaches the landings' currents (nA) and the air's (~0)
         assert np.nanmax(i) >= 0.5 * np.nanmin(val) and np.nanmin(np.abs(i)) < 1e-11
-        assert panel.ax_z.get_ylabel() == "Z (um)"
+        assert (panel.line_i.unit, panel.line_z.unit) == ("A", "um")
         # the status, Stop and the emergency stop stay inside the window
         from qtpy.QtCore import QPoint
 

@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -725,9 +724,7 @@ class LiveTracePanel(QWidget):
 
     def __init__(self, owner: ScanWidget, window_s: float = 5.0, interval_ms: int = 100) -> None:
         super().__init__()
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import EngFormatter
+        from ._stripchart import StripChart
 
         self.owner = owner
         self.window_s = window_s
@@ -747,23 +744,10 @@ class LiveTracePanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.fold, 1)
         top.addWidget(self.accept_btn)
-        self.figure = Figure(figsize=(4, 1.8), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setFixedHeight(170)
-        # as wide as the dock, never wider: the figure's 4 in would otherwise be
-        # its minimum, and the dock would scroll sideways
-        self.canvas.setMinimumWidth(0)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.ax_i = self.figure.add_subplot(211)
-        self.ax_z = self.figure.add_subplot(212, sharex=self.ax_i)
-        (self.line_i,) = self.ax_i.plot([], [], lw=1)
-        (self.line_z,) = self.ax_z.plot([], [], lw=1, color="tab:orange")
-        self.ax_i.yaxis.set_major_formatter(EngFormatter(unit="A"))
-        self.ax_i.set_ylabel("I", fontsize="small")
-        self.ax_z.set_ylabel("Z (um)", fontsize="small")
-        self.ax_z.set_xlabel("instrument time (s)", fontsize="small")
-        for ax in (self.ax_i, self.ax_z):
-            ax.tick_params(labelsize="x-small")
+        self.canvas = StripChart(
+            (("current", "A", "#1f77b4"), ("Z", "um", "#ff7f0e")), window_s=window_s
+        )
+        self.line_i, self.line_z = self.canvas.channels
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
@@ -818,16 +802,11 @@ class LiveTracePanel(QWidget):
         """Draw rows [t_s, z_um, I_A], decimated to the canvas' width in pixels."""
         from ..acquisition.live import decimate_minmax
 
-        px = max(int(self.canvas.width()), 50)
+        px = self.canvas.plot_width_px()
         t, z, i = rows
-        self.line_i.set_data(*decimate_minmax(t, i, px))
-        self.line_z.set_data(*decimate_minmax(t, z, px))
-        for ax in (self.ax_i, self.ax_z):
-            ax.relim()
-            ax.autoscale_view()
-        if t.size:
-            self.ax_z.set_xlim(t[-1] - self.window_s, t[-1])
-        self.canvas.draw_idle()
+        self.canvas.set_channel(0, *decimate_minmax(t, i, px))
+        self.canvas.set_channel(1, *decimate_minmax(t, z, px))
+        self.canvas.show_until(float(t[-1]) if t.size else float("nan"))
         self.redraws += 1
 
 
