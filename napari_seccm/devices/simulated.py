@@ -81,6 +81,10 @@ class SimulatedController:
         self.time_scale = time_scale
         self.fault = "none"
         self._motion: dict[Hashable, tuple[Any, Any, float, float]] = {}
+        #: per probe: the approach's precomputed trace, its instrument
+        #: duration, and whether it has ended (its trace is then all there is)
+        self._ap_progress: dict[str, tuple[np.ndarray, float, bool]] = {}
+        self._ap_shown: dict[str, int] = {}
 
     # ------------------------------------------------------------ helpers
     def _check(self, what: str) -> None:
@@ -192,6 +196,24 @@ class SimulatedController:
         confirm_samples: int,
         abort: threading.Event,
     ) -> dict[str, Any]:
+        self._ap_progress[probe] = (np.empty((3, 0)), 0.0, True)
+        self._ap_shown[probe] = 0
+        out = self._approach(
+            probe, stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, abort
+        )
+        self._ap_progress[probe] = (out["trace"], out["duration_s"], True)
+        return out
+
+    def _approach(
+        self,
+        probe: str,
+        stop_z_um: float,
+        speed_um_s: float,
+        threshold_A: float,
+        mode: str,
+        confirm_samples: int,
+        abort: threading.Event,
+    ) -> dict[str, Any]:
         self._check("z")
         rig = self.rig
         p = rig.probe(probe)
@@ -201,6 +223,8 @@ class SimulatedController:
         r = rig.approach(
             stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, probe_name=probe
         )
+        # computed at once, it is published as its instrument time passes
+        self._ap_progress[probe] = (r.trace, r.duration_s, False)
         f = self._pace(("z", probe), z0, r.final_z_um, r.duration_s, abort)
         if f < 1.0:  # stopped on the way down: where it had got to, no contact yet
             t_stop = f * r.duration_s
@@ -222,6 +246,23 @@ class SimulatedController:
             fs = p.amplifier.sample_rate_hz
             out["detection_latency_s"] = (confirm_samples + 1) / fs
         return out
+
+    def approach_progress(self, probe: str) -> np.ndarray:
+        """Rows [t_s, z_um, I_A] of the approach in progress so far: of the
+        precomputed trace, the samples whose time has passed on the paced
+        instrument (never one from its future); the whole trace once the
+        approach has ended."""
+        trace, duration, ended = self._ap_progress.get(probe, (np.empty((3, 0)), 0.0, True))
+        if ended:
+            return trace
+        m = self._motion.get(("z", probe))
+        if m is None:  # not paced yet (0), or just ended: what was shown last
+            return trace[:, : self._ap_shown.get(probe, 0)]
+        t0, wall = m[2], m[3]
+        t_now = min(1.0, (time.perf_counter() - t0) / wall) * duration
+        k = int(np.searchsorted(trace[0], t_now, side="right"))
+        self._ap_shown[probe] = k
+        return trace[:, :k]
 
     # ------------------------------------------------------- potentiostat
     @_hardware
