@@ -44,7 +44,9 @@ class ApproachProgress:
 
     :meth:`rows` returns a view of what is recorded, without copying: samples
     once recorded are never rewritten (a larger buffer is a new array), so a
-    reader may slice it at leisure. :meth:`reset` at each approach's start.
+    reader may slice it at leisure. :meth:`reset` at each approach's start
+    and end (the final trace is the approach's result: a reader must not take
+    the last approach's samples for the next one's).
     """
 
     def __init__(self) -> None:
@@ -54,7 +56,7 @@ class ApproachProgress:
 
     def reset(self) -> None:
         with self._lock:
-            self._buf = np.empty((3, 4096))
+            self._buf = np.empty((3, 0))
             self._n = 0
 
     def add(self, t_s: np.ndarray, z_um: np.ndarray, current_A: np.ndarray) -> None:

@@ -837,6 +837,7 @@ class NIDAQController:
             reason, k_gen, z_final = "aborted", 0, self.get_z_um(probe)
         finally:
             self._z_ramp = None
+            self._progress.reset()  # its samples are the result's now
             self._end()
         self._z_um = z_final
         t = np.arange(got) / fs
@@ -861,8 +862,7 @@ class NIDAQController:
 
     def approach_progress(self, probe: str) -> np.ndarray:
         """Rows [t_s, z_um, I_A] of the approach in progress read so far (a
-        block of APPROACH_CHUNK_S at a time; the last approach's once it has
-        ended)."""
+        block of APPROACH_CHUNK_S at a time; empty when none runs)."""
         return self._progress.rows()
 
     @staticmethod

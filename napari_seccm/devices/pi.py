@@ -273,7 +273,9 @@ class PIController:
             )
         az = self._axis("Z")
         z0 = self.get_z_um(probe)
-        with self.monitor_factory() as monitor:
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._progress.reset)  # its samples are the result's now
+            monitor = stack.enter_context(self.monitor_factory())
             self._call("VEL", lambda: self.gcs.VEL(az, speed_um_s))
             return software_approach(
                 z0_um=z0,
@@ -294,7 +296,7 @@ class PIController:
 
     def approach_progress(self, probe: str) -> np.ndarray:
         """Rows [t_s, z_um, I_A] of the approach in progress recorded so far
-        (the last approach's, once it has ended)."""
+        (empty when none runs)."""
         return self._progress.rows()
 
     # ---------------------------------------------------------------- stop

@@ -81,10 +81,9 @@ class SimulatedController:
         self.time_scale = time_scale
         self.fault = "none"
         self._motion: dict[Hashable, tuple[Any, Any, float, float]] = {}
-        #: per probe: the approach's precomputed trace, its instrument
-        #: duration, and whether it has ended (its trace is then all there is)
-        self._ap_progress: dict[str, tuple[np.ndarray, float, bool]] = {}
-        self._ap_shown: dict[str, int] = {}
+        #: per probe: the precomputed trace of the approach in progress and
+        #: its instrument duration
+        self._ap_progress: dict[str, tuple[np.ndarray, float]] = {}
 
     # ------------------------------------------------------------ helpers
     def _check(self, what: str) -> None:
@@ -196,13 +195,13 @@ class SimulatedController:
         confirm_samples: int,
         abort: threading.Event,
     ) -> dict[str, Any]:
-        self._ap_progress[probe] = (np.empty((3, 0)), 0.0, True)
-        self._ap_shown[probe] = 0
-        out = self._approach(
-            probe, stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, abort
-        )
-        self._ap_progress[probe] = (out["trace"], out["duration_s"], True)
-        return out
+        try:
+            return self._approach(
+                probe, stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, abort
+            )
+        finally:
+            # its samples are the result's now: none for the next approach
+            self._ap_progress.pop(probe, None)
 
     def _approach(
         self,
@@ -224,7 +223,7 @@ class SimulatedController:
             stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, probe_name=probe
         )
         # computed at once, it is published as its instrument time passes
-        self._ap_progress[probe] = (r.trace, r.duration_s, False)
+        self._ap_progress[probe] = (r.trace, r.duration_s)
         f = self._pace(("z", probe), z0, r.final_z_um, r.duration_s, abort)
         if f < 1.0:  # stopped on the way down: where it had got to, no contact yet
             t_stop = f * r.duration_s
@@ -250,19 +249,14 @@ class SimulatedController:
     def approach_progress(self, probe: str) -> np.ndarray:
         """Rows [t_s, z_um, I_A] of the approach in progress so far: of the
         precomputed trace, the samples whose time has passed on the paced
-        instrument (never one from its future); the whole trace once the
-        approach has ended."""
-        trace, duration, ended = self._ap_progress.get(probe, (np.empty((3, 0)), 0.0, True))
-        if ended:
-            return trace
+        instrument (never one from its future); empty when none runs."""
+        trace, duration = self._ap_progress.get(probe, (np.empty((3, 0)), 0.0))
         m = self._motion.get(("z", probe))
-        if m is None:  # not paced yet (0), or just ended: what was shown last
-            return trace[:, : self._ap_shown.get(probe, 0)]
+        if m is None:  # not paced (yet): nothing has happened
+            return trace[:, :0]
         t0, wall = m[2], m[3]
         t_now = min(1.0, (time.perf_counter() - t0) / wall) * duration
-        k = int(np.searchsorted(trace[0], t_now, side="right"))
-        self._ap_shown[probe] = k
-        return trace[:, :k]
+        return trace[:, : int(np.searchsorted(trace[0], t_now, side="right"))]
 
     # ------------------------------------------------------- potentiostat
     @_hardware

@@ -216,6 +216,8 @@ class PiezoZ(HubPeripheral, StageDevice):
         self._ap_confirm = 3
         #: AcceptContact was asked during the approach in progress
         self._ap_accept = False
+        #: what Approach_Progress last showed of the approach in progress
+        self._ap_shown = np.empty((3, 0))
         self._ap_result: dict[str, Any] = {
             "contact": False,
             "contact_z_um": math.nan,
@@ -455,6 +457,7 @@ class PiezoZ(HubPeripheral, StageDevice):
             return announce
 
         previous = self._ap_result
+        self._ap_shown = np.empty((3, 0))
         self._ap_accept = False
         self._ap_result = {**previous, "reason": "running", "trace": np.empty((3, 0))}
         try:
@@ -513,6 +516,10 @@ class PiezoZ(HubPeripheral, StageDevice):
             ok = isinstance(trace, np.ndarray) and trace.ndim == 2
             return trace if ok else np.empty((3, 0))
         report = getattr(self.controller, "approach_progress", None)
-        if report is None:
-            return np.empty((3, 0))
-        return report(self.probe)
+        rows = np.asarray(report(self.probe)) if report is not None else np.empty((3, 0))
+        # never fewer than already shown (the controller hands its samples
+        # over to the result as the approach ends)
+        shown = self._ap_shown
+        if rows.shape[1] >= shown.shape[1]:
+            self._ap_shown = rows
+        return self._ap_shown
