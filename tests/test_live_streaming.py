@@ -9,11 +9,11 @@ in a scan and in the Rig."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
+from _scan_helpers import at_approach
 
 from napari_seccm.acquisition.control import accept_contact
 from napari_seccm.acquisition.live import ApproachFeed, LiveTrace
@@ -132,39 +132,24 @@ def test_the_engine_streams_the_approach_and_a_contact_is_accepted_while_watchin
     path = tmp_path / "stream.seccm.zarr"
     scan = Scan.create(core, _slow_plan(), path)
     seen: dict[str, object] = {}
-    done = threading.Event()
 
     def running() -> bool:
         return core.getProperty("PiezoZ", "Approach") == "Start"
 
-    def watcher() -> None:
-        starts = 0
-        was = False
-        while not done.is_set():
-            now = running()
-            if now and not was:
-                starts += 1
-                if starts == 3:  # the search, the first point's, the second's
-                    live = scan.engine.live
-                    v0 = live.version
-                    t_end = time.monotonic() + 5.0
-                    while running() and live.version - v0 < 500 and time.monotonic() < t_end:
-                        time.sleep(0.005)
-                    seen["grew"] = live.version - v0
-                    seen["still_running"] = running()
-                    seen["rows"] = live.latest(np.inf)
-                    accept_contact(core)
-                    return
-            was = now
+    def watch_then_accept() -> None:
+        live = scan.engine.live
+        v0 = live.version
+        t_end = time.monotonic() + 5.0
+        while running() and live.version - v0 < 500 and time.monotonic() < t_end:
             time.sleep(0.005)
+        seen["grew"] = live.version - v0
+        seen["still_running"] = running()
+        seen["rows"] = live.latest(np.inf)
+        accept_contact(core)
 
-    th = threading.Thread(target=watcher, daemon=True)
-    th.start()
-    try:
+    # the search, the first point's approach, the second point's
+    with at_approach(core, 3, watch_then_accept):
         assert scan.run() == "complete"
-    finally:
-        done.set()
-        th.join(5)
     assert seen.get("still_running"), f"the approach ended before its samples streamed: {seen}"
     assert seen["grew"] >= 500
     with ScanStore.open(path) as s:
@@ -300,7 +285,8 @@ def test_the_rig_shows_its_approach_and_accepts_a_contact(make_napari_viewer, qt
         assert all("um" in t for t in texts[-3:]) and core.deviceBusy("PiezoZ")
         rig.accept_btn.click()
         qtbot.waitUntil(lambda: not rig._busy, timeout=5_000)
-        assert "contact accepted by hand" in rig.status.text()
+        assert "contact at Z" in rig.status.text()
+        assert "(accepted by hand)" in rig.status.text()
         assert core.getProperty("PiezoZ", "Approach_Result") == "manual contact"
         # the readout holds the approach's last sample
         n = core.getProperty("PiezoZ", "Approach_Trace_Samples")

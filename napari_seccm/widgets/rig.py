@@ -701,7 +701,7 @@ class RigWidget(QWidget):
             if result in ("contact", "manual contact"):
                 cz = float(core.getProperty(zdev, "Approach_ContactZ_um"))
                 how = "accepted by hand" if result == "manual contact" else "detected"
-                return f"contact {how} at Z = {cz:.3f} um" + _pipette_note(core)
+                return f"contact at Z = {cz:.3f} um ({how})" + _pipette_note(core)
             raise RuntimeError(
                 f"{result} down to Z = {core.getPosition():.3f} um (max depth {depth:g} um): "
                 "check the potential, the cell and the threshold; the pipette may have "
