@@ -14,6 +14,8 @@ import time
 import numpy as np
 import pytest
 from _scan_helpers import at_approach
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from napari_seccm.acquisition.control import accept_contact
 from napari_seccm.acquisition.live import ApproachFeed, LiveTrace
@@ -100,18 +102,28 @@ def test_an_aborted_simulated_approach_keeps_what_was_published(core):
     assert final[0, -1] < 0.6
 
 
-def test_the_feed_pushes_each_sample_once():
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    reads=st.lists(st.integers(0, 300), max_size=30),
+    t0=st.floats(0.0, 1e4),
+)
+def test_the_feed_pushes_each_sample_once(n, reads, t0):
+    """Reads of any length (a shorter one too: a stage between its
+    controller and its result) and the final trace: every sample once, in
+    order, on the live axis from ``t0``."""
     live = LiveTrace()
-    final = np.vstack((np.arange(10.0) + 5.0, -np.arange(10.0), np.arange(10.0) * 1e-12))
-    feed = ApproachFeed(live, 100.0, period_s=0.0)
-    for n in (0, 3, 3, 7):
-        feed.add(final[:, :n])
+    final = np.vstack((np.arange(n) * 2e-4 + 0.5, 10.0 - np.arange(n) * 1e-3, np.sin(np.arange(n))))
+    feed = ApproachFeed(live, t0, period_s=0.0)
+    for k in reads:
+        feed.add(final[:, : min(k, n)])
     feed.add("1,2,3")  # a C++ adapter's text: nothing
     feed.finish(final)
     feed.finish(final)
     out = live.latest(np.inf)
-    np.testing.assert_array_equal(out[0], 100.0 + np.arange(10.0))
+    np.testing.assert_allclose(out[0], t0 + final[0] - final[0, 0], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(out[1:], final[1:])
+    assert feed.pushed == live.version == n
 
 
 def _slow_plan() -> ScanPlan:
