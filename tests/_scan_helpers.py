@@ -9,6 +9,7 @@ module unload their core before the tests run.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -147,6 +148,33 @@ def wait_for(
         if time.monotonic() > t_end:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def at_approach(core: UniMMCore, nth: int, action: Callable[[], None]) -> Iterator[None]:
+    """While the block runs (a scan, typically), call ``action()`` on a thread
+    as soon as PiezoZ's ``nth`` approach (1: the first) is seen to start."""
+    done = threading.Event()
+
+    def watcher() -> None:
+        starts, was = 0, False
+        while not done.is_set():
+            now = core.getProperty("PiezoZ", "Approach") == "Start"
+            if now and not was:
+                starts += 1
+                if starts == nth:
+                    action()
+                    return
+            was = now
+            time.sleep(0.005)
+
+    th = threading.Thread(target=watcher, daemon=True)
+    th.start()
+    try:
+        yield
+    finally:
+        done.set()
+        th.join(5)
 
 
 # -------------------------------------------------------------- store checks

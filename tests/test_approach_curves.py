@@ -5,12 +5,12 @@ a contact accepted by hand during an approach."""
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 
 import numpy as np
 import pytest
 import zarr
+from _scan_helpers import at_approach
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,30 +118,15 @@ def test_a_contact_accepted_by_hand_during_a_scan(make_core, tmp_path):
     path = tmp_path / "manual.seccm.zarr"
     scan = Scan.create(core, plan, path)
     starts: list[float] = []
-    done = threading.Event()
 
-    def watcher() -> None:
-        seen_running = 0
-        was = False
-        while not done.is_set():
-            running = core.getProperty("PiezoZ", "Approach") == "Start"
-            if running and not was:
-                seen_running += 1
-                if seen_running == 3:  # search, first point's, second point's
-                    time.sleep(0.2)
-                    starts.append(core.getPosition())
-                    accept_contact(core)
-                    return
-            was = running
-            time.sleep(0.005)
+    def accept_soon() -> None:
+        time.sleep(0.2)
+        starts.append(core.getPosition())
+        accept_contact(core)
 
-    th = threading.Thread(target=watcher, daemon=True)
-    th.start()
-    try:
+    # the search, the first point's approach, the second point's
+    with at_approach(core, 3, accept_soon):
         assert scan.run() == "complete"
-    finally:
-        done.set()
-        th.join(5)
     assert starts, "the approach of the second point was never seen"
     with ScanStore.open(path) as s:
         manual = s.array("approach/manual")[:]

@@ -57,11 +57,13 @@ def wait_idle(
     timeout_s: float,
     what: str = "",
     should_stop: Callable[[], bool] | None = None,
+    on_poll: Callable[[], None] | None = None,
 ) -> bool:
     """Wait until ``dev`` is not busy. Returns False if ``should_stop()`` asked
     to stop first (the device is then aborted); raises :class:`DeviceTimeout`
     (after aborting it) when ``timeout_s`` passes. Reports the device's
-    ``LastError`` as a RuntimeError."""
+    ``LastError`` as a RuntimeError. ``on_poll()`` is called while it waits
+    (e.g. an :class:`~.live.ApproachFeed`'s poll, which keeps its own pace)."""
     t_end = time.perf_counter() + timeout_s
     spins = 0
     while core.deviceBusy(dev):
@@ -74,6 +76,8 @@ def wait_idle(
                 f"{dev} did not finish {what or 'its operation'} within {timeout_s:g} s; "
                 "it was told to stop"
             )
+        if on_poll is not None:
+            on_poll()
         time.sleep(0 if spins < 50 else 0.005)
         spins += 1
     if core.hasProperty(dev, "LastError"):

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymmcore_plus.mda import PMDAEngine
 
-from .live import LiveTrace
+from .live import ApproachFeed, LiveTrace
 from .store import FAILED, FALSE_TRIGGER, NO_CONTACT, OK, SATURATED, PointRecord
 
 try:  # the point status of an untrusted reading (older stores lack it)
@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover
 from .surface import SurfaceModel
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from pymmcore_plus import CMMCorePlus
     from useq import MDAEvent, MDASequence
@@ -239,9 +239,12 @@ class HoppingEngine(PMDAEngine):
         except Exception as e:
             logger.error("aborting %s failed: %s", dev, e)
 
-    def _await(self, dev: str, what: str, expected_s: float) -> None:
+    def _await(
+        self, dev: str, what: str, expected_s: float, on_poll: Callable[[], None] | None = None
+    ) -> None:
         """Wait until ``dev`` is no longer busy: abort it on Stop / cancel or the
-        emergency stop, and fault when it exceeds its deadline."""
+        emergency stop, and fault when it exceeds its deadline. ``on_poll()``
+        is called while it waits (it keeps its own pace)."""
         core = self.core
         busy = core.deviceBusy
         if busy(dev):
@@ -264,6 +267,8 @@ class HoppingEngine(PMDAEngine):
                         f"{expected_s:.3g} s); it was told to stop"
                         + (", and it is still busy" if still else "")
                     )
+                if on_poll is not None:
+                    on_poll()
                 # the worker usually ends within a few hundred us in fast mode:
                 # yield first, then poll at up to 5 ms
                 if spins < 50:
@@ -426,6 +431,7 @@ class HoppingEngine(PMDAEngine):
             )
         self._use_device_approach = self._device_approach and method != "software"
         self._ap_trace_prop = has(self.probe.z_dev, "Approach_Trace")
+        self._ap_progress = has(self.probe.z_dev, "Approach_Progress")
         self._has_health = has(self.probe.z_dev, "ProbeHealth")
         self._health_t = -math.inf
         self._noted_clogged = False
@@ -829,11 +835,13 @@ class HoppingEngine(PMDAEngine):
                 self._set_prop(z, "Approach_Speed_um_per_s", speed)
                 self._ap_speed_sent, self._ap_speed_t = speed, now
             self._z = math.nan  # where it stops is the stage's to say
-            t_ap = self._t_live()
+            # its samples reach the live plot while it comes down
+            read = (lambda: core.getProperty(z, "Approach_Progress")) if self._ap_progress else None
+            feed = ApproachFeed(self.live, self._t_live(), read)
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
-            self._await(z, "the approach", (here - stop_z) / speed)
+            self._await(z, "the approach", (here - stop_z) / speed, feed.poll)
             result = str(core.getProperty(z, "Approach_Result"))
-            self._keep_approach_trace(t_ap)
+            self._keep_approach_trace(feed)
             self._check_probe_health()
             if result in ("contact", "already in contact", "manual contact"):
                 if result == "manual contact":
@@ -852,17 +860,17 @@ class HoppingEngine(PMDAEngine):
             raise DeviceFault(f"{z}: the approach ended with {result!r}")
         return self._software_approach(stop_z, speed)
 
-    def _keep_approach_trace(self, t0: float) -> None:
+    def _keep_approach_trace(self, feed: ApproachFeed) -> None:
         """The approach's samples (the Z stage's ``Approach_Trace``: rows
-        [t_s, z_um, I_A]): this hop's approach curve, and the live plot's."""
+        [t_s, z_um, I_A]): this hop's approach curve, and the live plot's
+        (those ``feed`` did not push while it came down)."""
         if not self._ap_trace_prop:
             return
         tr = self.core.getProperty(self.probe.z_dev, "Approach_Trace")
         if not isinstance(tr, np.ndarray) or tr.ndim != 2 or tr.shape[0] != 3:
             return  # a C++ adapter's text, or nothing: no curve
         self._ap_curve = (tr[1], tr[2])
-        if tr.shape[1]:
-            self.live.push(t0 + tr[0] - tr[0, 0], tr[1], tr[2])
+        feed.finish(tr)
 
     def _check_probe_health(self) -> None:
         """A broken pipette ends the scan (every later point would be wrong); a

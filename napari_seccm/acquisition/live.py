@@ -2,9 +2,9 @@
 (time, Z, current) that the engine fills and a GUI timer reads.
 
 The engine pushes what it learns as it learns it (each Z move's end, an
-approach's samples once the Z stage has them, the measurement program's once
-the potentiostat has them), so pushing never waits on anything but a short
-lock, and a reader (:meth:`LiveTrace.latest`) copies the last seconds out
+approach's samples while it comes down, through :class:`ApproachFeed`, the
+measurement program's once the potentiostat has them), so pushing never waits
+on anything but a short lock, and a reader (:meth:`LiveTrace.latest`) copies the last seconds out
 without ever holding up the acquisition thread for longer than that copy.
 Memory is fixed (``capacity`` samples); the oldest samples are overwritten.
 """
@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: samples kept (3 x float64 each: 4.8 MB)
 CAPACITY = 200_000
@@ -77,6 +82,65 @@ class LiveTrace:
         if math.isfinite(window_s) and math.isfinite(t_last):
             out = out[:, t >= t_last - window_s]
         return out
+
+
+#: how often the samples of an approach in progress are asked for, s
+FEED_PERIOD_S = 1 / 15
+
+
+class ApproachFeed:
+    """The samples of one approach into a :class:`LiveTrace` while it comes
+    down, each once.
+
+    ``read()`` returns the samples recorded so far (the Z stage's
+    ``Approach_Progress``: rows [t_s, z_um, I_A], each read holding the last
+    one's and those recorded since); :meth:`poll` pushes the new ones, at most
+    every ``period_s`` of wall time, and :meth:`finish` those of the final
+    trace (``Approach_Trace``) not pushed yet. Times go on the live axis from
+    ``t0_s`` (the first sample's time there).
+    """
+
+    def __init__(
+        self,
+        live: LiveTrace,
+        t0_s: float,
+        read: Callable[[], Any] | None = None,
+        period_s: float = FEED_PERIOD_S,
+    ) -> None:
+        self.live = live
+        self.t0_s = float(t0_s)
+        self._read = read
+        self.period_s = period_s
+        #: samples of this approach pushed so far
+        self.pushed = 0
+        self._t_first = math.nan
+        self._next = 0.0
+
+    def poll(self) -> None:
+        """Push what was recorded since the last poll (when ``period_s`` has passed)."""
+        if self._read is None:
+            return
+        now = time.perf_counter()
+        if now < self._next:
+            return
+        self._next = now + self.period_s
+        self.add(self._read())
+
+    def finish(self, trace: Any) -> None:
+        """The approach has ended: push what of its trace was not pushed."""
+        self.add(trace)
+
+    def add(self, rows: Any) -> None:
+        if not isinstance(rows, np.ndarray) or rows.ndim != 2 or rows.shape[0] != 3:
+            return  # a C++ adapter's text, or nothing
+        n = rows.shape[1]
+        if n <= self.pushed:
+            return
+        if self.pushed == 0:
+            self._t_first = float(rows[0, 0])
+        new = rows[:, self.pushed :]
+        self.live.push(self.t0_s + new[0] - self._t_first, new[1], new[2])
+        self.pushed = n
 
 
 def decimate_minmax(t: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,20 +19,68 @@ threshold to the stage halted).
 A current monitor (from a potentiostat controller's ``current_monitor(channel,
 rate_hz)``) has ``sample_rate_hz``, ``read(timeout_s)`` returning the new
 samples as rows ``[t_s, I_A]`` (``time.monotonic()`` base), and ``close()``.
+
+While it runs, the samples recorded so far go into an :class:`ApproachProgress`
+(the controller's ``approach_progress(probe)``, the Z stage's
+``Approach_Progress``), so a live plot sees the descent as it happens.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..model.detect import ContactWatch
 
-if TYPE_CHECKING:
-    import threading
+
+class ApproachProgress:
+    """The samples of the approach in progress recorded so far, rows
+    [t_s, z_um, I_A] (t from the descent's start): written by the thread that
+    records them, read by any other.
+
+    :meth:`rows` returns a view of what is recorded, without copying: samples
+    once recorded are never rewritten (a larger buffer is a new array), so a
+    reader may slice it at leisure. :meth:`reset` at each approach's start
+    and end (the final trace is the approach's result: a reader must not take
+    the last approach's samples for the next one's).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buf = np.empty((3, 0))
+        self._n = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buf = np.empty((3, 0))
+            self._n = 0
+
+    def add(self, t_s: np.ndarray, z_um: np.ndarray, current_A: np.ndarray) -> None:
+        t = np.asarray(t_s, dtype=float).ravel()
+        m = t.size
+        if m == 0:
+            return
+        with self._lock:
+            n = self._n
+            if n + m > self._buf.shape[1]:
+                grown = np.empty((3, max(2 * self._buf.shape[1], n + m, 4096)))
+                grown[:, :n] = self._buf[:, :n]
+                self._buf = grown  # readers keep views of the old one
+            self._buf[0, n : n + m] = t
+            self._buf[1, n : n + m] = z_um
+            self._buf[2, n : n + m] = current_A
+            self._n = n + m
+
+    def rows(self) -> np.ndarray:
+        """Rows [t_s, z_um, I_A] of the samples so far (a read-only view)."""
+        with self._lock:
+            view = self._buf[:, : self._n]
+        view.flags.writeable = False
+        return view
 
 
 class CurrentMonitor(Protocol):
@@ -58,6 +106,7 @@ def software_approach(
     abort: threading.Event,
     baseline_samples: int = 50,
     timeout_margin_s: float = 2.0,
+    progress: ApproachProgress | None = None,
 ) -> dict[str, Any]:
     """Descend from ``z0_um`` to ``stop_z_um`` at ``speed_um_s`` (``start_descent()``
     sends that move), watching ``monitor``; ``halt()`` stops the stage,
@@ -65,8 +114,11 @@ def software_approach(
     ``contact_z_um``, ``final_z_um``, ``duration_s``, ``reason``, ``trace``
     rows [t_s, z_um, I_A] from the descent's start, and
     ``detection_latency_s``: from the first sample over the threshold to the
-    stage halted; the overshoot is the speed times it)."""
+    stage halted; the overshoot is the speed times it). The samples go into
+    ``progress`` (reset here) as they arrive: the trace so far."""
     watch = ContactWatch(threshold_A, mode, confirm_samples, baseline_samples)
+    if progress is not None:
+        progress.reset()
     ts: list[np.ndarray] = []
     cur: list[np.ndarray] = []
     # samples from before the move are the baseline's, not the approach's
@@ -92,6 +144,8 @@ def software_approach(
             t, i = np.asarray(data[0], float), np.asarray(data[1], float)
             ts.append(t)
             cur.append(i)
+            if progress is not None:
+                progress.add(t - t_start, z_at(t), i)
             hit = watch.feed(i)
             if hit is not None:
                 halt()

@@ -59,6 +59,7 @@ import numpy as np
 
 from ..model.detect import ContactWatch
 from ..model.errors import InstrumentError
+from ._approach import ApproachProgress
 from ._base import check_range, register
 from ._hub import SECCMHub
 from .potentiostat import Potentiostat
@@ -290,6 +291,8 @@ class NIDAQController:
         self._lost = ""
         self._z_um = math.nan
         self._z_ramp: tuple[float, np.ndarray] | None = None  # (start, values um)
+        #: the samples of the approach in progress so far
+        self._progress = ApproachProgress()
         self.last_detection_latency_s = math.nan
         self._channel = None
         if grpc_address:
@@ -775,6 +778,7 @@ class NIDAQController:
         k_gen = 0
         z_task = None
         t_start = time.monotonic()
+        self._progress.reset()
         try:
             with self._daq("approaching"):
                 with self._lock:
@@ -810,6 +814,11 @@ class NIDAQController:
                         raise
                     new = i_v[got : got + k] / self.gain
                     hit = watch.feed(new)
+                    # published as the trace will hold them (up to the
+                    # sample that confirms a contact)
+                    pub = k if hit is None else min(k, hit + run - got)
+                    t_new = (got + np.arange(pub)) / fs
+                    self._progress.add(t_new, self._z_at(t_new, z0, path), new[:pub])
                     got += k
                     self._last_current = float(new[-1])
                     if hit is not None:
@@ -828,6 +837,7 @@ class NIDAQController:
             reason, k_gen, z_final = "aborted", 0, self.get_z_um(probe)
         finally:
             self._z_ramp = None
+            self._progress.reset()  # its samples are the result's now
             self._end()
         self._z_um = z_final
         t = np.arange(got) / fs
@@ -849,6 +859,11 @@ class NIDAQController:
             "trace": trace,
             "detection_latency_s": latency,
         }
+
+    def approach_progress(self, probe: str) -> np.ndarray:
+        """Rows [t_s, z_um, I_A] of the approach in progress read so far (a
+        block of APPROACH_CHUNK_S at a time; empty when none runs)."""
+        return self._progress.rows()
 
     @staticmethod
     def _z_at(t: np.ndarray, z0: float, path: np.ndarray) -> np.ndarray:

@@ -30,13 +30,16 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.errors import InstrumentError
-from ._approach import software_approach
+from ._approach import ApproachProgress, software_approach
 from ._base import register
 from ._hub import SECCMHub, _same_core, live_hubs
 from .stages import PiezoXY, PiezoZ
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,8 @@ class PIController:
         self._where = ""
         self.model = "PI controller"
         self.monitor_factory: Any = None
+        #: the samples of the approach in progress so far
+        self._progress = ApproachProgress()
         self._lost: str = ""
         _import_pipython()
         from pipython.pidevice.gcs2.gcs2commands import GCS2Commands
@@ -268,7 +273,9 @@ class PIController:
             )
         az = self._axis("Z")
         z0 = self.get_z_um(probe)
-        with self.monitor_factory() as monitor:
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._progress.reset)  # its samples are the result's now
+            monitor = stack.enter_context(self.monitor_factory())
             self._call("VEL", lambda: self.gcs.VEL(az, speed_um_s))
             return software_approach(
                 z0_um=z0,
@@ -284,7 +291,13 @@ class PIController:
                 halt=lambda: self._halt([az]),
                 position_um=lambda: self.get_z_um(probe),
                 abort=abort,
+                progress=self._progress,
             )
+
+    def approach_progress(self, probe: str) -> np.ndarray:
+        """Rows [t_s, z_um, I_A] of the approach in progress recorded so far
+        (empty when none runs)."""
+        return self._progress.rows()
 
     # ---------------------------------------------------------------- stop
     def emergency_stop(self) -> None:

@@ -81,6 +81,9 @@ class SimulatedController:
         self.time_scale = time_scale
         self.fault = "none"
         self._motion: dict[Hashable, tuple[Any, Any, float, float]] = {}
+        #: per probe: the precomputed trace of the approach in progress and
+        #: its instrument duration
+        self._ap_progress: dict[str, tuple[np.ndarray, float]] = {}
 
     # ------------------------------------------------------------ helpers
     def _check(self, what: str) -> None:
@@ -192,36 +195,56 @@ class SimulatedController:
         confirm_samples: int,
         abort: threading.Event,
     ) -> dict[str, Any]:
-        self._check("z")
-        rig = self.rig
-        p = rig.probe(probe)
-        z0 = p.z_um
-        if self._hang("z", abort):
-            return _approach_dict(False, math.nan, z0, 0.0, "aborted", np.empty((3, 0)))
-        r = rig.approach(
-            stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, probe_name=probe
-        )
-        f = self._pace(("z", probe), z0, r.final_z_um, r.duration_s, abort)
-        if f < 1.0:  # stopped on the way down: where it had got to, no contact yet
-            t_stop = f * r.duration_s
-            z_stop = max(z0 - speed_um_s * t_stop, r.final_z_um)
-            with rig.lock:
-                p.z_um = z_stop
-                gap = z_stop - rig.surface_um()
-                if p.contact is not None and gap > p.pipette.meniscus_height_um:
-                    p.contact = None
-            self._rewind(r.duration_s - t_stop)
-            trace = r.trace[:, r.trace[0] <= t_stop] if r.trace.size else r.trace
-            return _approach_dict(False, math.nan, z_stop, t_stop, "aborted", trace)
-        contact_z = r.contact_z_um
-        if self.fault == "contact-low" and r.contact:
-            contact_z -= 5.0
-        out = _approach_dict(r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace)
-        if r.contact:
-            # the instrument's own loop stops at the sample that confirms
-            fs = p.amplifier.sample_rate_hz
-            out["detection_latency_s"] = (confirm_samples + 1) / fs
-        return out
+        try:
+            self._check("z")
+            rig = self.rig
+            p = rig.probe(probe)
+            z0 = p.z_um
+            if self._hang("z", abort):
+                return _approach_dict(False, math.nan, z0, 0.0, "aborted", np.empty((3, 0)))
+            r = rig.approach(
+                stop_z_um, speed_um_s, threshold_A, mode, confirm_samples, probe_name=probe
+            )
+            # computed at once, it is published as its instrument time passes
+            self._ap_progress[probe] = (r.trace, r.duration_s)
+            f = self._pace(("z", probe), z0, r.final_z_um, r.duration_s, abort)
+            if f < 1.0:  # stopped on the way down: where it had got to, no contact yet
+                t_stop = f * r.duration_s
+                z_stop = max(z0 - speed_um_s * t_stop, r.final_z_um)
+                with rig.lock:
+                    p.z_um = z_stop
+                    gap = z_stop - rig.surface_um()
+                    if p.contact is not None and gap > p.pipette.meniscus_height_um:
+                        p.contact = None
+                self._rewind(r.duration_s - t_stop)
+                trace = r.trace[:, r.trace[0] <= t_stop] if r.trace.size else r.trace
+                return _approach_dict(False, math.nan, z_stop, t_stop, "aborted", trace)
+            contact_z = r.contact_z_um
+            if self.fault == "contact-low" and r.contact:
+                contact_z -= 5.0
+            out = _approach_dict(
+                r.contact, contact_z, r.final_z_um, r.duration_s, r.reason, r.trace
+            )
+            if r.contact:
+                # the instrument's own loop stops at the sample that confirms
+                fs = p.amplifier.sample_rate_hz
+                out["detection_latency_s"] = (confirm_samples + 1) / fs
+            return out
+        finally:
+            # its samples are the result's now: none for the next approach
+            self._ap_progress.pop(probe, None)
+
+    def approach_progress(self, probe: str) -> np.ndarray:
+        """Rows [t_s, z_um, I_A] of the approach in progress so far: of the
+        precomputed trace, the samples whose time has passed on the paced
+        instrument (never one from its future); empty when none runs."""
+        trace, duration = self._ap_progress.get(probe, (np.empty((3, 0)), 0.0))
+        m = self._motion.get(("z", probe))
+        if m is None:  # not paced (yet): nothing has happened
+            return trace[:, :0]
+        t0, wall = m[2], m[3]
+        t_now = min(1.0, (time.perf_counter() - t0) / wall) * duration
+        return trace[:, : int(np.searchsorted(trace[0], t_now, side="right"))]
 
     # ------------------------------------------------------- potentiostat
     @_hardware

@@ -182,7 +182,9 @@ class PiezoZ(HubPeripheral, StageDevice):
     the landing that the threshold missed); refused when no approach runs.
     Its end emits the position and ``Approach_Result`` through the core's
     events; its samples stay in ``Approach_Trace`` (rows [t_s, z_um, I_A]),
-    their number in ``Approach_Trace_Samples``.
+    their number in ``Approach_Trace_Samples``. While it runs,
+    ``Approach_Progress`` holds the samples recorded so far (a live plot
+    polls it; from a controller with ``approach_progress(probe)``).
     """
 
     IS_Z_STAGE = True
@@ -220,6 +222,8 @@ class PiezoZ(HubPeripheral, StageDevice):
         self._ap_confirm = 3
         #: AcceptContact was asked during the approach in progress
         self._ap_accept = False
+        #: what Approach_Progress last showed of the approach in progress
+        self._ap_shown = np.empty((3, 0))
         self._ap_result: dict[str, Any] = {
             "contact": False,
             "contact_z_um": math.nan,
@@ -459,8 +463,9 @@ class PiezoZ(HubPeripheral, StageDevice):
             return announce
 
         previous = self._ap_result
+        self._ap_shown = np.empty((3, 0))
         self._ap_accept = False
-        self._ap_result = {**previous, "reason": "running"}
+        self._ap_result = {**previous, "reason": "running", "trace": np.empty((3, 0))}
         try:
             self.start_operation("approach", lambda abort: ctrl.approach(probe, *args, abort), done)
         except BaseException:
@@ -496,3 +501,31 @@ class PiezoZ(HubPeripheral, StageDevice):
         """Number of samples in ``Approach_Trace`` (0 while an approach runs)."""
         trace = self._ap_result.get("trace")
         return int(trace.shape[1]) if isinstance(trace, np.ndarray) and trace.ndim == 2 else 0
+
+    @pymm_property(is_read_only=True, property_type=str)
+    def Approach_Progress(self) -> Any:
+        """The samples of the approach in progress recorded so far, rows
+        [t_s, z_um, I_A] (a numpy array, t from the descent's start; each read
+        holds the last one's samples and those recorded since: poll it for a
+        live plot). Empty while it runs if the controller cannot say; once it
+        has ended, the same as ``Approach_Trace``."""
+        return self._progress()
+
+    @pymm_property(is_read_only=True)
+    def Approach_Progress_Samples(self) -> int:
+        """Number of samples in ``Approach_Progress`` now."""
+        return int(self._progress().shape[1])
+
+    def _progress(self) -> np.ndarray:
+        if not self._approach_running():
+            trace = self._ap_result.get("trace")
+            ok = isinstance(trace, np.ndarray) and trace.ndim == 2
+            return trace if ok else np.empty((3, 0))
+        report = getattr(self.controller, "approach_progress", None)
+        rows = np.asarray(report(self.probe)) if report is not None else np.empty((3, 0))
+        # never fewer than already shown (the controller hands its samples
+        # over to the result as the approach ends)
+        shown = self._ap_shown
+        if rows.shape[1] >= shown.shape[1]:
+            self._ap_shown = rows
+        return self._ap_shown

@@ -41,6 +41,8 @@ from ._qt import (
 from ._session import get_session
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import napari
     from pymmcore_plus import CMMCorePlus
 
@@ -234,6 +236,15 @@ class RigWidget(QWidget):
         self.accept_btn.setEnabled(False)
         self.accept_btn.clicked.connect(guarded(self, "accepting the contact", self._accept))
         agrid.addWidget(self.accept_btn, 5, 0, 1, 3)
+        # the approach in progress, while it comes down (from a buffer that
+        # the approach's job fills; the GUI thread never asks the hardware)
+        self.ap_live_label = readout_label("approach: —")
+        self.ap_live_label.setToolTip(
+            "the current and Z of the approach in progress, as the Z stage records them"
+        )
+        agrid.addWidget(self.ap_live_label, 6, 0, 1, 3)
+        self._ap_live: Any = None  # the LiveTrace of the Rig's approach
+        self._ap_seen = -1
         agrid.setColumnStretch(1, 1)
         app_box = group("Approach (cell on, at the set potential)", layout=agrid)
 
@@ -485,10 +496,28 @@ class RigWidget(QWidget):
         self._draw_positions()
 
     def _draw_positions(self) -> None:
+        self._draw_approach()
         if self._pos_dirty:
             self._pos_dirty = False
             x, y, z = self._pos
             self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
+
+    def _draw_approach(self) -> None:
+        """The newest sample of the Rig's approach, and the largest current so far."""
+        import numpy as np
+
+        live = self._ap_live
+        if live is None or live.version == self._ap_seen:
+            return
+        self._ap_seen = live.version
+        t, z, i = live.latest(float("inf"))
+        if t.size == 0:
+            return
+        peak = float(i[np.nanargmax(np.abs(i))]) if np.isfinite(i).any() else math.nan
+        self.ap_live_label.setText(
+            f"approach: I {_fmt_current(float(i[-1]))}   Z {z[-1]:.3f} um   "
+            f"t {t[-1]:.2f} s   (peak {_fmt_current(peak)}, {live.version} samples)"
+        )
 
     # ------------------------------------------------------------- actions
     def _estop_latched(self) -> bool:
@@ -525,7 +554,9 @@ class RigWidget(QWidget):
                 if dev:
                     abort(core, dev)
 
-    def _await(self, dev: str, what: str, expected_s: float) -> bool:
+    def _await(
+        self, dev: str, what: str, expected_s: float, on_poll: Callable[[], None] | None = None
+    ) -> bool:
         """On the job's thread: wait for ``dev``; False if Stop was pressed."""
         from ..acquisition.control import wait_idle
 
@@ -535,6 +566,7 @@ class RigWidget(QWidget):
             expected_s * MOVE_FACTOR + MOVE_MARGIN_S,
             what,
             should_stop=lambda: self._stop_requested,
+            on_poll=on_poll,
         )
         if not ok:
             raise RuntimeError("stopped: the stage stopped where it was")
@@ -621,6 +653,8 @@ class RigWidget(QWidget):
         self._run("current", read, lambda r: self.current_label.setText(f"I = {r}"))
 
     def _approach(self) -> None:
+        from ..acquisition.live import ApproachFeed, LiveTrace
+
         core = self.core
         zdev = core.getFocusDevice()
         speed, depth = self.speed_spin.value(), self.depth_spin.value()
@@ -652,13 +686,22 @@ class RigWidget(QWidget):
             core.setProperty(zdev, "Approach_StopZ_um", stop)
             core.setProperty(zdev, "Approach_Speed_um_per_s", speed)
             core.setProperty(zdev, "Approach_Threshold_A", thr)
+            # its samples are shown while it comes down (Approach_Progress)
+            read = None
+            if core.hasProperty(zdev, "Approach_Progress"):
+                read = lambda: core.getProperty(zdev, "Approach_Progress")  # noqa: E731
+            live = LiveTrace(capacity=1 << 16)
+            feed = ApproachFeed(live, 0.0, read)
+            self._ap_live, self._ap_seen = live, -1
             core.setProperty(zdev, "Approach", "Start")
-            self._await(zdev, "the approach", (z - stop) / speed)
+            self._await(zdev, "the approach", (z - stop) / speed, feed.poll)
+            if core.hasProperty(zdev, "Approach_Trace"):
+                feed.finish(core.getProperty(zdev, "Approach_Trace"))
             result = core.getProperty(zdev, "Approach_Result")
             if result in ("contact", "manual contact"):
                 cz = float(core.getProperty(zdev, "Approach_ContactZ_um"))
                 how = "accepted by hand" if result == "manual contact" else "detected"
-                return f"contact {how} at Z = {cz:.3f} um" + _pipette_note(core)
+                return f"contact at Z = {cz:.3f} um ({how})" + _pipette_note(core)
             raise RuntimeError(
                 f"{result} down to Z = {core.getPosition():.3f} um (max depth {depth:g} um): "
                 "check the potential, the cell and the threshold; the pipette may have "
