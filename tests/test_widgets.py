@@ -311,7 +311,7 @@ def test_rig_approach_reaches_contact_and_retract_lifts(viewer: Any, qtbot: Any)
 
     rig._approach()
     wait_rig_idle(qtbot, rig, timeout=30000)
-    assert "contact detected at Z" in rig.status.text(), rig.status.text()
+    assert "contact at Z" in rig.status.text(), rig.status.text()
     assert core.getProperty("PiezoZ", "Approach_Result") == "contact"
     z_contact = core.getPosition()
     assert simulated_rig().probe().contact is not None  # ground truth: the droplet touches
@@ -1173,7 +1173,7 @@ def test_a_real_hardware_config_runs_in_napari_against_the_fakes(
         rig.depth_spin.setValue(2.0)
         rig._approach()
         wait_rig_idle(qtbot, rig, timeout=30000)
-        assert "contact detected at Z" in rig.status.text(), rig.status.text()
+        assert "contact at Z" in rig.status.text(), rig.status.text()
         reh.world.sync()
         assert reh.world.rig.probe("A").contact is not None  # the fake cell: it touches
         rig.retract_spin.setValue(1.0)
