@@ -36,6 +36,8 @@ def test_ring_buffer_keeps_the_newest_samples_in_order(cap, sizes):
     if t_all:
         w = buf.latest(10.0)
         assert w[0].size and w[0][0] >= t_all[-1] - 10.0 and w[0][-1] == t_all[-1]
+        # exactly the newest samples of the last 10 s (found by bisection)
+        np.testing.assert_array_equal(w, out[:, out[0] >= out[0][-1] - 10.0])
 
 
 def test_reader_never_sees_a_torn_or_disordered_snapshot():

@@ -72,16 +72,25 @@ class LiveTrace:
             n = min(self._n, self.capacity)
             if n == 0:
                 return np.empty((3, 0))
-            end = self._n % self.capacity
-            if self._n <= self.capacity:
-                out = self._buf[:, :n].copy()
-            else:
-                out = np.concatenate((self._buf[:, end:], self._buf[:, :end]), axis=1)
-        t = out[0]
-        t_last = t[-1]
-        if math.isfinite(window_s) and math.isfinite(t_last):
-            out = out[:, t >= t_last - window_s]
-        return out
+            cap = self.capacity
+            start = (self._n - n) % cap  # ring position of the oldest sample
+            t_last = self._buf[0, (start + n - 1) % cap]
+            first = 0
+            if math.isfinite(window_s) and math.isfinite(t_last):
+                # the samples are in time order: bisect for the window's first
+                # one and copy only the window (not the whole ring) under the lock
+                lo, hi, cut = 0, n - 1, t_last - window_s
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self._buf[0, (start + mid) % cap] >= cut:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                first = lo
+            a, m = (start + first) % cap, n - first
+            if a + m <= cap:
+                return self._buf[:, a : a + m].copy()
+            return np.concatenate((self._buf[:, a:], self._buf[:, : a + m - cap]), axis=1)
 
 
 #: how often the samples of an approach in progress are asked for, s

@@ -714,7 +714,7 @@ class ScanWidget(QWidget):
 # ------------------------------------------------------------ live traces
 class LiveTracePanel(QWidget):
     """The current and Z of the hop in progress, scrolling: the last
-    ``window_s`` seconds of instrument time, polled at ~10 Hz from the
+    ``window_s`` seconds of instrument time, polled at 5 Hz from the
     engine's ring buffer (:class:`napari_seccm.acquisition.live.LiveTrace`)
     and decimated to the plot's width in pixels (min/max per pixel, so spikes
     stay). The GUI thread only copies the buffer; it never waits on hardware.
@@ -722,7 +722,7 @@ class LiveTracePanel(QWidget):
     emergency stop keep their room on a small screen. ``Accept contact``
     takes where the pipette is as the contact of the approach in progress."""
 
-    def __init__(self, owner: ScanWidget, window_s: float = 5.0, interval_ms: int = 100) -> None:
+    def __init__(self, owner: ScanWidget, window_s: float = 5.0, interval_ms: int = 200) -> None:
         super().__init__()
         from ._stripchart import StripChart
 
