@@ -58,30 +58,30 @@ def new_core() -> UniMMCore:
     at the first such set (then nothing is added).
     """
     import contextlib
-    import threading
 
     from psygnal import Signal
     from pymmcore_plus.core._constants import Keyword
     from pymmcore_plus.experimental.unicore import UniMMCore
 
+    def announce(core: SECCMCore, what: str, e: BaseException) -> None:
+        """Say a refusal once: a relative move calls the absolute one, and the
+        exception passes through both (marked once said)."""
+        if not getattr(e, "_seccm_announced", False):
+            with contextlib.suppress(AttributeError, TypeError):
+                e._seccm_announced = True  # type: ignore[attr-defined]
+            core.refused.emit(what, str(e) or type(e).__name__)
+
     def announcing_refusal(name: str) -> Any:
         """``UniMMCore.<name>``, announcing through ``refused`` why a call was
-        refused before it raises (once per outermost call: a relative move
-        calls the absolute one)."""
+        refused before it raises (nothing added to a call that succeeds)."""
         base = getattr(UniMMCore, name)
 
         def call(self: SECCMCore, *args: Any) -> Any:
-            depth = getattr(self._refusal_depth, "n", 0)
-            self._refusal_depth.n = depth + 1
             try:
                 return base(self, *args)
             except Exception as e:
-                if depth == 0:
-                    what = f"{name}({', '.join(repr(a) for a in args)})"
-                    self.refused.emit(what, str(e) or type(e).__name__)
+                announce(self, f"{name}({', '.join(repr(a) for a in args)})", e)
                 raise
-            finally:
-                self._refusal_depth.n = depth
 
         call.__name__ = name
         call.__doc__ = base.__doc__
@@ -93,10 +93,6 @@ def new_core() -> UniMMCore:
         #: pymmcore-widgets widget, which resets a refused value silently;
         #: napari-micromanager; the console) still has its refusal shown
         refused = Signal(str, str)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self._refusal_depth = threading.local()
-            super().__init__(*args, **kwargs)
 
         def loadSystemConfiguration(self, fileName: str | Path = "MMConfig_demo.cfg") -> None:
             """As UniMMCore's, but a Python device that fails to initialize
@@ -162,18 +158,11 @@ def new_core() -> UniMMCore:
             return value
 
         def setProperty(self, label: str, propName: str, propValue: object) -> None:
-            depth = getattr(self._refusal_depth, "n", 0)
-            self._refusal_depth.n = depth + 1
             try:
                 self._set_property(label, propName, propValue)
             except Exception as e:
-                if depth == 0:
-                    self.refused.emit(
-                        f"{label}.{propName} = {propValue!r}", str(e) or type(e).__name__
-                    )
+                announce(self, f"{label}.{propName} = {propValue!r}", e)
                 raise
-            finally:
-                self._refusal_depth.n = depth
 
         def _set_property(self, label: str, propName: str, propValue: object) -> None:
             if label == Keyword.CoreDevice:

@@ -9,6 +9,7 @@ in a scan and in the Rig."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -159,9 +160,25 @@ def test_the_engine_streams_the_approach_and_a_contact_is_accepted_while_watchin
         seen["rows"] = live.latest(np.inf)
         accept_contact(core)
 
+    # a live plot reads the buffer while the scan runs (the engine pushes
+    # only to a buffer someone reads)
+    plotting = threading.Event()
+
+    def plot() -> None:
+        while not plotting.wait(0.05):
+            eng = scan.engine
+            if eng is not None:
+                eng.live.latest(5.0)
+
+    plotter = threading.Thread(target=plot, daemon=True)
+    plotter.start()
     # the search, the first point's approach, the second point's
-    with at_approach(core, 3, watch_then_accept):
-        assert scan.run() == "complete"
+    try:
+        with at_approach(core, 3, watch_then_accept):
+            assert scan.run() == "complete"
+    finally:
+        plotting.set()
+        plotter.join(5)
     assert seen.get("still_running"), f"the approach ended before its samples streamed: {seen}"
     assert seen["grew"] >= 500
     with ScanStore.open(path) as s:
@@ -305,3 +322,20 @@ def test_the_rig_shows_its_approach_and_accepts_a_contact(make_napari_viewer, qt
         qtbot.waitUntil(lambda: f"{n} samples" in rig.ap_live_label.text(), timeout=2_000)
     finally:
         core.unloadAllDevices()
+
+
+def test_a_scan_nobody_watches_pushes_nothing_live_but_stores_its_curves(make_core, tmp_path):
+    """A scan from a script or the command line (no plot reads the live
+    buffer): the engine spends nothing on the live plot, and every landing's
+    approach curve is stored all the same."""
+    core = make_core()
+    path = tmp_path / "quiet.seccm.zarr"
+    scan = Scan.create(
+        core, ScanPlan(area=RectangleArea(width_um=1.5, height_um=1.5), pitch_um=0.5), path
+    )
+    assert scan.run() == "complete"
+    assert scan.engine.live.version == 0
+    with ScanStore.open(path) as s:
+        z = s.array("approach/z_um")[:]
+        assert z.shape[0] == s.n_points == 9
+        assert np.isfinite(z).any(axis=1).all()

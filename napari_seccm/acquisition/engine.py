@@ -335,7 +335,8 @@ class HoppingEngine(PMDAEngine):
                 f"(tolerance {POSITION_TOLERANCE_UM:g} um)"
             )
         self._z = got
-        self.live.push_one(self._t_live(), got, math.nan)
+        if self.live.watched:
+            self.live.push_one(self._t_live(), got, math.nan)
 
     def _t_live(self) -> float:
         """Instrument time since this session started, s (the live plot's axis)."""
@@ -837,7 +838,13 @@ class HoppingEngine(PMDAEngine):
             self._z = math.nan  # where it stops is the stage's to say
             # its samples reach the live plot while it comes down
             read = (lambda: core.getProperty(z, "Approach_Progress")) if self._ap_progress else None
-            feed = ApproachFeed(self.live, self._t_live(), read)
+            # (nobody plots the hop: nothing is pushed, the curve is still stored)
+            watched = self.live.watched
+            feed = ApproachFeed(
+                self.live if watched else None,
+                self._t_live() if watched else 0.0,
+                read if watched else None,
+            )
             self._start(z, "the approach", core.setProperty, z, "Approach", "Start")
             self._await(z, "the approach", (here - stop_z) / speed, feed.poll)
             result = str(core.getProperty(z, "Approach_Result"))
@@ -936,13 +943,16 @@ class HoppingEngine(PMDAEngine):
         """Run the program; rows [t_s, E_V, I_A]."""
         core, ps = self.core, self.probe.ps
         if self._hw_waveform:
-            t0 = self._t_live()
+            t0 = self._t_live() if self.live.watched else math.nan
             self._start(ps, "the measurement program", core.setProperty, ps, "Acquire", "Run")
             self._await(ps, "the measurement program", self._program_s)
             trace = _as_trace(core.getProperty(ps, "LastTrace"))
             if trace.shape[1]:
                 z = self._z_now()
-                self.live.push(t0 + trace[0] - trace[0, 0], np.full(trace.shape[1], z), trace[2])
+                if math.isfinite(t0):
+                    self.live.push(
+                        t0 + trace[0] - trace[0, 0], np.full(trace.shape[1], z), trace[2]
+                    )
             if trace.shape[1] != self._n_samples:
                 # cut short (stopped by another client), or sampled at another
                 # rate than planned: not the planned measurement

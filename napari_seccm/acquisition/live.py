@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: samples kept (3 x float64 each: 4.8 MB)
 CAPACITY = 200_000
+#: a buffer read within this many seconds is being watched (s)
+WATCH_S = 3.0
 
 
 class LiveTrace:
@@ -33,6 +35,14 @@ class LiveTrace:
         self._buf = np.full((3, self.capacity), np.nan)
         self._n = 0  # samples ever pushed
         self._lock = threading.Lock()
+        self._read_at = -math.inf  # time.monotonic() of the last read
+
+    @property
+    def watched(self) -> bool:
+        """Has anyone read the buffer in the last ``WATCH_S`` seconds? A writer
+        can skip the work of pushing (reading the instrument clock, copying
+        traces) for a plot nobody shows: a scan from the command line."""
+        return time.monotonic() - self._read_at < WATCH_S
 
     @property
     def version(self) -> int:
@@ -68,6 +78,7 @@ class LiveTrace:
     def latest(self, window_s: float) -> np.ndarray:
         """Rows [t_s, z_um, I_A] of the samples of the last ``window_s``
         seconds (of the newest sample's time), oldest first."""
+        self._read_at = time.monotonic()
         with self._lock:
             n = min(self._n, self.capacity)
             if n == 0:
@@ -106,12 +117,13 @@ class ApproachFeed:
     one's and those recorded since); :meth:`poll` pushes the new ones, at most
     every ``period_s`` of wall time, and :meth:`finish` those of the final
     trace (``Approach_Trace``) not pushed yet. Times go on the live axis from
-    ``t0_s`` (the first sample's time there).
+    ``t0_s`` (the first sample's time there). With ``live`` None it pushes
+    nothing (nobody watches the buffer).
     """
 
     def __init__(
         self,
-        live: LiveTrace,
+        live: LiveTrace | None,
         t0_s: float,
         read: Callable[[], Any] | None = None,
         period_s: float = FEED_PERIOD_S,
@@ -140,6 +152,8 @@ class ApproachFeed:
         self.add(trace)
 
     def add(self, rows: Any) -> None:
+        if self.live is None:  # nobody watches: nothing to push
+            return
         if not isinstance(rows, np.ndarray) or rows.ndim != 2 or rows.shape[0] != 3:
             return  # a C++ adapter's text, or nothing
         n = rows.shape[1]
