@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ._session import get_session
 
@@ -57,7 +57,7 @@ class InspectorWidget(QWidget):
         self.info.setWordWrap(True)
         self.figure = Figure(figsize=(4, 5), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(320)
+        self.canvas.setMinimumHeight(280)  # (with its tab bar: the room it had)
         self.ax_t = self.figure.add_subplot(211)
         self.ax_iv = self.figure.add_subplot(212)
         # the plots fold away on a small screen (the other widgets' status
@@ -68,8 +68,13 @@ class InspectorWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.info)
         lay.addWidget(self.plots_btn)
-        lay.addWidget(self.canvas)
-        self._build_approach_plot(lay)
+        # the trace and I-E plots and the approach curve take turns in the
+        # room there is (stacked, each would be too small to read at 1280 x 800)
+        self.plot_tabs = QTabWidget()
+        self.plot_tabs.addTab(self.canvas, "trace and I-E")
+        self._build_approach_plot()
+        self.plot_tabs.addTab(self.approach_canvas, "approach i(z)")
+        lay.addWidget(self.plot_tabs, 1)
         self._stores: dict[str, Any] = {}
         self.last: dict[str, Any] | None = None
         #: the voltammogram on show: store, table, point, its trace, plot artists
@@ -80,8 +85,7 @@ class InspectorWidget(QWidget):
 
     def set_plots_folded(self, folded: bool) -> None:
         """Fold the trace and I-V plots away (or show them again)."""
-        self.canvas.setVisible(not folded)
-        self.approach_canvas.setVisible(not folded)
+        self.plot_tabs.setVisible(not folded)
         self.plots_btn.blockSignals(True)
         self.plots_btn.setChecked(folded)
         self.plots_btn.blockSignals(False)
@@ -194,17 +198,15 @@ class InspectorWidget(QWidget):
         return facts
 
     # ------------------------------------------------------ approach curve
-    def _build_approach_plot(self, lay: Any) -> None:
-        """The approach curve i(z) of the clicked landing, in its own canvas."""
+    def _build_approach_plot(self) -> None:
+        """The approach curve i(z) of the clicked landing, in its own canvas
+        (the plots' second tab)."""
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
         self.approach_figure = Figure(figsize=(4, 2.2), tight_layout=True)
         self.approach_canvas = FigureCanvasQTAgg(self.approach_figure)
-        # no minimum of its own: it shares the trace plots' room (small screens)
-        self.approach_canvas.setMinimumHeight(0)
         self.ax_ap = self.approach_figure.add_subplot(111)
-        lay.addWidget(self.approach_canvas)
 
     def _plot_approach(self, store: Any, i: int, contact_z: float) -> dict[str, Any]:
         """Plot point ``i``'s approach curve; its facts (samples, manual contact)."""
