@@ -331,10 +331,12 @@ def test_rig_preflight_group_shows_the_figures(make_napari_viewer, qtbot):
 
     viewer = make_napari_viewer(show=False)
     _, rig = viewer.window.add_plugin_dock_widget("napari-seccm", "Rig")
+    _, sw = viewer.window.add_plugin_dock_widget("napari-seccm", "Scan")
     rig.config_edit.setText(str(config_dir() / SIMULATED))
     rig._load()
     core = rig.session.core
     try:
+        assert not rig.pf_use_btn.isEnabled()  # nothing suggested yet
         rig.pf_noise_spin.setValue(0.3)
         rig.depth_spin.setValue(40.0)
         rig.pf_landing.setChecked(True)
@@ -359,5 +361,12 @@ def test_rig_preflight_group_shows_the_figures(make_napari_viewer, qtbot):
         assert core.getPosition() == pytest.approx(
             rep.contact_z_um + rig.retract_spin.value(), abs=0.01
         )
+        # the suggested threshold taken for the Rig's approach and the Scan's plan
+        assert rig.pf_use_btn.isEnabled()
+        rig.pf_use_btn.click()
+        want_pA = rep.threshold.threshold_A * 1e12
+        assert rig.thr_spin.value() == pytest.approx(want_pA, abs=0.006)
+        assert sw.threshold.value() == pytest.approx(want_pA, abs=0.006)
+        assert sw.plan().approach.threshold_A == pytest.approx(want_pA * 1e-12, abs=6e-15)
     finally:
         core.unloadAllDevices()

@@ -37,6 +37,8 @@ class Session(QObject):
     storeShown = Signal(str)
     #: the emergency stop was latched (True) or reset (False)
     estopChanged = Signal(bool)
+    #: a preflight's threshold chosen for the approach (A)
+    thresholdSuggested = Signal(float)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         super().__init__()

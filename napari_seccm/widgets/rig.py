@@ -745,7 +745,16 @@ class RigWidget(QWidget):
         grid.addWidget(QLabel("noise record"), 0, 0)
         grid.addWidget(self.pf_noise_spin, 0, 1)
         grid.addWidget(self.pf_landing, 1, 0, 1, 2)
-        grid.addWidget(self.pf_btn, 2, 0, 1, 2)
+        self.pf_use_btn = QPushButton("Use the suggested threshold")
+        self.pf_use_btn.setToolTip(
+            "set the preflight's threshold as the Rig's approach threshold and the Scan's"
+        )
+        self.pf_use_btn.setEnabled(False)
+        self.pf_use_btn.clicked.connect(
+            guarded(self, "using the suggested threshold", self._use_suggested_threshold)
+        )
+        grid.addWidget(self.pf_btn, 2, 0)
+        grid.addWidget(self.pf_use_btn, 2, 1)
         grid.addWidget(self.pf_result, 3, 0, 1, 2)
         box = group("Preflight", layout=grid)
         # what it uses, said where it does not widen the dock
@@ -793,6 +802,7 @@ class RigWidget(QWidget):
         def show(report: Any) -> None:
             self.preflight_report = report
             self.pf_result.setText("\n".join(report.lines()))
+            self.pf_use_btn.setEnabled(True)
             t = report.threshold
             self._say(
                 f"preflight: suggested threshold {t.threshold_A * 1e12:.3g} pA "
@@ -801,6 +811,18 @@ class RigWidget(QWidget):
             )
 
         self._run("preflight", run, show)
+
+    def _use_suggested_threshold(self) -> None:
+        """The last preflight's threshold for the Rig's approach and, through
+        the session, the Scan widget's plan."""
+        report = getattr(self, "preflight_report", None)
+        if report is None:
+            self._say("run the preflight first: there is no suggested threshold yet", error=True)
+            return
+        thr_A = float(report.threshold.threshold_A)
+        self.thr_spin.setValue(thr_A * 1e12)
+        self.session.thresholdSuggested.emit(thr_A)
+        self._say(f"threshold {thr_A * 1e12:.3g} pA for the approach here and the scan's plan")
 
     def _retract(self) -> None:
         self._move_z_by(self.retract_spin.value(), "retract")

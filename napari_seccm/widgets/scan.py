@@ -260,6 +260,7 @@ class ScanWidget(QWidget):
         self._pst_events: Any = None
         self._shown_changed.connect(self._on_property)
         self.session.coreChanged.connect(self._follow_potentiostat)
+        self.session.thresholdSuggested.connect(self._take_threshold)
         if self.session.core is not None:
             self._follow_potentiostat(self.session.core)
         for s in (self.cx, self.cy, self.w, self.h):
@@ -429,6 +430,16 @@ class ScanWidget(QWidget):
         self._say("; ".join(self._warnings) if self._warnings else "", error=bool(self._warnings))
         if not self._running():
             self.start_btn.setEnabled(True)
+
+    def _take_threshold(self, threshold_A: float) -> None:
+        """The Rig's preflight chose the approach threshold: the plan takes it
+        (the next scan's; a running scan keeps its own)."""
+        if self._running():
+            self._say(
+                f"the preflight's threshold {threshold_A * 1e12:.3g} pA applies to the next "
+                "scan; this one keeps its own",
+            )
+        self.threshold.setValue(threshold_A * 1e12)
 
     def set_plan(self, plan: ScanPlan) -> None:
         """Show a plan in the form (rectangle areas; polygons keep their vertices)."""
