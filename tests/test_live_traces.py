@@ -33,6 +33,11 @@ def test_ring_buffer_keeps_the_newest_samples_in_order(cap, sizes):
     np.testing.assert_array_equal(out[1], -want)
     np.testing.assert_array_equal(out[2], 2 * want)
     assert buf.version == len(t_all)
+    # the largest current ever pushed, kept as it came (not only what the ring holds)
+    if t_all:
+        assert buf.peak_current_A == 2 * max(t_all)
+    else:
+        assert np.isnan(buf.peak_current_A)
     if t_all:
         w = buf.latest(10.0)
         assert w[0].size and w[0][0] >= t_all[-1] - 10.0 and w[0][-1] == t_all[-1]

@@ -36,6 +36,9 @@ class LiveTrace:
         self._n = 0  # samples ever pushed
         self._lock = threading.Lock()
         self._read_at = -math.inf  # time.monotonic() of the last read
+        #: the pushed current of largest magnitude (A; NaN before any), kept
+        #: as samples arrive so that a readout never scans the whole ring
+        self.peak_current_A = math.nan
 
     @property
     def watched(self) -> bool:
@@ -56,6 +59,7 @@ class LiveTrace:
         m = t.size
         if m == 0:
             return
+        self._note_peak(i)
         if m > self.capacity:  # only the newest fit
             skipped, m = m - self.capacity, self.capacity
             t, z, i = t[-m:], z[-m:], i[-m:]
@@ -69,7 +73,16 @@ class LiveTrace:
                 self._buf[row, : m - first] = v[first:]
             self._n += skipped + m
 
+    def _note_peak(self, current_A: np.ndarray) -> None:
+        ok = current_A[np.isfinite(current_A)]
+        if ok.size:
+            k = ok[int(np.argmax(np.abs(ok)))]
+            if not abs(k) <= abs(self.peak_current_A):  # also when the peak is NaN
+                self.peak_current_A = float(k)
+
     def push_one(self, t_s: float, z_um: float, current_A: float) -> None:
+        if math.isfinite(current_A) and not abs(current_A) <= abs(self.peak_current_A):
+            self.peak_current_A = float(current_A)
         with self._lock:
             k = self._n % self.capacity
             self._buf[:, k] = (t_s, z_um, current_A)

@@ -503,17 +503,16 @@ class RigWidget(QWidget):
             self.pos_label.setText(f"X {x:.3f} um   Y {y:.3f} um   Z {z:.3f} um")
 
     def _draw_approach(self) -> None:
-        """The newest sample of the Rig's approach, and the largest current so far."""
-        import numpy as np
-
+        """The newest sample of the Rig's approach, and the largest current so
+        far (kept by the buffer as samples arrive: nothing here scans it)."""
         live = self._ap_live
         if live is None or live.version == self._ap_seen:
             return
         self._ap_seen = live.version
-        t, z, i = live.latest(float("inf"))
+        t, z, i = live.latest(0.0)  # the newest sample(s) only
         if t.size == 0:
             return
-        peak = float(i[np.nanargmax(np.abs(i))]) if np.isfinite(i).any() else math.nan
+        peak = live.peak_current_A
         self.ap_live_label.setText(
             f"approach: I {_fmt_current(float(i[-1]))}   Z {z[-1]:.3f} um   "
             f"t {t[-1]:.2f} s   (peak {_fmt_current(peak)}, {live.version} samples)"
