@@ -67,12 +67,13 @@ class LiveScanLayers(QObject):
         shown = add_store_layers(viewer, scan.store.path)
         self.layers = [lay for lay in shown if lay.metadata.get("seccm", {}).get("kind") in MAPS]
         #: layers browsed by potential: a new stack (the points measured since)
-        #: is read in the reader thread every VOLT_REFRESH_S and swapped in
+        #: is read in the reader thread every VOLT_REFRESH_S (longer when that
+        #: read is slow) and swapped in
         self.volt_layers = [
             lay for lay in shown if lay.metadata.get("seccm", {}).get("kind") == "voltammetric"
         ]
         self._volt_new: dict[int, Any] = {}
-        self._volt_read = 0.0
+        self._volt_next = 0.0  # time.monotonic() of the next stack read
         self.refreshes = 0
         # A garbage collection holds the interpreter for as long as it walks
         # every tracked object, and napari has hundreds of thousands: the
@@ -105,9 +106,12 @@ class LiveScanLayers(QObject):
                 continue
             seen = written
             self._snapshot()
-            if self.volt_layers and time.monotonic() - self._volt_read > VOLT_REFRESH_S:
-                self._volt_read = time.monotonic()
+            if self.volt_layers and time.monotonic() >= self._volt_next:
+                t0 = time.monotonic()
                 self._read_stacks()
+                # every stack reads all traces again: on a big map that takes a
+                # while, and the reader never spends more than a fifth of its time on it
+                self._volt_next = t0 + max(VOLT_REFRESH_S, 5.0 * (time.monotonic() - t0))
 
     def _read_stacks(self) -> None:
         """(Reader thread.) A fresh stack per voltammetric layer, its traces
