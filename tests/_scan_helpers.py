@@ -41,6 +41,18 @@ DEMO_CFG = CONFIG_DIR / "seccm_with_demo_microscope.cfg"
 
 
 # ------------------------------------------------------------------ plans
+
+
+def pump(seconds: float = 0.2) -> None:
+    """Let the Qt event loop run for ``seconds`` (queued signals, timers, paints)."""
+    from qtpy.QtWidgets import QApplication
+
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
 def small_plan(width_um: float = 6.0, pitch_um: float = 0.5, **kw: Any) -> ScanPlan:
     """A small square map centred at 0 (6 x 6 um at 0.5 um: 144 points)."""
     return ScanPlan(

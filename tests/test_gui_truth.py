@@ -5,13 +5,14 @@ once."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest.importorskip("napari")
+
+from _scan_helpers import pump
 
 from napari_seccm.acquisition.store import ScanStore
 from napari_seccm.cli import main as cli_main
@@ -20,15 +21,6 @@ from napari_seccm.configs import config_path
 pytestmark = pytest.mark.gui
 
 SIM = str(config_path("seccm_simulated.cfg"))
-
-
-def pump(seconds: float = 0.2) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end:
-        QApplication.processEvents()
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -19,6 +19,9 @@ import pytest
 from qtpy.QtCore import Qt
 
 pytest.importorskip("napari")
+
+from _scan_helpers import pump
+
 pytest.importorskip("napari_micromanager")
 
 from napari_seccm.configs import config_path
@@ -27,15 +30,6 @@ from napari_seccm.devices._hub import live_hubs
 pytestmark = pytest.mark.gui
 
 SIM = str(config_path("seccm_simulated.cfg"))
-
-
-def pump(seconds: float = 0.2) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end:
-        QApplication.processEvents()
-        time.sleep(0.01)
 
 
 def hubs_named(label: str) -> int:
